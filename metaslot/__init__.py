@@ -1,0 +1,42 @@
+"""metaslot: a typed, functional-core PyTorch toolkit for object-centric learning around MetaSlot.
+
+Shape checking: with ``METASLOT_TYPECHECK=1`` in the environment (the test suite sets it) every
+jaxtyping-annotated function and record of the package is checked by beartype at call time. It is off
+by default because it costs Python time on every call and cannot be traced by ``torch.compile``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+if os.environ.get("METASLOT_TYPECHECK", "0") not in ("", "0", "false", "False"):
+    from jaxtyping import install_import_hook
+
+    # Stays installed: every metaslot submodule imported from now on is instrumented.
+    install_import_hook("metaslot", "beartype.beartype")
+
+__version__ = "0.1.0"
+
+# Public names resolved lazily so that `import metaslot` stays light (no torch import for `--help`).
+_LAZY = {
+    "MetaSlot": "metaslot.models.aggregators",
+    "SlotAttention": "metaslot.models.aggregators",
+    "MetaSlotSpec": "metaslot.models.aggregators",
+    "SlotAttentionSpec": "metaslot.models.aggregators",
+    "AggregatorOutput": "metaslot.models.records",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'metaslot' has no attribute {name!r}")
+
+
+def typechecking_enabled() -> bool:
+    """True when the jaxtyping/beartype import hook was installed for this process."""
+    return os.environ.get("METASLOT_TYPECHECK", "0") not in ("", "0", "false", "False")
+
+
+__all__ = [*_LAZY, "typechecking_enabled", "__version__"]

@@ -1,0 +1,1 @@
+"""Command-line entry points (tyro). `python -m cli.<name>` and `metaslot-<name>` both land here."""

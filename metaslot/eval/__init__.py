@@ -1,0 +1,1 @@
+"""Evaluation loop, metric aggregation and pictures."""

@@ -1,0 +1,1 @@
+"""Thin nn.Modules and frozen attrs specs that assemble `metaslot.ops` into models."""

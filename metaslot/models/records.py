@@ -1,0 +1,45 @@
+"""Typed outputs shared by aggregators, decoders and pipelines (never positional tuples).
+
+Axis glossary (one for the whole project): b batch, k slots, n tokens, d slot width, c channels,
+h w spatial, m codebook size, t frames/iterations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class AggregatorOutput:
+    """What both Slot Attention and MetaSlot return.
+
+    ``attention`` is the softmax-over-slots map of the last iteration. ``keep`` marks live slots
+    (all True for plain Slot Attention); pruned slots have zero attention. ``codes`` holds the
+    prototype index of each slot, or -1 where there is none (plain Slot Attention, pruned slots).
+    """
+
+    slots: Float[Tensor, "b k d"]
+    attention: Float[Tensor, "b k n"]
+    keep: Bool[Tensor, "b k"]
+    codes: Int[Tensor, "b k"]
+
+
+@dataclass(frozen=True)
+class PipelineOutput:
+    """What every pipeline's forward returns.
+
+    ``loss`` is the total training loss, ``terms`` its named parts (already weighted). ``masks`` are
+    per-slot segmentation masks at input resolution with pruned slots all zero. ``aggregator`` is the
+    aggregator's output, which the training loop hands back for codebook upkeep; None for the VQ-VAE.
+    """
+
+    loss: Float[Tensor, ""]
+    terms: dict[str, Tensor] = field(default_factory=dict)
+    slots: Float[Tensor, "b k d"] | None = None
+    keep: Bool[Tensor, "b k"] | None = None
+    masks: Float[Tensor, "b k h w"] | None = None
+    reconstruction: Tensor | None = None
+    aggregator: AggregatorOutput | None = None

@@ -1,0 +1,1 @@
+"""Training loop: device, AMP, DDP, optimiser, schedules, checkpoints, logging, progress."""
