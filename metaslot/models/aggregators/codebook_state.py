@@ -1,0 +1,131 @@
+"""MetaSlot's codebook and everything its upkeep changes, as a parameter and registered buffers.
+
+Deviations from the reference (``spec/paper.md`` §2.10, §5): usage counters start at the timeout (the
+reference started them at 1 and so replaced every code unused by the first batch at step 1); the ring
+buffer starts empty with a fill count (never random filler); the one-off k-means waits until the buffer
+holds enough real slots; counters, flags and the step are buffers, so a resume continues exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor, nn
+
+from metaslot.models.aggregators.distributed import broadcast_state
+from metaslot.models.aggregators.specs import MetaSlotSpec
+from metaslot.ops.codebook import (
+    RingBuffer,
+    dead_code_timeout_steps,
+    filled_rows,
+    kmeans,
+    kmeans_ema_step,
+    replace_dead_codes,
+    update_usage_counters,
+    write_ring_buffer,
+)
+from metaslot.ops.quantize import quantize
+
+
+class CodebookState(nn.Module):
+    """Codebook ``(m, d)`` parameter plus counters, ring buffer, step counter and k-means flag buffers."""
+
+    def __init__(self, spec: MetaSlotSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        size, width, capacity = spec.codebook_size, spec.slot_dim, spec.buffer_capacity
+        self.timeout_steps = dead_code_timeout_steps(spec.dead_code_timeout, size, capacity)
+        # The one-off k-means needs as many real slots as codes, or a full buffer when it is smaller.
+        self.kmeans_init_threshold = min(size, capacity)
+        self.codebook = nn.Parameter(torch.empty(size, width).uniform_(-1.0 / size, 1.0 / size))
+        self.register_buffer("usage_counters", torch.full((size,), self.timeout_steps, dtype=torch.long))
+        self.register_buffer("buffer_vectors", torch.zeros(capacity, width))
+        self.register_buffer("buffer_pointer", torch.zeros((), dtype=torch.long))
+        self.register_buffer("buffer_fill", torch.zeros((), dtype=torch.long))
+        self.register_buffer("step_counter", torch.zeros((), dtype=torch.long))
+        self.register_buffer("kmeans_done", torch.zeros((), dtype=torch.bool))
+        # Host-side, derived: a lower bound on buffer_fill (every image keeps at least one slot) and
+        # whether the one-off k-means has run, so deciding it never reads a device value.
+        # Re-derived from the buffers whenever a state dict is loaded.
+        self._fill_lower_bound = 0
+        self._kmeans_done_host = False
+
+    def _load_from_state_dict(
+        self,
+        state_dict: Mapping[str, Tensor],
+        prefix: str,
+        local_metadata: dict,
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        # Loading is not a hot path: one read of two scalars re-derives the host-side mirrors.
+        self._fill_lower_bound = int(self.buffer_fill)
+        self._kmeans_done_host = bool(self.kmeans_done)
+
+    def ring_buffer(self) -> RingBuffer:
+        return RingBuffer(vectors=self.buffer_vectors, pointer=self.buffer_pointer, fill=self.buffer_fill)
+
+    def _synchronised(self) -> list[Tensor]:
+        return [
+            self.codebook.data,
+            self.usage_counters,
+            self.buffer_vectors,
+            self.buffer_pointer,
+            self.buffer_fill,
+            self.step_counter,
+            self.kmeans_done,
+        ]
+
+    @torch.no_grad()
+    def upkeep(
+        self,
+        slots: Float[Tensor, "v d"],
+        valid: Bool[Tensor, " v"],
+        *,
+        num_images: int,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        """One upkeep step on final slots (already gathered from all ranks); updates state in place."""
+        spec = self.spec
+        slots = slots.to(self.buffer_vectors.dtype)
+        codes = quantize(slots[None], self.codebook).codes[0]
+
+        buffer = write_ring_buffer(self.ring_buffer(), slots, valid)
+        self.buffer_vectors.copy_(buffer.vectors)
+        self.buffer_pointer.copy_(buffer.pointer)
+        self.buffer_fill.copy_(buffer.fill)
+        self._fill_lower_bound = min(self._fill_lower_bound + num_images, spec.buffer_capacity)
+
+        if spec.kmeans_init and not self._kmeans_done_host and self._fill_lower_bound >= self.kmeans_init_threshold:
+            # One-off: decided from host-side ints only; the lower bound guarantees enough real slots.
+            centres = kmeans(
+                self.buffer_vectors, filled_rows(self.ring_buffer()), self.codebook.data, spec.kmeans_init_iterations
+            )
+            self.codebook.data.copy_(centres)
+            self.kmeans_done.fill_(True)
+            self._kmeans_done_host = True
+
+        counters = update_usage_counters(self.usage_counters, codes, valid, self.timeout_steps)
+        if spec.codebook_update in ("kmeans", "both"):
+            self.codebook.data.copy_(kmeans_ema_step(self.codebook.data, slots, valid, spec.kmeans_decay))
+        codebook, counters = replace_dead_codes(
+            self.codebook.data,
+            counters,
+            self.ring_buffer(),
+            timeout_steps=self.timeout_steps,
+            rate=spec.replacement_rate,
+            relative_noise=spec.replacement_noise,
+            generator=generator,
+        )
+        self.codebook.data.copy_(codebook)
+        self.usage_counters.copy_(counters)
+        self.step_counter.add_(1)
+        # Every rank did the same work on the same gathered slots; rank 0's random draws win.
+        broadcast_state(self._synchronised())

@@ -1,0 +1,142 @@
+"""MetaSlot: Slot Attention that finds duplicate slots through a global codebook and prunes them.
+
+Forward (paper §2, DESIGN.md "MetaSlot semantics we implement"):
+stage 1 runs T iterations from the detached initial slots without autograd; each slot is quantised to
+its nearest prototype; per image the first slot of each code survives; stage 2 runs T masked iterations
+from the prototypes (pruned rows zeroed), with a straight-through term to the initial slots before its
+last iteration. In training the prune path is taken with probability p(step) (one draw per batch on the
+device), otherwise stage 2 starts from all prototypes unmasked; evaluation always prunes.
+The codebook upkeep is a separate method the training loop calls after the optimiser step.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from metaslot.models.aggregators.codebook_state import CodebookState
+from metaslot.models.aggregators.distributed import all_gather_tensor, world_size
+from metaslot.models.aggregators.slot_attention import SlotAttentionWeights
+from metaslot.models.aggregators.specs import MetaSlotSpec
+from metaslot.models.records import AggregatorOutput
+from metaslot.ops.dedup import prune_duplicates
+from metaslot.ops.noise import prune_probability
+from metaslot.ops.quantize import quantize
+from metaslot.ops.slot_attention import aggregate
+
+
+class MetaSlot(SlotAttentionWeights):
+    """Drop-in replacement for a Slot Attention module (same weights, same call, same output record).
+
+    Construct from keyword arguments (``MetaSlot(num_slots=7, slot_dim=64, feature_dim=32)``) or a spec
+    (``MetaSlot.from_spec(spec)`` / ``spec.build()``). State that changes during training (codebook,
+    usage counters, ring buffer, step counter, k-means flag) lives in ``codebook_state`` as a parameter
+    and registered buffers, so it checkpoints, moves with ``.to()`` and is synchronised under DDP.
+    """
+
+    def __init__(self, spec: MetaSlotSpec | None = None, **fields: object) -> None:
+        if spec is None:
+            spec = MetaSlotSpec(**fields)  # type: ignore[arg-type]
+        elif fields:
+            raise TypeError(f"pass either a spec or keyword fields, not both (got extra {sorted(fields)})")
+        super().__init__(spec)
+        self.spec = spec
+        self.codebook_state = CodebookState(spec)
+
+    @classmethod
+    def from_spec(cls, spec: MetaSlotSpec) -> MetaSlot:
+        return cls(spec)
+
+    @property
+    def codebook(self) -> Float[Tensor, "m d"]:
+        """The prototypes (an ``nn.Parameter``)."""
+        return self.codebook_state.codebook
+
+    def _prototype_source(self) -> Float[Tensor, "m d"]:
+        # Gradient reaches the prototypes only when the spec says the optimiser trains them.
+        if self.spec.codebook_update in ("gradient", "both"):
+            return self.codebook_state.codebook
+        return self.codebook_state.codebook.detach()
+
+    def _prune_path(self, device: torch.device, generator: torch.Generator | None) -> Bool[Tensor, ""]:
+        """Whether this batch takes the prune-and-mask path: always at evaluation, else u < p(step).
+
+        One uniform draw per batch, on the device, so no host sync.
+        """
+        if not self.training:
+            return torch.ones((), dtype=torch.bool, device=device)
+        probability = prune_probability(
+            self.codebook_state.step_counter, self.spec.prune_start, self.spec.prune_growth
+        )
+        uniform = torch.rand((), generator=generator, device=device)
+        return uniform < probability
+
+    def forward(
+        self,
+        features: Float[Tensor, "b n c"],
+        initial_slots: Float[Tensor, "b k d"] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> AggregatorOutput:
+        spec = self.spec
+        self.check_features(features)
+        initial = self.initial_slots(features, initial_slots, generator)
+        features_normed = self.norm_features(features)
+        step = self.step()
+        noisy = self.training or spec.noise_at_eval
+        # The last iteration of each stage is noise-free (σ_{T−1} = 0): project the clean features once.
+        clean_keys_values = step.project_keys_values(features_normed)
+
+        # Stage 2 starts from (detached) prototypes, so stage 1 never needs a graph.
+        with torch.no_grad():
+            middle = aggregate(
+                initial.detach(),
+                features_normed,
+                step,
+                self.num_iterations,
+                noise_weight=spec.noise_weight if noisy and spec.noise_stages == "both" else 0.0,
+                generator=generator,
+                clean_keys_values=clean_keys_values,
+            ).slots
+        quantized = quantize(
+            middle,
+            self._prototype_source(),
+            gumbel=spec.quantizer == "gumbel" and self.training,
+            generator=generator,
+        )
+        keep: Bool[Tensor, "b k"] = prune_duplicates(quantized.codes) | ~self._prune_path(
+            features.device, generator
+        )
+        # Pruned rows start stage 2 at zero, as the reference's dedup writes them.
+        start = torch.where(keep[:, :, None], quantized.prototypes, torch.zeros_like(quantized.prototypes))
+        final = aggregate(
+            start,
+            features_normed,
+            step,
+            self.num_iterations,
+            keep=keep,
+            noise_weight=spec.noise_weight if noisy else 0.0,
+            generator=generator,
+            straight_through=initial if spec.straight_through else None,
+            clean_keys_values=clean_keys_values,
+        )
+        codes: Int[Tensor, "b k"] = torch.where(keep, quantized.codes, torch.full_like(quantized.codes, -1))
+        return AggregatorOutput(slots=final.slots, attention=final.attention, keep=keep, codes=codes)
+
+    @torch.no_grad()
+    def update_codebook(self, output: AggregatorOutput, generator: torch.Generator | None = None) -> None:
+        """Codebook upkeep after the optimiser step (no gradient, no host sync).
+
+        Re-quantises the final kept slots (gathered from all ranks under DDP) with the exact nearest
+        prototype, writes them to the ring buffer, refreshes usage counters, replaces dead codes (noise
+        from ``generator``), runs the optional k-means steps and advances the step counter; under DDP rank
+        0's resulting state is broadcast so every rank is bit-identical.
+        """
+        slots = all_gather_tensor(output.slots.detach())
+        valid = all_gather_tensor(output.keep)
+        self.codebook_state.upkeep(
+            slots.reshape(-1, slots.shape[-1]),
+            valid.reshape(-1),
+            num_images=output.slots.shape[0] * world_size(),
+            generator=generator,
+        )
