@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 from metaslot.ops.attention import masked_slot_attention
+from metaslot.ops.codebook import (
+    RingBuffer,
+    dead_code_timeout_steps,
+    empty_ring_buffer,
+    filled_rows,
+    kmeans,
+    kmeans_ema_step,
+    replace_dead_codes,
+    update_usage_counters,
+    write_ring_buffer,
+)
 from metaslot.ops.dedup import prune_duplicates
 from metaslot.ops.noise import noise_scale, prune_probability
 from metaslot.ops.quantize import Quantized, quantize, squared_distances
@@ -11,12 +22,21 @@ from metaslot.ops.slot_attention import Aggregation, SlotAttentionStep, aggregat
 __all__ = [
     "Aggregation",
     "Quantized",
+    "RingBuffer",
     "SlotAttentionStep",
     "aggregate",
+    "dead_code_timeout_steps",
+    "empty_ring_buffer",
+    "filled_rows",
+    "kmeans",
+    "kmeans_ema_step",
     "masked_slot_attention",
     "noise_scale",
     "prune_duplicates",
     "prune_probability",
     "quantize",
+    "replace_dead_codes",
     "squared_distances",
+    "update_usage_counters",
+    "write_ring_buffer",
 ]
