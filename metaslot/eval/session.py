@@ -1,0 +1,58 @@
+"""One evaluation with its outputs: metrics JSON, printed table and pictures (rank 0 writes)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from metaslot.eval.evaluate import EvaluationResult, PictureSamples, evaluate
+from metaslot.eval.pictures import write_pictures
+from metaslot.eval.report import format_table, write_json
+
+
+def evaluate_and_report(
+    pipeline: torch.nn.Module,
+    dataset: torch.utils.data.Dataset,
+    *,
+    output_dir: Path,
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    max_batches: int | None = None,
+    pictures: int = 8,
+    gallery_codes: int = 12,
+    gallery_examples: int = 6,
+    world_size: int = 1,
+    rank: int = 0,
+    seed: int = 0,
+    num_workers: int = 0,
+    title: str = "evaluation",
+    echo: bool = True,
+) -> EvaluationResult:
+    """Evaluate, then (on rank 0) write ``evaluation.json`` and the PNGs into ``output_dir`` and print the table."""
+    capacity = max(pictures, 64 if gallery_codes > 0 else 0)
+    samples = PictureSamples(capacity=capacity) if rank == 0 and capacity > 0 else None
+    result = evaluate(
+        pipeline, dataset, batch_size=batch_size, device=device, dtype=dtype, max_batches=max_batches,
+        world_size=world_size, rank=rank, seed=seed, num_workers=num_workers, pictures=samples,
+    )
+    if rank == 0:
+        write_json(result, output_dir / "evaluation.json", title=title)
+        written = []
+        if samples is not None:
+            written = write_pictures(
+                samples, result, output_dir, max_images=pictures, gallery_codes=gallery_codes,
+                gallery_examples=gallery_examples,
+            )
+        if echo:
+            print(format_table(result, title))
+            print(f"metrics: {output_dir / 'evaluation.json'}")
+            for path in written:
+                print(f"picture: {path}")
+    return result
+
+
+def batches_for_images(images: int, batch_size: int) -> int:
+    return max(1, math.ceil(images / batch_size))

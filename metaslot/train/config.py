@@ -1,0 +1,207 @@
+"""The resolved training configuration: frozen attrs specs, one per concern, and the JSON round trip.
+
+``TrainConfig.model`` and ``TrainConfig.data`` are annotated ``object`` on purpose: tyro narrows them
+to the preset's concrete spec classes, so overrides are plain flags (``--model.aggregator.num-slots 7``)
+and no union turns into a subcommand.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import json
+import pathlib
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import torch
+
+from metaslot.train.device import DeviceChoice, PrecisionChoice
+from metaslot.train.errors import CheckpointError, ConfigError
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: float | int | None) -> None:
+    if value is not None and value <= 0:
+        raise ConfigError(f"{attribute.name} must be > 0, got {value}")
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute, value: float | int) -> None:
+    if value < 0:
+        raise ConfigError(f"{attribute.name} must be >= 0, got {value}")
+
+
+def _fraction(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"{attribute.name} must be in [0, 1), got {value}")
+
+
+@attrs.frozen
+class OptimSpec:
+    """Adam as in every reference config (betas 0.9/0.999, eps 1e-8, no weight decay) plus gradient clipping."""
+
+    learning_rate: float = attrs.field(default=2e-4, validator=_positive)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = attrs.field(default=1e-8, validator=_positive)
+    weight_decay: float = attrs.field(default=0.0, validator=_non_negative)
+    clip_norm: float | None = attrs.field(default=1.0, validator=_positive)
+    """Maximum gradient norm; None disables clipping."""
+    clip_norm_type: Literal["l2", "inf"] = "l2"
+
+    def build(self, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.Adam(
+            parameters, lr=self.learning_rate, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay
+        )
+
+
+@attrs.frozen
+class ScheduleSpec:
+    """Linear warm-up over a fraction of the run, then cosine to ``final_learning_rate`` (reference: 5 %, 0)."""
+
+    warmup_fraction: float = attrs.field(default=0.05, validator=_fraction)
+    final_learning_rate: float = attrs.field(default=0.0, validator=_non_negative)
+
+
+@attrs.frozen
+class LoopSpec:
+    """How long to train and how often to validate, log and checkpoint (all counted in optimiser steps)."""
+
+    steps: int = attrs.field(default=50_000, validator=_positive)
+    batch_size: int = attrs.field(default=32, validator=_positive)
+    """Global batch per optimiser step, split over processes and accumulation micro-steps."""
+    accumulate: int = attrs.field(default=1, validator=_positive)
+    val_every: int = attrs.field(default=1250, validator=_positive)
+    val_batches: int | None = attrs.field(default=20, validator=_positive)
+    """Cap on validation batches during training (None: the whole split)."""
+    checkpoint_every: int = attrs.field(default=1000, validator=_positive)
+    keep_checkpoints: int = attrs.field(default=2, validator=_positive)
+    best_metric: str = "fg_ari"
+    best_mode: Literal["max", "min"] = "max"
+    log_every: int = attrs.field(default=50, validator=_positive)
+    seed: int = 42
+    num_workers: int = attrs.field(default=4, validator=_non_negative)
+    stop_at: int | None = attrs.field(default=None, validator=_positive)
+    """Save a checkpoint and stop after this step (schedules still span ``steps``); for time-sliced jobs."""
+
+
+@attrs.frozen
+class EvalSpec:
+    """Evaluation after training and in `cli.eval`: split, batch cap, pictures."""
+
+    split: str = "val"
+    max_batches: int | None = attrs.field(default=None, validator=_positive)
+    batch_size: int | None = attrs.field(default=None, validator=_positive)
+    """None: the training batch size."""
+    pictures: int = attrs.field(default=8, validator=_non_negative)
+    """Images in the segmentation grid (0: no pictures)."""
+    gallery_codes: int = attrs.field(default=12, validator=_non_negative)
+    gallery_examples: int = attrs.field(default=6, validator=_positive)
+
+
+@attrs.frozen
+class TrainConfig:
+    """Everything one run needs; saved as ``runs/<name>/config.json``."""
+
+    name: str
+    model: object
+    """A pipeline spec (``AutoencoderSpec``, ``SlateSpec``, ...) with ``build() -> nn.Module``."""
+    data: object
+    """A dataset spec with ``build(split, train) -> Dataset[Sample]``."""
+    optim: OptimSpec = OptimSpec()
+    schedule: ScheduleSpec = ScheduleSpec()
+    loop: LoopSpec = LoopSpec()
+    evaluation: EvalSpec = EvalSpec()
+    runs_dir: Path = Path("runs")
+    device: DeviceChoice = "auto"
+    precision: PrecisionChoice = "auto"
+    compile: bool = False
+    """torch.compile the pipeline (shape checking is off under compile)."""
+    tensorboard: bool = False
+    progress: bool = True
+    resume: bool = False
+    """Continue from ``runs/<name>/checkpoints/latest.json`` exactly where it stopped."""
+    vqvae: Path | None = None
+    """Stage-1 VQ-VAE run folder or checkpoint (SLATE and SlotDiffusion only)."""
+    evaluate_at_end: bool = True
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+
+# --- JSON round trip -------------------------------------------------------------------------------
+# Self-describing JSON: attrs instances carry "__type__" ("module:QualName"), paths, tuples and enums
+# are tagged. Loading imports only metaslot modules or modules already imported (no eval, no pickle).
+
+
+def to_jsonable(value: Any) -> Any:
+    """An attrs config tree as plain JSON values."""
+    if attrs.has(type(value)):
+        fields = {field.name: to_jsonable(getattr(value, field.name)) for field in attrs.fields(type(value))}
+        return {"__type__": f"{type(value).__module__}:{type(value).__qualname__}", **fields}
+    if isinstance(value, pathlib.PurePath):
+        return {"__path__": str(value)}
+    if isinstance(value, enum.Enum):
+        return {"__enum__": f"{type(value).__module__}:{type(value).__qualname__}", "name": value.name}
+    if isinstance(value, tuple):
+        return {"__tuple__": [to_jsonable(item) for item in value]}
+    if isinstance(value, list):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ConfigError(f"cannot save config value {value!r} of type {type(value).__name__} as JSON")
+
+
+def _resolve(qualified: str) -> type:
+    module_name, _, qualname = qualified.partition(":")
+    if module_name not in sys.modules and not module_name.startswith("metaslot."):
+        raise CheckpointError(f"config.json names class {qualified}, which is outside metaslot; refusing to import it")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as error:
+        raise CheckpointError(f"config.json names class {qualified}, which this version lacks ({error})") from error
+    return target
+
+
+def from_jsonable(value: Any) -> Any:
+    """Inverse of `to_jsonable`."""
+    if isinstance(value, list):
+        return [from_jsonable(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if "__path__" in value:
+        return Path(value["__path__"])
+    if "__tuple__" in value:
+        return tuple(from_jsonable(item) for item in value["__tuple__"])
+    if "__enum__" in value:
+        return _resolve(value["__enum__"])[value["name"]]
+    if "__type__" in value:
+        cls = _resolve(value["__type__"])
+        known = {field.name: field for field in attrs.fields(cls)}
+        unknown = set(value) - set(known) - {"__type__"}
+        if unknown:
+            raise CheckpointError(f"config.json has fields {sorted(unknown)} that {cls.__name__} does not know")
+        arguments = {name: from_jsonable(item) for name, item in value.items() if name != "__type__"}
+        init_arguments = {name: item for name, item in arguments.items() if known[name].init}
+        return cls(**init_arguments)
+    return {key: from_jsonable(item) for key, item in value.items()}
+
+
+def config_to_json(config: TrainConfig, **extra: Any) -> str:
+    return json.dumps({"config": to_jsonable(config), **extra}, indent=2)
+
+
+def config_from_json(text: str) -> TrainConfig:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"config.json is not valid JSON ({error}); the run folder is damaged") from error
+    config = from_jsonable(document.get("config"))
+    if not isinstance(config, TrainConfig):
+        raise CheckpointError("config.json does not hold a TrainConfig; is this a metaslot run folder?")
+    return config

@@ -1,0 +1,127 @@
+"""Tiny stand-ins for a pipeline and a dataset, written against the public contracts only.
+
+They exercise everything the loop relies on: a PipelineOutput with masks/keep/codes, an aggregator
+with a codebook that ``update_codebook`` changes using the global RNG (so RNG restore matters), noise
+in training, and a dataset whose samples are a pure function of the index.
+"""
+
+from __future__ import annotations
+
+import time
+
+import attrs
+import torch
+from torch import nn
+
+from metaslot.data.records import Sample
+from metaslot.models.records import AggregatorOutput, PipelineOutput
+
+
+class FakeAggregator(nn.Module):
+    def __init__(self, num_slots: int, width: int, codebook_size: int) -> None:
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(num_slots, width) * 0.5)
+        self.register_buffer("codebook", torch.randn(codebook_size, width))
+        self.register_buffer("usage", torch.zeros(codebook_size))
+
+    def forward(self, features: torch.Tensor) -> AggregatorOutput:
+        logits = torch.einsum("kd,bnd->bkn", self.queries, features) / features.shape[-1] ** 0.5
+        attention = logits.softmax(dim=1)
+        weights = attention / attention.sum(dim=2, keepdim=True).clamp(min=1e-6)
+        slots = torch.einsum("bkn,bnd->bkd", weights, features)
+        codes = torch.cdist(slots.detach(), self.codebook[None].expand(slots.shape[0], -1, -1)).argmin(dim=2)
+        # keep the first slot of each code
+        same = codes[:, :, None] == codes[:, None, :]
+        earlier = torch.ones(codes.shape[1], codes.shape[1], dtype=torch.bool).tril(-1)
+        keep = ~(same & earlier).any(dim=2)
+        return AggregatorOutput(slots=slots, attention=attention, keep=keep, codes=torch.where(keep, codes, -1))
+
+    @torch.no_grad()
+    def update_codebook(self, output: AggregatorOutput) -> None:
+        valid = output.codes[output.codes >= 0]
+        self.usage += torch.bincount(valid, minlength=self.usage.shape[0]).float()
+        self.codebook.add_(torch.randn_like(self.codebook) * 0.01)
+
+
+class FakePipeline(nn.Module):
+    def __init__(self, spec: FakePipelineSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.encoder = nn.Conv2d(3, spec.width, 3, padding=1)
+        self.aggregator = FakeAggregator(spec.num_slots, spec.width, spec.codebook_size)
+        self.colour = nn.Linear(spec.width, 3)
+        self.register_buffer("forward_count", torch.zeros((), dtype=torch.long))
+
+    def forward(self, image: torch.Tensor) -> PipelineOutput:
+        batch, _, height, width = image.shape
+        features = self.encoder(image).flatten(2).transpose(1, 2)
+        if self.training:
+            features = features + 0.01 * torch.randn_like(features)
+        aggregated = self.aggregator(features)
+        masks = aggregated.attention.reshape(batch, -1, height, width)
+        masks = masks * aggregated.keep[:, :, None, None]
+        reconstruction = torch.einsum("bkhw,bkc->bchw", masks, self.colour(aggregated.slots))
+        loss = ((reconstruction - image) ** 2).mean()
+        if self.training:
+            self.forward_count += 1
+            if self.spec.nan_after is not None and int(self.forward_count) > self.spec.nan_after:
+                loss = loss * float("nan")
+        return PipelineOutput(
+            loss=loss, terms={"mse": loss.detach()}, slots=aggregated.slots, keep=aggregated.keep,
+            masks=masks, reconstruction=reconstruction, aggregator=aggregated,
+        )
+
+    def after_optimizer_step(self, output: PipelineOutput) -> None:
+        self.aggregator.update_codebook(output.aggregator)
+
+
+@attrs.frozen
+class FakePipelineSpec:
+    num_slots: int = 4
+    width: int = 8
+    codebook_size: int = 6
+    nan_after: int | None = None
+    """Forward passes after which the loss becomes NaN (non-finite handling)."""
+
+    def build(self) -> FakePipeline:
+        return FakePipeline(self)
+
+
+class FakeDataset(torch.utils.data.Dataset):
+    def __init__(self, size: int, resolution: int, offset: int, delay: float) -> None:
+        self.size, self.resolution, self.offset, self.delay = size, resolution, offset, delay
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> Sample:
+        if self.delay:
+            time.sleep(self.delay)
+        generator = torch.Generator().manual_seed(self.offset + index)
+        r = self.resolution
+        image = torch.full((3, r, r), 0.1)
+        segment = torch.zeros(r, r, dtype=torch.long)
+        count = int(torch.randint(1, 3, (1,), generator=generator))
+        for label in range(1, count + 1):
+            top, left = torch.randint(0, r // 2, (2,), generator=generator).tolist()
+            size = r // 3
+            segment[top : top + size, left : left + size] = label
+            image[:, top : top + size, left : left + size] = torch.rand(3, 1, 1, generator=generator)
+        # Augmentation drawn from the global RNG, as real transforms do.
+        image = image + 0.01 * torch.randn(image.shape)
+        return Sample(image=image, segment=segment, num_objects=count)
+
+
+@attrs.frozen
+class FakeDataSpec:
+    train_size: int = 16
+    val_size: int = 8
+    resolution: int = 16
+    delay: float = 0.0
+    """Seconds per sample (slows the SIGTERM test's run down)."""
+
+    def build(self, split: str, train: bool) -> FakeDataset:
+        if split == "missing":
+            raise FileNotFoundError("fake split 'missing' has no files")
+        size = self.train_size if train else self.val_size
+        return FakeDataset(size, self.resolution, offset=0 if train else 10_000, delay=self.delay)
