@@ -1,0 +1,278 @@
+"""Safe LMDB I/O: the restricted unpickler for the published files, our pickle-free msgpack format,
+lazy per-process environments and the atomic writer used by the converters.
+
+The published VQ-VFM-OCL / MetaSlot files store ``pickle.dumps(dict)`` records (reference.md §3.1).
+Plain ``pickle.loads`` on a downloaded file runs arbitrary code, so records are read with
+``SafeUnpickler``, which resolves only the handful of globals that numpy arrays, numpy scalars and
+``io.BytesIO`` need. Files written by our converter never contain pickles: records are msgpack maps
+whose typed arrays are ``{"dtype", "shape", "data"}`` maps, and a ``__format__`` key marks them.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import os
+import pickle
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import msgpack
+import numpy
+
+KEYS_KEY = b"__keys__"
+FORMAT_KEY = b"__format__"
+FORMAT_NAME = "metaslot-lmdb"
+FORMAT_VERSION = 1
+RELEASE_PAGE = "https://github.com/Genera1Z/VQ-VFM-OCL (release page: converted LMDB files)"
+# Sparse on Linux: the file only grows as pages are written (same as the reference's 1 TiB).
+MAP_SIZE = 1 << 40
+# Array dtypes a typed-array map may carry: plain numbers only, never object arrays.
+ALLOWED_DTYPES = frozenset(
+    ["bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float16", "float32", "float64"]
+)
+
+
+class UnsafeRecordError(pickle.UnpicklingError):
+    """A record asked for a global outside the allow-list (or is otherwise not a plain data record)."""
+
+
+class MissingDatasetError(FileNotFoundError):
+    """A dataset file is absent; the message says where it was looked for and how to get it."""
+
+
+def _numpy_core_attr(module: str, name: str) -> Any:
+    """Resolve ``multiarray._reconstruct`` and friends from whichever numpy is installed.
+
+    Files pickled under numpy 1.x name ``numpy.core.*``, under numpy 2.x ``numpy._core.*``; both map to
+    the same installed function without importing the deprecated ``numpy.core`` alias.
+    """
+    try:
+        core = __import__(f"numpy._core.{module}", fromlist=[name])
+    except ImportError:  # numpy 1.x has no numpy._core
+        core = __import__(f"numpy.core.{module}", fromlist=[name])
+    return getattr(core, name)
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """``_codecs.encode`` as protocol-2 numpy pickles use it, restricted to the text codecs they need."""
+    if codecs.lookup(encoding).name not in ("latin-1", "iso8859-1", "utf-8"):
+        raise UnsafeRecordError(f"_codecs.encode with codec {encoding!r} is not allowed in a data record")
+    return codecs.encode(text, encoding)
+
+
+_BUILTINS = {name: getattr(__import__("builtins"), name) for name in (
+    "dict", "list", "tuple", "set", "frozenset", "bytes", "bytearray", "str", "int", "float", "bool", "complex",
+)}
+
+
+def _allowed_global(module: str, name: str) -> Any | None:
+    if module == "builtins":
+        return _BUILTINS.get(name)
+    if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in ("_reconstruct", "scalar"):
+        return _numpy_core_attr("multiarray", name)
+    if module in ("numpy.core.numeric", "numpy._core.numeric") and name == "_frombuffer":
+        return _numpy_core_attr("numeric", name)  # pickle protocol 5 arrays
+    if module == "numpy" and name in ("ndarray", "dtype"):
+        return getattr(numpy, name)
+    if module == "numpy.dtypes" and name.endswith("DType") and name != "ObjectDType":
+        return getattr(getattr(numpy, "dtypes", None), name, None)
+    if module == "_codecs" and name == "encode":
+        return _latin1_encode
+    if module in ("_io", "io") and name == "BytesIO":
+        return io.BytesIO
+    return None
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickler that only builds plain data: builtins containers, numpy arrays/scalars, BytesIO."""
+
+    def __init__(self, file: io.BytesIO, *, where: str) -> None:
+        super().__init__(file)
+        self._where = where
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = _allowed_global(module, name)
+        if found is None:
+            raise UnsafeRecordError(
+                f"refused to unpickle global {module}.{name} in {self._where}: data records may only hold "
+                "builtins containers/scalars/bytes, numpy arrays and scalars, and io.BytesIO. The file is "
+                "corrupt or crafted; re-download it or convert the raw dataset with `python -m cli.convert`."
+            )
+        return found
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafeRecordError(f"persistent ids are not allowed in {self._where}")
+
+
+def safe_loads(data: bytes, *, where: str) -> Any:
+    """Unpickle ``data`` with the allow-list; ``where`` (file and key) goes into every error."""
+    if len(data) > 0 and data[0] == 0x80 and len(data) > 1 and data[1] > 5:
+        raise UnsafeRecordError(f"unknown pickle protocol {data[1]} in {where}")
+    return SafeUnpickler(io.BytesIO(data), where=where).load()
+
+
+# ---------------------------------------------------------------------------------------------
+# Our pickle-free format (msgpack)
+
+
+def _pack_default(value: Any) -> Any:
+    if isinstance(value, numpy.ndarray):
+        if value.dtype.name not in ALLOWED_DTYPES:
+            raise TypeError(f"array dtype {value.dtype} cannot be stored; use one of {sorted(ALLOWED_DTYPES)}")
+        contiguous = numpy.ascontiguousarray(value)
+        return {"dtype": contiguous.dtype.name, "shape": list(contiguous.shape), "data": contiguous.tobytes()}
+    if isinstance(value, numpy.generic):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} in a metaslot LMDB record")
+
+
+def _unpack_object_hook(value: dict[Any, Any]) -> Any:
+    if set(value) == {"dtype", "shape", "data"} and isinstance(value["data"], bytes):
+        if value["dtype"] not in ALLOWED_DTYPES:
+            raise UnsafeRecordError(f"typed array with dtype {value['dtype']!r} is not allowed")
+        return numpy.frombuffer(value["data"], dtype=value["dtype"]).reshape(value["shape"]).copy()
+    return value
+
+
+def pack_record(record: object) -> bytes:
+    """Encode a record (a dict (bytes, numbers, strings, numpy arrays) as msgpack."""
+    return msgpack.packb(record, default=_pack_default, use_bin_type=True)
+
+
+def unpack_record(data: bytes) -> Any:
+    """Decode a msgpack record, turning typed-array maps back into numpy arrays."""
+    return msgpack.unpackb(data, raw=False, object_hook=_unpack_object_hook, strict_map_key=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening and reading
+
+
+def missing_file_message(path: Path, dataset: str) -> str:
+    return (
+        f"dataset file {path.name} not found: looked for {path.resolve()}. Get the converted file "
+        f"{dataset}/{path.name} from {RELEASE_PAGE} and place it there, or convert the raw dataset with "
+        f"`python -m cli.convert {dataset} --raw-dir <raw {dataset} dir> --out {path.parent}`."
+    )
+
+
+def open_environment(path: Path, dataset: str = "<dataset>") -> lmdb.Environment:
+    """Open a single-file LMDB read-only (the reference's settings), with a helpful missing-file error."""
+    if not path.is_file():
+        raise MissingDatasetError(missing_file_message(path, dataset))
+    return lmdb.open(
+        str(path), subdir=False, readonly=True, lock=False, readahead=False, meminit=False, max_spare_txns=4
+    )
+
+
+class RecordFile:
+    """Read access to one LMDB file in either format, opened lazily once per process.
+
+    ``keys`` are read (and the environment closed again) at construction, so nothing stays open when
+    DataLoader workers fork; each worker opens its own environment on first access (the pid check
+    also covers a fork after the first read).
+    """
+
+    def __init__(self, path: Path | str, dataset: str = "<dataset>") -> None:
+        self.path = Path(path)
+        self.dataset = dataset
+        environment = open_environment(self.path, dataset)
+        try:
+            with environment.begin() as transaction:
+                format_value = transaction.get(FORMAT_KEY)
+                raw_keys = transaction.get(KEYS_KEY)
+        finally:
+            environment.close()
+        self.pickle_free = format_value is not None
+        if self.pickle_free:
+            header = unpack_record(format_value)
+            if not isinstance(header, dict) or header.get("name") != FORMAT_NAME:
+                raise ValueError(f"{self.path}: unknown __format__ header {header!r}")
+        if raw_keys is None:
+            raise ValueError(
+                f"{self.path} has no __keys__ entry; it is not a dataset LMDB (merged files with zstd keys "
+                "are not supported: convert the raw dataset instead)"
+            )
+        keys = self._decode(raw_keys, "__keys__")
+        if not isinstance(keys, list | tuple):
+            raise ValueError(f"{self.path}: __keys__ holds {type(keys).__name__}, expected a list of keys")
+        self.keys: list[bytes] = [key.encode("ascii") if isinstance(key, str) else bytes(key) for key in keys]
+        self._environment: lmdb.Environment | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_environment"] = None
+        state["_pid"] = None
+        return state
+
+    def _decode(self, data: bytes, key: str) -> Any:
+        if self.pickle_free:
+            return unpack_record(data)
+        return safe_loads(data, where=f"{self.path} key {key!r}")
+
+    def _env(self) -> lmdb.Environment:
+        if self._environment is None or self._pid != os.getpid():
+            self._environment = open_environment(self.path, self.dataset)
+            self._pid = os.getpid()
+        return self._environment
+
+    def record(self, index: int) -> dict[str, Any]:
+        """The decoded record dict of sample ``index`` (position in ``__keys__``)."""
+        key = self.keys[index]
+        with self._env().begin() as transaction:
+            data = transaction.get(key)
+        if data is None:
+            raise KeyError(f"{self.path}: key {key!r} listed in __keys__ is missing")
+        record = self._decode(data, key.decode("ascii", "replace"))
+        if not isinstance(record, dict):
+            raise ValueError(f"{self.path} key {key!r}: record is {type(record).__name__}, expected a dict")
+        return record
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing (our format)
+
+
+def write_records(path: Path | str, records: Iterable[dict[str, Any]], *, commit_every: int = 64) -> int:
+    """Write records as ``%06d`` keys plus ``__keys__`` and ``__format__``, atomically.
+
+    The file is built at ``<path>.partial`` and renamed over ``path`` only when complete, so an
+    interrupted conversion never leaves a truncated dataset behind. Returns the number of records.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    for stale in (partial, Path(str(partial) + "-lock")):
+        stale.unlink(missing_ok=True)
+    environment = lmdb.open(str(partial), subdir=False, map_size=MAP_SIZE, readonly=False, meminit=False)
+    keys: list[str] = []
+    try:
+        transaction = environment.begin(write=True)
+        for record in _numbered(records):
+            key, value = record
+            transaction.put(key.encode("ascii"), pack_record(value))
+            keys.append(key)
+            if len(keys) % commit_every == 0:
+                transaction.commit()
+                transaction = environment.begin(write=True)
+        transaction.put(KEYS_KEY, pack_record(keys))
+        transaction.put(FORMAT_KEY, pack_record({"name": FORMAT_NAME, "version": FORMAT_VERSION}))
+        transaction.commit()
+        environment.sync(True)
+    finally:
+        environment.close()
+    os.replace(partial, path)
+    Path(str(partial) + "-lock").unlink(missing_ok=True)
+    return len(keys)
+
+
+def _numbered(records: Iterable[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for index, record in enumerate(records):
+        yield f"{index:06d}", record
