@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import attrs
 import torch
 
+from metaslot.data.sampling import ItemKey
 from metaslot.train.errors import ConfigError
 
 
@@ -53,15 +54,19 @@ class DataOrder:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(self.dataset_size, generator=generator)
 
-    def micro_batches(self, epoch: int, start: int = 0) -> Iterator[list[int]]:
-        """This process's micro-batches of one epoch, from step-in-epoch ``start`` on."""
+    def micro_batches(self, epoch: int, start: int = 0) -> Iterator[list[ItemKey]]:
+        """This process's micro-batches of one epoch, from step-in-epoch ``start`` on.
+
+        Keys carry the epoch so datasets draw augmentations from (seed, epoch, index): independent of
+        workers and of where a run was resumed.
+        """
         order = self.permutation(epoch)
         micro = self.micro_batch_size
         for step in range(start, self.steps_per_epoch):
             base = step * self.batch_size
             for accumulation_index in range(self.accumulate):
                 offset = base + (accumulation_index * self.world_size + self.rank) * micro
-                yield order[offset : offset + micro].tolist()
+                yield [ItemKey(index, epoch) for index in order[offset : offset + micro].tolist()]
 
 
 class EpochBatches(torch.utils.data.Sampler):
@@ -70,7 +75,7 @@ class EpochBatches(torch.utils.data.Sampler):
     def __init__(self, order: DataOrder, epoch: int, start: int) -> None:
         self.order, self.epoch, self.start = order, epoch, start
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[ItemKey]]:
         return self.order.micro_batches(self.epoch, self.start)
 
     def __len__(self) -> int:

@@ -11,9 +11,11 @@ import time
 
 import attrs
 import torch
+import torch.distributed
 from torch import nn
 
 from metaslot.data.records import Sample
+from metaslot.data.sampling import ItemKey, item_index
 from metaslot.models.records import AggregatorOutput, PipelineOutput
 
 
@@ -41,6 +43,11 @@ class FakeAggregator(nn.Module):
         valid = output.codes[output.codes >= 0]
         self.usage += torch.bincount(valid, minlength=self.usage.shape[0]).float()
         self.codebook.add_(torch.randn_like(self.codebook) * 0.01)
+        # Like MetaSlot's upkeep: every rank ends the step with the same codebook.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(self.codebook)
+            self.codebook /= torch.distributed.get_world_size()
+            torch.distributed.all_reduce(self.usage)
 
 
 class FakePipeline(nn.Module):
@@ -94,7 +101,8 @@ class FakeDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.size
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, key: int | ItemKey) -> Sample:
+        index = item_index(key)
         if self.delay:
             time.sleep(self.delay)
         generator = torch.Generator().manual_seed(self.offset + index)
