@@ -1,0 +1,70 @@
+"""DINOSAUR's broadcast MLP decoder (``spec/reference.md`` §1.5): each slot, broadcast to every token
+position plus a learnt position embedding, is decoded by a shared MLP into a feature vector and an alpha
+logit; alpha is a softmax over slots and the features are the alpha-weighted sum."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import attrs
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor, nn
+
+from metaslot.models.masks import slot_alpha
+
+
+def _positive_ints(instance: object, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
+    if len(value) == 0 or any(v < 1 for v in value):
+        raise ValueError(f"{attribute.name} must be a non-empty tuple of positive integers, got {value}")
+
+
+@attrs.frozen(kw_only=True)
+class MLPDecoderSpec:
+    """MLP(d → hidden… → c+1) with GELU; reference: ``hidden_channels=(2048, 2048, 2048)``.
+
+    d, c and the number of tokens n come from the neighbours at ``build`` (aggregator slot width, encoder
+    width, encoder grid).
+    """
+
+    hidden_channels: tuple[int, ...] = attrs.field(default=(2048, 2048, 2048), validator=_positive_ints)
+    position_std: float = 1.0
+    """Std of the truncated-normal (±2) init of the learnt position embedding (reference: 1)."""
+
+    def build(self, slot_dim: int, feature_dim: int, num_tokens: int) -> MLPDecoder:
+        return MLPDecoder(self, slot_dim, feature_dim, num_tokens)
+
+
+@dataclass(frozen=True)
+class FeatureDecoderOutput:
+    """``reconstruction`` = Σ_k alpha_k·features_k; ``alpha`` is 0 for pruned slots."""
+
+    reconstruction: Float[Tensor, "b n c"]
+    alpha: Float[Tensor, "b k n"]
+
+
+class MLPDecoder(nn.Module):
+    """``forward(slots b k d, keep b k | None) -> FeatureDecoderOutput``; keep None decodes every slot."""
+
+    def __init__(self, spec: MLPDecoderSpec, slot_dim: int, feature_dim: int, num_tokens: int) -> None:
+        super().__init__()
+        self.spec = spec
+        self.feature_dim = feature_dim
+        self.position = nn.Parameter(torch.empty(1, 1, num_tokens, slot_dim))
+        nn.init.trunc_normal_(self.position, std=spec.position_std, a=-2.0, b=2.0)
+        layers: list[nn.Module] = []
+        width = slot_dim
+        for hidden in spec.hidden_channels:
+            layers += [nn.Linear(width, hidden), nn.GELU()]
+            width = hidden
+        layers.append(nn.Linear(width, feature_dim + 1))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(
+        self, slots: Float[Tensor, "b k d"], keep: Bool[Tensor, "b k"] | None = None
+    ) -> FeatureDecoderOutput:
+        decoded = self.mlp(slots[:, :, None, :] + self.position)  # b k n c+1
+        features, logits = decoded[..., : self.feature_dim], decoded[..., self.feature_dim]
+        alpha = slot_alpha(logits, keep)
+        reconstruction = torch.einsum("bkn,bknc->bnc", alpha, features)
+        return FeatureDecoderOutput(reconstruction=reconstruction, alpha=alpha)

@@ -1,0 +1,56 @@
+"""Per-slot masks: the keep-aware softmax over slots that decoders use for alpha, and resizing any
+per-slot map (aggregator attention, decoder alpha) to per-slot masks at input resolution."""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+from torch.nn import functional
+
+
+def slot_alpha(
+    logits: Float[Tensor, "b k *spatial"], keep: Bool[Tensor, "b k"] | None
+) -> Float[Tensor, "b k *spatial"]:
+    """Softmax over slots; pruned slots get −inf logits, so zero alpha, and the others share all the mass.
+
+    ``keep=None`` means every slot is live (the reference's decoders never see a mask). An image with no
+    live slot at all gets zero alpha everywhere instead of NaN.
+    """
+    if keep is None:
+        return logits.softmax(dim=1)
+    keep_map = keep.reshape(*keep.shape, *([1] * (logits.ndim - 2)))
+    masked = logits.masked_fill(~keep_map, float("-inf"))
+    # An all-pruned image would be softmax over only −inf (NaN); give it finite logits, then zero it.
+    any_kept = keep_map.any(dim=1, keepdim=True)
+    masked = torch.where(any_kept, masked, torch.zeros_like(masked))
+    return masked.softmax(dim=1) * keep_map.to(logits.dtype)
+
+
+def alpha_to_masks(
+    alpha: Float[Tensor, "b k h w"], size: tuple[int, int], keep: Bool[Tensor, "b k"] | None
+) -> Float[Tensor, "b k h2 w2"]:
+    """Per-slot maps resized (bilinear) to ``size`` with pruned slots set to zero everywhere."""
+    masks = alpha
+    if tuple(alpha.shape[-2:]) != tuple(size):
+        masks = functional.interpolate(alpha, size=size, mode="bilinear", align_corners=False)
+    if keep is not None:
+        masks = masks * keep[:, :, None, None].to(masks.dtype)
+    return masks
+
+
+def attention_to_masks(
+    attention: Float[Tensor, "b k n"],
+    grid: tuple[int, int],
+    size: tuple[int, int],
+    keep: Bool[Tensor, "b k"] | None,
+) -> Float[Tensor, "b k h w"]:
+    """Token maps (n = h'·w', row-major as the encoders flatten) → masks at ``size``, pruned slots zero."""
+    grid_height, grid_width = grid
+    if attention.shape[-1] != grid_height * grid_width:
+        raise ValueError(
+            f"attention has {attention.shape[-1]} tokens but the grid {grid} has {grid_height * grid_width}: "
+            f"pass the encoder's grid_size for this input"
+        )
+    maps = attention.reshape(*attention.shape[:2], grid_height, grid_width)
+    return alpha_to_masks(maps, size, keep)
