@@ -40,3 +40,25 @@ __all__ = [
     "update_usage_counters",
     "write_ring_buffer",
 ]
+
+from metaslot.ops.metrics import (  # noqa: E402
+    active_slot_count,
+    adjusted_rand_index,
+    codebook_perplexity,
+    codes_in_use,
+    masks_to_labels,
+    matched_iou,
+    mean_best_overlap,
+    slot_count_error,
+)
+
+__all__ += [
+    "active_slot_count",
+    "adjusted_rand_index",
+    "codebook_perplexity",
+    "codes_in_use",
+    "masks_to_labels",
+    "matched_iou",
+    "mean_best_overlap",
+    "slot_count_error",
+]

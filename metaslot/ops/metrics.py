@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import torch
 from jaxtyping import Bool, Float, Float64, Int, Integer
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 __all__ = [
@@ -174,6 +173,9 @@ def matched_iou(
     ``ignore_background`` as in :func:`mean_best_overlap`. Never above mBO. An image with no
     ground-truth segment to score gets NaN.
     """
+    # Imported here: scipy.optimize takes about a second to import, and `metaslot.ops` is on every model's path.
+    from scipy.optimize import linear_sum_assignment
+
     table = _contingency_table(pred, target, ignore_background)
     overlaps = _intersection_over_union(table).cpu()
     pred_present = (table.sum(dim=2) > 0).cpu()
