@@ -199,7 +199,10 @@ def kmeans_ema_step(
 
 
 def kmeans(
-    vectors: Float[Tensor, "v d"], valid: Bool[Tensor, " v"], initial: Float[Tensor, "m d"], iterations: int = 20
+    vectors: Float[Tensor, "v d"],
+    valid: Bool[Tensor, " v"],
+    initial: Float[Tensor, "m d"],
+    iterations: int = 20,
 ) -> Float[Tensor, "m d"]:
     """Lloyd's k-means over the valid vectors from ``initial`` centres, for a fixed number of iterations.
 
