@@ -3,8 +3,9 @@
 Every segmentation metric takes integer label maps of flattened pixels (``b n``, any signed or
 unsigned integer dtype; flatten ``b h w`` with ``labels.flatten(1)``) and returns one value **per
 image**, in float64. The caller averages over images of the whole evaluation set; averaging batch
-means (as the reference's ``AverageLog`` does) over-weights the last, smaller batch. An image on which a metric is undefined (no valid pixel, no
-ground-truth segment) gets NaN, and the aggregator skips NaN.
+means (as the reference's ``AverageLog`` does) over-weights the last, smaller batch. An image on
+which a metric is undefined (no valid pixel, no ground-truth segment) gets NaN, and the aggregator
+skips NaN.
 
 Labels only name segments: their values need not be contiguous or start at 0 and are compacted
 internally, so sparse ids (COCO category ids, VOC's 255) cost no memory. The one value with a meaning
