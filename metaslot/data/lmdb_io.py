@@ -168,24 +168,63 @@ def open_environment(path: Path, dataset: str = "<dataset>") -> lmdb.Environment
     )
 
 
-class RecordFile:
-    """Read access to one LMDB file in either format, opened lazily once per process.
+# One read-only environment per file and process. py-lmdb refuses to open the same file twice in a
+# process (two datasets over one file, or a DataLoader worker that inherited its parent's handle
+# through fork), so handles are shared here; a handle inherited through fork is closed in the child
+# (safe with lock=False) and reopened, which is what makes opening "lazily per worker" work.
+_ENVIRONMENTS: dict[tuple[str, int, int], tuple[int, lmdb.Environment]] = {}
 
-    ``keys`` are read (and the environment closed again) at construction, so nothing stays open when
-    DataLoader workers fork; each worker opens its own environment on first access (the pid check
-    also covers a fork after the first read).
+
+def _file_identity(path: Path, dataset: str) -> tuple[str, int, int]:
+    # Keyed by inode too, so a file replaced by a new conversion gets a fresh handle.
+    if not path.is_file():
+        raise MissingDatasetError(missing_file_message(path, dataset))
+    status = path.stat()
+    return str(path.resolve()), status.st_dev, status.st_ino
+
+
+def read_header(path: Path, dataset: str = "<dataset>") -> tuple[bytes | None, bytes | None]:
+    """The raw ``__format__`` and ``__keys__`` values, without keeping a new handle open (no handle
+    is left behind for DataLoader workers to inherit)."""
+    cached = _ENVIRONMENTS.get(_file_identity(path, dataset))
+    if cached is not None and cached[0] == os.getpid():
+        environment, temporary = cached[1], False
+    else:
+        environment, temporary = open_environment(path, dataset), True
+    try:
+        with environment.begin() as transaction:
+            return transaction.get(FORMAT_KEY), transaction.get(KEYS_KEY)
+    finally:
+        if temporary:
+            environment.close()
+
+
+def shared_environment(path: Path, dataset: str = "<dataset>") -> lmdb.Environment:
+    """This process's read-only environment for ``path``, opened on first use."""
+    key = _file_identity(path, dataset)
+    cached = _ENVIRONMENTS.get(key)
+    if cached is not None:
+        pid, environment = cached
+        if pid == os.getpid():
+            return environment
+        environment.close()  # inherited through fork: unusable here, and it blocks a fresh open
+    environment = open_environment(path, dataset)
+    _ENVIRONMENTS[key] = (os.getpid(), environment)
+    return environment
+
+
+class RecordFile:
+    """Read access to one LMDB file in either format (auto-detected), opened lazily once per process.
+
+    Construction reads ``__keys__`` and the format header and closes the file again; records are read
+    through the process's shared environment, so DataLoader workers each open their own handle on
+    first access.
     """
 
     def __init__(self, path: Path | str, dataset: str = "<dataset>") -> None:
         self.path = Path(path)
         self.dataset = dataset
-        environment = open_environment(self.path, dataset)
-        try:
-            with environment.begin() as transaction:
-                format_value = transaction.get(FORMAT_KEY)
-                raw_keys = transaction.get(KEYS_KEY)
-        finally:
-            environment.close()
+        format_value, raw_keys = read_header(self.path, dataset)
         self.pickle_free = format_value is not None
         if self.pickle_free:
             header = unpack_record(format_value)
@@ -200,33 +239,19 @@ class RecordFile:
         if not isinstance(keys, list | tuple):
             raise ValueError(f"{self.path}: __keys__ holds {type(keys).__name__}, expected a list of keys")
         self.keys: list[bytes] = [key.encode("ascii") if isinstance(key, str) else bytes(key) for key in keys]
-        self._environment: lmdb.Environment | None = None
-        self._pid: int | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_environment"] = None
-        state["_pid"] = None
-        return state
 
     def _decode(self, data: bytes, key: str) -> Any:
         if self.pickle_free:
             return unpack_record(data)
         return safe_loads(data, where=f"{self.path} key {key!r}")
 
-    def _env(self) -> lmdb.Environment:
-        if self._environment is None or self._pid != os.getpid():
-            self._environment = open_environment(self.path, self.dataset)
-            self._pid = os.getpid()
-        return self._environment
-
     def record(self, index: int) -> dict[str, Any]:
         """The decoded record dict of sample ``index`` (position in ``__keys__``)."""
         key = self.keys[index]
-        with self._env().begin() as transaction:
+        with shared_environment(self.path, self.dataset).begin() as transaction:
             data = transaction.get(key)
         if data is None:
             raise KeyError(f"{self.path}: key {key!r} listed in __keys__ is missing")

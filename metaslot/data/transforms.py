@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy
 import torch
-from jaxtyping import Float, Int, Shaped, UInt8
+from jaxtyping import Float, Int, Integer, Shaped, UInt8
 from torch import Tensor
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as tvf
@@ -99,7 +99,7 @@ def resize_image(image: UInt8[Tensor, "*t 3 h w"], size: int) -> UInt8[Tensor, "
     return tvf.resize(image, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
 
 
-def resize_segment(segment: Int[Tensor, "*t h w"], size: int) -> Int[Tensor, "*t size size"]:
+def resize_segment(segment: Integer[Tensor, "*t h w"], size: int) -> Integer[Tensor, "*t size size"]:
     """Nearest-exact resize of label maps (labels are never blended)."""
     return tvf.resize(segment[None], [size, size], interpolation=InterpolationMode.NEAREST_EXACT)[0]
 
@@ -118,7 +118,7 @@ def denormalize(image: Float[Tensor, "*b 3 h w"]) -> Float[Tensor, "*b 3 h w"]:
     return ((image * std + mean) / 255.0).clamp(0.0, 1.0)
 
 
-def compact_labels(segment: Int[Tensor, "*s"]) -> tuple[Int[Tensor, "*s"], int]:
+def compact_labels(segment: Integer[Tensor, "*s"]) -> tuple[Int[Tensor, "*s"], int]:
     """Renumber present object labels to 1..K in ascending order; 0 always stays background.
 
     Returns the int64 map and K. Unlike the reference's ``unique(return_inverse=True)``, a crop
@@ -134,7 +134,7 @@ def compact_labels(segment: Int[Tensor, "*s"]) -> tuple[Int[Tensor, "*s"], int]:
 
 def transform_pair(
     image: UInt8[Tensor, "*t 3 h w"],
-    segment: Int[Tensor, "*t h w"],
+    segment: Integer[Tensor, "*t h w"],
     *,
     size: int,
     generator: numpy.random.Generator | None,
