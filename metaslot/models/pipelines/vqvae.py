@@ -1,0 +1,195 @@
+"""The VQ-VAE pipeline (stage 1 of SLATE and SlotDiffusion): losses recon + align + 0.25·commit (+ LPIPS).
+
+Differences from the reference (§1.6), on purpose: the TAESD layers see pixels in [0, 1] (the range
+they were trained on) instead of ImageNet-normalised values, the reconstruction and LPIPS losses are
+computed in [−1, 1], and pretrained TAESD weights come from a local file instead of the hub.
+Its state-dict keys (``encoder.*``, ``codebook.*``, ``decoder.*``) are what
+``checkpoint_mapping`` maps into the stage-2 pipelines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import torch
+import torch.nn.functional as functional
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from metaslot.models.records import PipelineOutput
+from metaslot.models.taesd import (
+    FROZEN_ENCODER_LAYERS,
+    imagenet_to_unit,
+    load_into,
+    load_taesd_state,
+    unit_to_imagenet,
+)
+from metaslot.models.vqvae import GridCodebook, GridQuantized, VQDecoder, VQEncoder
+
+
+class LPIPSUnavailableError(RuntimeError):
+    """LPIPS was asked for but the ``lpips`` package or its weights are not available."""
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: int | float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute, value: int | float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be ≥ 0, got {value!r}")
+
+
+def _scale(instance: object, attribute: attrs.Attribute, value: int | float) -> None:
+    if not 0 < value <= 1:
+        raise ValueError(
+            f"input_scale must be in (0, 1], got {value!r}: the encoder downsamples by 8 after this resize"
+        )
+
+
+def _optional_path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+@attrs.frozen
+class VQVAESpec:
+    """TAESD-architecture VQ-VAE with a ``codebook_size``-code quantiser.
+
+    ``code_dim`` 256 is the variant for SLATE (c256), 4 for SlotDiffusion (c4). Images are resized by
+    ``input_scale`` (bicubic; 256 → 128 gives 16×16 latents) before the encoder. ``pretrained`` names a
+    local diffusers ``AutoencoderTiny`` folder or safetensors file (madebyollin/taesd; needs width 64);
+    with ``freeze_pretrained`` its encoder layers 0..10 stay fixed as in the reference.
+    ``lpips_weight`` > 0 adds LPIPS(alex) and needs the ``lpips`` package with its weights.
+    """
+
+    code_dim: int = attrs.field(default=256, validator=_positive)
+    codebook_size: int = attrs.field(default=4096, validator=_positive)
+    width: int = attrs.field(default=64, validator=_positive)
+    input_scale: float = attrs.field(default=0.5, validator=_scale)
+    align_weight: float = attrs.field(default=1.0, validator=_non_negative)
+    commit_weight: float = attrs.field(default=0.25, validator=_non_negative)
+    lpips_weight: float = attrs.field(default=0.0, validator=_non_negative)
+    pretrained: Path | None = attrs.field(default=None, converter=_optional_path)
+    freeze_pretrained: bool = True
+
+    def build(self) -> VQVAE:
+        return VQVAE(self)
+
+
+def vqvae_c256(**overrides: object) -> VQVAESpec:
+    """The VQ-VAE whose codes and code vectors SLATE decodes (code dim 256)."""
+    return attrs.evolve(VQVAESpec(code_dim=256), **overrides)
+
+
+def vqvae_c4(**overrides: object) -> VQVAESpec:
+    """The VQ-VAE whose latents SlotDiffusion denoises (code dim 4).
+
+    The reference adds LPIPS for this variant; pass ``lpips_weight=1.0`` when ``lpips`` is installed.
+    """
+    return attrs.evolve(VQVAESpec(code_dim=4), **overrides)
+
+
+def latent_grid(image_size: int, vqvae: VQVAESpec) -> int:
+    """Side of the VQ-VAE's latent grid for square ``image_size`` inputs (resize, then three stride-2 convs)."""
+    resized = image_size * vqvae.input_scale
+    if resized != int(resized) or int(resized) % 8:
+        raise ValueError(
+            f"image_size ({image_size}) × input_scale ({vqvae.input_scale}) = {resized} must be a whole "
+            "multiple of 8 (the TAESD encoder downsamples by 8): change image_size or input_scale"
+        )
+    return int(resized) // 8
+
+
+def frozen_vqvae(spec: VQVAESpec) -> VQVAE:
+    """The stage-1 VQ-VAE as a fixed tokenizer: no LPIPS, no pretrained reloading, no gradients."""
+    module = attrs.evolve(spec, lpips_weight=0.0, pretrained=None).build()
+    module.requires_grad_(False)
+    return module.eval()
+
+
+def build_lpips() -> nn.Module:
+    """LPIPS(alex) as a frozen module, or a clear error saying what to install."""
+    try:
+        import lpips  # type: ignore[import-not-found]
+    except ImportError as error:
+        raise LPIPSUnavailableError(
+            "lpips_weight > 0 needs the `lpips` package: `pip install lpips` (its AlexNet weights come "
+            "from torchvision's hub on first use), or set lpips_weight=0"
+        ) from error
+    try:
+        module = lpips.LPIPS(net="alex", verbose=False)
+    except Exception as error:  # download failures surface as URLError/OSError/RuntimeError
+        raise LPIPSUnavailableError(
+            f"could not build LPIPS(alex) ({error}): it needs torchvision's AlexNet weights in the torch hub "
+            "cache (download them once online), or set lpips_weight=0"
+        ) from error
+    module.requires_grad_(False)
+    return module.eval()
+
+
+class VQVAE(nn.Module):
+    """Pixels (ImageNet-normalised) → latents → nearest codes → reconstruction, with the stage-1 losses."""
+
+    aggregator = None
+
+    def __init__(self, spec: VQVAESpec) -> None:
+        super().__init__()
+        self.spec = spec
+        frozen = FROZEN_ENCODER_LAYERS if spec.pretrained is not None and spec.freeze_pretrained else 0
+        self.encoder = VQEncoder(spec.width, spec.code_dim, frozen_layers=frozen)
+        self.codebook = GridCodebook(spec.codebook_size, spec.code_dim)
+        self.decoder = VQDecoder(spec.width, spec.code_dim)
+        if spec.pretrained is not None:
+            encoder_state, decoder_state = load_taesd_state(spec.pretrained)
+            load_into(self.encoder.layers, encoder_state, "encoder")
+            load_into(self.decoder.layers, decoder_state, "decoder")
+            self.encoder.layers[:frozen].requires_grad_(False)
+        self.perceptual = build_lpips() if spec.lpips_weight > 0 else None
+
+    def prepare(self, image: Float[Tensor, "b 3 H W"]) -> Float[Tensor, "b 3 h w"]:
+        """ImageNet-normalised image → [0, 1] pixels at the encoder's input resolution."""
+        pixels = imagenet_to_unit(image)
+        if self.spec.input_scale != 1.0:
+            pixels = functional.interpolate(
+                pixels, scale_factor=self.spec.input_scale, mode="bicubic", align_corners=False
+            )
+        return pixels
+
+    def encode(self, image: Float[Tensor, "b 3 H W"]) -> Float[Tensor, "b c h w"]:
+        """Pre-quantisation latents of an ImageNet-normalised image."""
+        return self.encoder(self.prepare(image))
+
+    def tokenize(self, image: Float[Tensor, "b 3 H W"]) -> GridQuantized:
+        """Codes and code vectors of an ImageNet-normalised image (what stage 2 decodes)."""
+        return self.codebook(self.encode(image))
+
+    def decode(self, latents: Float[Tensor, "b c h w"]) -> Float[Tensor, "b 3 H W"]:
+        """Latents → ImageNet-normalised image at the encoder's input resolution (``input_scale`` × input)."""
+        return unit_to_imagenet(self.decoder(latents))
+
+    def forward(self, image: Float[Tensor, "b 3 H W"]) -> PipelineOutput:
+        """Losses on one batch; ``reconstruction`` is ImageNet-normalised at ``input_scale`` × input size."""
+        target = self.prepare(image)
+        encoding = self.encoder(target)
+        quantized = self.codebook(encoding)
+        decoded = self.decoder(quantized.straight_through)
+        # [0, 1] → [−1, 1]: the diffusers/LPIPS convention, and a loss scale independent of ImageNet stds.
+        decoded_signed, target_signed = decoded * 2 - 1, target * 2 - 1
+        terms: dict[str, Tensor] = {
+            "recon": functional.mse_loss(decoded_signed, target_signed),
+            "align": self.spec.align_weight * functional.mse_loss(quantized.quantized, encoding.detach()),
+            "commit": self.spec.commit_weight * functional.mse_loss(encoding, quantized.quantized.detach()),
+        }
+        if self.perceptual is not None:
+            terms["lpips"] = self.spec.lpips_weight * self.perceptual(decoded_signed, target_signed).mean()
+        loss = torch.stack(list(terms.values())).sum()
+        return PipelineOutput(
+            loss=loss,
+            terms={name: value.detach() for name, value in terms.items()},
+            reconstruction=unit_to_imagenet(decoded.detach()),
+        )
+
+    def after_optimizer_step(self, output: PipelineOutput) -> None:
+        """Nothing to maintain: the codebook learns through the align loss only (no EMA, no dead codes)."""

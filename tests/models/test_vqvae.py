@@ -1,0 +1,168 @@
+"""VQ-VAE: TAESD layers, quantiser, losses, training, pretrained TAESD loading and the LPIPS message."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from metaslot.models.pipelines.vqvae import (
+    LPIPSUnavailableError,
+    VQVAESpec,
+    latent_grid,
+    vqvae_c4,
+    vqvae_c256,
+)
+from metaslot.models.taesd import (
+    FROZEN_ENCODER_LAYERS,
+    TAESDWeightsError,
+    imagenet_to_unit,
+    unit_to_imagenet,
+)
+from metaslot.models.vqvae import GridCodebook
+
+
+def tiny_spec(**overrides: object) -> VQVAESpec:
+    fields = dict(code_dim=4, codebook_size=16, width=8, input_scale=0.5)
+    fields.update(overrides)
+    return VQVAESpec(**fields)
+
+
+def test_presets_follow_the_reference() -> None:
+    assert vqvae_c256().code_dim == 256 and vqvae_c4().code_dim == 4
+    spec = vqvae_c256()
+    assert (spec.codebook_size, spec.width, spec.input_scale, spec.commit_weight) == (4096, 64, 0.5, 0.25)
+    assert latent_grid(256, spec) == 16
+
+
+def test_forward_shapes_terms_and_finite_loss() -> None:
+    torch.manual_seed(0)
+    model = tiny_spec().build()
+    image = torch.randn(2, 3, 32, 32)
+    output = model(image)
+    assert output.reconstruction is not None and output.reconstruction.shape == (2, 3, 16, 16)
+    assert set(output.terms) == {"recon", "align", "commit"}
+    assert torch.isfinite(output.loss)
+    assert torch.allclose(output.loss, sum(output.terms.values()))
+    # commit is 0.25 × align in value (both are the same MSE between encoding and code vectors)
+    assert torch.allclose(output.terms["commit"], 0.25 * output.terms["align"])
+    assert output.slots is None and output.masks is None and model.aggregator is None
+    quantized = model.tokenize(image)
+    assert quantized.codes.shape == (2, 2, 2) and quantized.quantized.shape == (2, 4, 2, 2)
+
+
+def test_value_ranges_round_trip_and_grey_maps_to_half() -> None:
+    grey = torch.full((1, 3, 4, 4), 0.5)
+    assert torch.allclose(imagenet_to_unit(unit_to_imagenet(grey)), grey, atol=1e-6)
+    normalised = unit_to_imagenet(grey)
+    assert torch.allclose(normalised[0, :, 0, 0], torch.tensor([0.0655, 0.1964, 0.4178]), atol=1e-3)
+    model = tiny_spec(input_scale=1.0).build()
+    assert torch.allclose(model.prepare(normalised), grey, atol=1e-6)
+
+
+@given(
+    batch=st.integers(1, 3),
+    side=st.integers(1, 4),
+    codebook_size=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+)
+def test_quantiser_picks_the_nearest_code_and_passes_gradient_straight_through(
+    batch: int, side: int, codebook_size: int, seed: int
+) -> None:
+    torch.manual_seed(seed)
+    codebook = GridCodebook(codebook_size, 3)
+    with torch.no_grad():
+        codebook.embedding.weight.normal_()
+    encoding = torch.randn(batch, 3, side, side, requires_grad=True)
+    quantized = codebook(encoding)
+    vectors = encoding.detach().permute(0, 2, 3, 1).reshape(-1, 3)
+    distances = torch.cdist(vectors, codebook.embedding.weight.detach())
+    best = distances.min(dim=1).values
+    chosen = distances.gather(1, quantized.codes.reshape(-1, 1)).squeeze(1)
+    assert torch.allclose(chosen, best, atol=1e-5)
+    assert torch.allclose(quantized.straight_through, quantized.quantized, atol=1e-6)
+    quantized.straight_through.sum().backward()
+    assert torch.equal(encoding.grad, torch.ones_like(encoding))
+
+
+def test_five_steps_lower_the_loss_and_every_parameter_gets_gradient() -> None:
+    torch.manual_seed(0)
+    model = tiny_spec().build()
+    image = torch.randn(2, 3, 32, 32)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for step in range(6):
+        optimizer.zero_grad()
+        output = model(image)
+        output.loss.backward()
+        if step == 0:
+            missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+            assert missing == []
+        optimizer.step()
+        model.after_optimizer_step(output)
+        losses.append(float(output.loss.detach()))
+    assert losses[-1] < losses[0]
+
+
+def _save_tiny_taesd(folder, width: int = 8):
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(1)
+    taesd = AutoencoderTiny(encoder_block_out_channels=(width,) * 4, decoder_block_out_channels=(width,) * 4)
+    taesd.save_pretrained(folder)
+    return taesd.eval()
+
+
+def test_pretrained_taesd_layers_compute_what_diffusers_computes(tmp_path) -> None:
+    taesd = _save_tiny_taesd(tmp_path / "taesd")
+    model = tiny_spec(pretrained=tmp_path / "taesd").build()
+    pixels = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        ours = model.encoder.layers(pixels)
+        theirs = taesd.encoder.layers[:14](pixels)
+        assert torch.allclose(ours, theirs, atol=1e-5)
+        hidden = torch.randn(1, 8, 2, 2)
+        assert torch.allclose(model.decoder.layers(hidden), taesd.decoder.layers[2:](hidden), atol=1e-5)
+    # Frozen as the reference: encoder layers 0..10 fixed, everything else trainable.
+    for index, layer in enumerate(model.encoder.layers):
+        for parameter in layer.parameters():
+            assert parameter.requires_grad == (index >= FROZEN_ENCODER_LAYERS)
+    output = model(torch.randn(2, 3, 32, 32))
+    output.loss.backward()
+    for name, parameter in model.named_parameters():
+        assert (parameter.grad is not None) == parameter.requires_grad, name
+    # A single safetensors file works as well as the folder; freezing can be switched off.
+    single = tiny_spec(pretrained=tmp_path / "taesd" / "diffusion_pytorch_model.safetensors", freeze_pretrained=False)
+    assert all(p.requires_grad for p in single.build().parameters())
+
+
+def test_pretrained_taesd_errors_say_what_to_do(tmp_path) -> None:
+    with pytest.raises(TAESDWeightsError, match="huggingface-cli download madebyollin/taesd"):
+        tiny_spec(pretrained=tmp_path / "nowhere").build()
+    _save_tiny_taesd(tmp_path / "taesd", width=8)
+    with pytest.raises(TAESDWeightsError, match="width=64"):
+        tiny_spec(width=16, pretrained=tmp_path / "taesd").build()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lpips") is not None, reason="lpips is installed here")
+def test_lpips_without_the_package_is_a_clear_error() -> None:
+    with pytest.raises(LPIPSUnavailableError, match="pip install lpips"):
+        tiny_spec(lpips_weight=1.0).build()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("code_dim", 0, "code_dim must be positive"), ("input_scale", 1.5, "input_scale must be in"),
+     ("commit_weight", -1.0, "commit_weight must be")],
+)
+def test_spec_rejects_bad_values(field: str, value: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        tiny_spec(**{field: value})
+
+
+def test_latent_grid_rejects_sizes_the_encoder_cannot_divide() -> None:
+    with pytest.raises(ValueError, match="multiple of 8"):
+        latent_grid(36, tiny_spec())
