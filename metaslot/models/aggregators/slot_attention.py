@@ -41,6 +41,10 @@ class SlotAttentionWeights(nn.Module):
             nn.Linear(slot_dim, spec.mlp_hidden_dim), nn.GELU(), nn.Linear(spec.mlp_hidden_dim, slot_dim)
         )
         self._zero_biases()
+        # Built once: dynamo (torch 2.14) cannot construct an attrs frozen instance inside a compiled graph.
+        self._step = SlotAttentionStep(
+            project_queries=self._queries, project_keys_values=self._keys_values, update=self._update
+        )
 
     def _zero_biases(self) -> None:
         # The reference's reset_parameters zeroes every Linear and GRU bias inside the aggregator.
@@ -67,9 +71,7 @@ class SlotAttentionWeights(nn.Module):
 
     def step(self) -> SlotAttentionStep:
         """This module's weights as the callables ``metaslot.ops.aggregate`` expects."""
-        return SlotAttentionStep(
-            project_queries=self._queries, project_keys_values=self._keys_values, update=self._update
-        )
+        return self._step
 
     def initial_slots(
         self,
