@@ -17,12 +17,15 @@ PROGRAM = "python -m cli.train"
 
 
 def selector_parser() -> argparse.ArgumentParser:
-    from metaslot.train.presets import AGGREGATORS, DATASETS, MODELS
+    from metaslot.train.presets import AGGREGATORS, DATASETS, MODELS, VQVAE_VARIANTS
 
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--model", default="autoencoder", help=f"one of {', '.join(MODELS)}")
     parser.add_argument("--data", default="shapes", help=f"one of {', '.join(DATASETS)}")
     parser.add_argument("--aggregator", default="metaslot", help=f"one of {', '.join(AGGREGATORS)}")
+    parser.add_argument(
+        "--vqvae-variant", default="c256", help=f"--model vqvae only: {', '.join(VQVAE_VARIANTS)} (c4 for SlotDiffusion)"
+    )
     return parser
 
 
@@ -33,10 +36,10 @@ def parse_train_arguments(argv: list[str]) -> tuple[Any, dict[str, Any]]:
     from metaslot.train.presets import preset
 
     selection, rest = selector_parser().parse_known_args(argv)
-    default = preset(selection.model, selection.data, selection.aggregator)
+    default = preset(selection.model, selection.data, selection.aggregator, selection.vqvae_variant)
     description = (
         f"Train {selection.model} on {selection.data} with {selection.aggregator}. Every flag below overrides "
-        f"the preset {selection.model}_{selection.data}; selectors: --model, --data, --aggregator."
+        f"the preset {selection.model}_{selection.data}; selectors: --model, --data, --aggregator, --vqvae-variant."
     )
     config = tyro.cli(
         type(default), default=default, args=rest, prog=PROGRAM, description=description,

@@ -1,0 +1,315 @@
+"""Presets: plain functions ``<model>_<data>() -> TrainConfig``, picked by ``--model`` × ``--data``.
+
+The paper configs (``spec/reference.md`` §2) for VOC, COCO and ClevrTex: DINOv2 ViT-S/14 at 224
+(16×16 tokens), 256×256 input, slots 6/7/11, slot width 256, MetaSlot codebook 512 with a ring buffer
+of 4·batch·slots, batch 32, 50k steps, Adam 2e-4, 5 % linear warm-up then cosine to 0, L2 clip 1.0,
+validation every steps/40. VQ-VAE stage 1: 30k steps, batch 64, Adam 2e-3. The shapes presets are
+small CPU-sized variants; ``autoencoder_shapes`` is the default main job (``python -m cli.train``).
+MOVi-D has no MetaSlot config in the reference; its presets reuse the COCO settings with 11 slots.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+from metaslot.train.config import EvalSpec, LoopSpec, OptimSpec, ScheduleSpec, TrainConfig
+from metaslot.train.errors import ConfigError
+
+MODELS = ("autoencoder", "dinosaur", "vqvae", "slate", "slotdiffusion")
+DATASETS = ("shapes", "voc", "coco", "clevrtex", "movi_d")
+AGGREGATORS = ("metaslot", "slot-attention")
+VQVAE_VARIANTS = ("c256", "c4")
+
+PAPER_SLOTS = {"voc": 6, "coco": 7, "clevrtex": 11, "movi_d": 11, "shapes": 7}
+DATA_ROOT = Path("data")
+
+
+def data_spec(name: str) -> object:
+    """The dataset spec a preset uses for ``name`` (published layout under ``data/``; override --data.root)."""
+    if name == "shapes":
+        from metaslot.data.shapes import ShapesSpec
+
+        return ShapesSpec(resolution=64)
+    if name == "movi_d":
+        from metaslot.data.video import MoviDSpec
+
+        return MoviDSpec(root=DATA_ROOT)
+    from metaslot.data.published import ClevrTexSpec, COCOSpec, VOCSpec
+
+    specs = {"voc": VOCSpec, "coco": COCOSpec, "clevrtex": ClevrTexSpec}
+    return specs[name](root=DATA_ROOT)
+
+
+def _metaslot(num_slots: int, width: int, batch_size: int, codebook_size: int = 512):
+    from metaslot.models.aggregators import MetaSlotSpec
+
+    # Reference ring buffer: 4 · batch · slots (768 / 896 / 1408 for VOC / COCO / ClevrTex).
+    return MetaSlotSpec(
+        num_slots=num_slots, slot_dim=width, feature_dim=width, codebook_size=codebook_size,
+        buffer_capacity=4 * batch_size * num_slots,
+    )
+
+
+def _paper_loop(steps: int, batch_size: int, best_metric: str = "fg_ari", best_mode: str = "max") -> LoopSpec:
+    every = max(steps // 40, 1)  # reference val_interval = total_step // 40
+    return LoopSpec(
+        steps=steps, batch_size=batch_size, val_every=every, checkpoint_every=every, best_metric=best_metric,
+        best_mode=best_mode,  # type: ignore[arg-type]
+    )
+
+
+def _paper_ocl(model: object, data: str, name: str) -> TrainConfig:
+    """Common part of the DINOSAUR/SLATE/SlotDiffusion paper configs."""
+    return TrainConfig(
+        name=name, model=model, data=data_spec(data),
+        optim=OptimSpec(learning_rate=2e-4, clip_norm=1.0, clip_norm_type="l2"),
+        schedule=ScheduleSpec(warmup_fraction=0.05, final_learning_rate=0.0),
+        loop=_paper_loop(50_000, 32),
+    )
+
+
+def _dinosaur(data: str) -> TrainConfig:
+    from metaslot.models.pipelines import DinosaurSpec
+
+    model = DinosaurSpec(aggregator=_metaslot(PAPER_SLOTS[data], 256, 32), image_size=256)
+    return _paper_ocl(model, data, f"dinosaur-{data}")
+
+
+def _slate(data: str) -> TrainConfig:
+    from metaslot.models.encoders import DinoViTSpec
+    from metaslot.models.pipelines.slate import SlateSpec
+    from metaslot.models.pipelines.vqvae import vqvae_c256
+
+    model = SlateSpec(encoder=DinoViTSpec(), aggregator=_metaslot(PAPER_SLOTS[data], 256, 32), vqvae=vqvae_c256())
+    return _paper_ocl(model, data, f"slate-{data}")
+
+
+def _slotdiffusion(data: str) -> TrainConfig:
+    try:
+        from metaslot.models.pipelines.slotdiffusion import SlotDiffusionSpec
+    except ImportError as error:
+        raise ConfigError(f"the slotdiffusion pipeline is not available in this installation ({error})") from error
+    from metaslot.models.encoders import DinoViTSpec
+    from metaslot.models.pipelines.vqvae import vqvae_c4
+
+    model = SlotDiffusionSpec(encoder=DinoViTSpec(), aggregator=_metaslot(PAPER_SLOTS[data], 256, 32), vqvae=vqvae_c4())
+    return _paper_ocl(model, data, f"slotdiffusion-{data}")
+
+
+def _vqvae(data: str, variant: str = "c256") -> TrainConfig:
+    from metaslot.models.pipelines.vqvae import vqvae_c4, vqvae_c256
+
+    # Reference vqvae-*-c256/c4: 30k steps, batch 64, Adam 2e-3, 5 % warm-up, cosine to 0, L2 clip 1.0.
+    # c4 adds LPIPS in the reference; here it needs the lpips package: --model.lpips-weight 1.0.
+    model = vqvae_c4() if variant == "c4" else vqvae_c256()
+    return TrainConfig(
+        name=f"vqvae-{variant}-{data}", model=model, data=data_spec(data),
+        optim=OptimSpec(learning_rate=2e-3, clip_norm=1.0), schedule=ScheduleSpec(warmup_fraction=0.05),
+        loop=_paper_loop(30_000, 64, best_metric="loss", best_mode="min"),
+        evaluation=EvalSpec(gallery_codes=0),
+    )
+
+
+def _autoencoder(data: str, resolution: int = 128) -> TrainConfig:
+    """The original Slot Attention autoencoder at 128×128 on a real dataset (no frozen backbone needed)."""
+    from metaslot.models.pipelines import AutoencoderSpec
+
+    model = AutoencoderSpec(aggregator=_metaslot(PAPER_SLOTS[data], 64, 32), image_size=resolution)
+    data_config = attrs.evolve(data_spec(data), resolution=resolution)
+    return TrainConfig(
+        name=f"autoencoder-{data}", model=model, data=data_config, optim=OptimSpec(learning_rate=4e-4),
+        loop=_paper_loop(100_000, 32),
+    )
+
+
+# --- the 25 presets ------------------------------------------------------------------------------
+
+
+def autoencoder_shapes() -> TrainConfig:
+    """The CPU main job: about 8 minutes on 2 cores, then evaluation and pictures."""
+    from metaslot.data.shapes import ShapesSpec
+    from metaslot.models.decoders import BroadcastPixelDecoderSpec
+    from metaslot.models.encoders import CNNEncoderSpec
+    from metaslot.models.pipelines import AutoencoderSpec
+
+    resolution, batch_size, slots, width = 32, 16, 5, 32
+    model = AutoencoderSpec(
+        encoder=CNNEncoderSpec(channels=(width, width, width, width)),
+        aggregator=_metaslot(slots, width, batch_size, codebook_size=64),
+        decoder=BroadcastPixelDecoderSpec(),
+        image_size=resolution,
+    )
+    data = ShapesSpec(resolution=resolution, min_objects=1, max_objects=4, size_range=(0.15, 0.3), train_size=5_000, val_size=256)
+    return TrainConfig(
+        name="autoencoder-shapes", model=model, data=data,
+        optim=OptimSpec(learning_rate=1e-3, clip_norm=1.0),
+        schedule=ScheduleSpec(warmup_fraction=0.05),
+        loop=LoopSpec(steps=1_500, batch_size=batch_size, val_every=500, val_batches=4, checkpoint_every=500, log_every=25, num_workers=0),
+        evaluation=EvalSpec(pictures=8),
+        device="auto",
+    )
+
+
+def _small_shapes(model: object, name: str, best_metric: str = "fg_ari", best_mode: str = "max") -> TrainConfig:
+    from metaslot.data.shapes import ShapesSpec
+
+    return TrainConfig(
+        name=name, model=model, data=ShapesSpec(resolution=128), optim=OptimSpec(learning_rate=4e-4),
+        loop=LoopSpec(steps=5_000, batch_size=32, val_every=500, checkpoint_every=500, best_metric=best_metric,
+                      best_mode=best_mode),  # type: ignore[arg-type]
+    )
+
+
+def dinosaur_shapes() -> TrainConfig:
+    from metaslot.models.encoders import DinoViTSpec
+    from metaslot.models.pipelines import DinosaurSpec
+
+    model = DinosaurSpec(encoder=DinoViTSpec(image_size=112), aggregator=_metaslot(7, 128, 32), image_size=128)
+    return _small_shapes(model, "dinosaur-shapes")
+
+
+def vqvae_shapes(variant: str = "c256") -> TrainConfig:
+    from metaslot.models.pipelines.vqvae import vqvae_c4, vqvae_c256
+
+    model = (vqvae_c4 if variant == "c4" else vqvae_c256)(codebook_size=512)
+    config = _small_shapes(model, f"vqvae-{variant}-shapes", best_metric="loss", best_mode="min")
+    return attrs.evolve(config, optim=OptimSpec(learning_rate=2e-3), evaluation=EvalSpec(gallery_codes=0))
+
+
+def slate_shapes() -> TrainConfig:
+    config = _slate("voc")
+    model = attrs.evolve(
+        config.model, encoder=attrs.evolve(config.model.encoder, image_size=112),
+        aggregator=_metaslot(7, 128, 32), vqvae=attrs.evolve(config.model.vqvae, codebook_size=512), image_size=128,
+    )
+    return _small_shapes(model, "slate-shapes")
+
+
+def slotdiffusion_shapes() -> TrainConfig:
+    config = _slotdiffusion("voc")
+    model = attrs.evolve(
+        config.model, encoder=attrs.evolve(config.model.encoder, image_size=112),
+        aggregator=_metaslot(7, 128, 32), vqvae=attrs.evolve(config.model.vqvae, codebook_size=512), image_size=128,
+    )
+    return _small_shapes(model, "slotdiffusion-shapes")
+
+
+def autoencoder_voc() -> TrainConfig:
+    return _autoencoder("voc")
+
+
+def autoencoder_coco() -> TrainConfig:
+    return _autoencoder("coco")
+
+
+def autoencoder_clevrtex() -> TrainConfig:
+    return _autoencoder("clevrtex")
+
+
+def autoencoder_movi_d() -> TrainConfig:
+    return _autoencoder("movi_d")
+
+
+def dinosaur_voc() -> TrainConfig:
+    return _dinosaur("voc")
+
+
+def dinosaur_coco() -> TrainConfig:
+    return _dinosaur("coco")
+
+
+def dinosaur_clevrtex() -> TrainConfig:
+    return _dinosaur("clevrtex")
+
+
+def dinosaur_movi_d() -> TrainConfig:
+    return _dinosaur("movi_d")
+
+
+def vqvae_voc(variant: str = "c256") -> TrainConfig:
+    return _vqvae("voc", variant)
+
+
+def vqvae_coco(variant: str = "c256") -> TrainConfig:
+    return _vqvae("coco", variant)
+
+
+def vqvae_clevrtex(variant: str = "c256") -> TrainConfig:
+    return _vqvae("clevrtex", variant)
+
+
+def vqvae_movi_d(variant: str = "c256") -> TrainConfig:
+    return _vqvae("movi_d", variant)
+
+
+def slate_voc() -> TrainConfig:
+    return _slate("voc")
+
+
+def slate_coco() -> TrainConfig:
+    return _slate("coco")
+
+
+def slate_clevrtex() -> TrainConfig:
+    return _slate("clevrtex")
+
+
+def slate_movi_d() -> TrainConfig:
+    return _slate("movi_d")
+
+
+def slotdiffusion_voc() -> TrainConfig:
+    return _slotdiffusion("voc")
+
+
+def slotdiffusion_coco() -> TrainConfig:
+    return _slotdiffusion("coco")
+
+
+def slotdiffusion_clevrtex() -> TrainConfig:
+    return _slotdiffusion("clevrtex")
+
+
+def slotdiffusion_movi_d() -> TrainConfig:
+    return _slotdiffusion("movi_d")
+
+
+# --- selection -----------------------------------------------------------------------------------
+
+
+def with_slot_attention(config: TrainConfig) -> TrainConfig:
+    """The same preset with plain Slot Attention in place of MetaSlot (same widths, slots, iterations)."""
+    from metaslot.models.aggregators import MetaSlotSpec, SlotAttentionSpec
+
+    aggregator = getattr(config.model, "aggregator", None)
+    if not isinstance(aggregator, MetaSlotSpec):
+        raise ConfigError(f"--aggregator slot-attention does not apply to {type(config.model).__name__} (it has no aggregator)")
+    shared = {
+        field.name: getattr(aggregator, field.name)
+        for field in attrs.fields(SlotAttentionSpec)
+        if field.init and hasattr(aggregator, field.name)
+    }
+    model = attrs.evolve(config.model, aggregator=SlotAttentionSpec(**shared))
+    return attrs.evolve(config, model=model, name=f"{config.name}-sa")
+
+
+def _choose(kind: str, value: str, choices: tuple[str, ...]) -> str:
+    normalised = value.replace("-", "_") if kind == "data" else value
+    if normalised not in choices:
+        raise ConfigError(f"unknown --{kind} {value!r}: choose one of {', '.join(choices)}")
+    return normalised
+
+
+def preset(model: str = "autoencoder", data: str = "shapes", aggregator: str = "metaslot", vqvae_variant: str = "c256") -> TrainConfig:
+    """The preset for ``--model`` × ``--data`` (× ``--aggregator``, ``--vqvae-variant``)."""
+    model = _choose("model", model, MODELS)
+    data = _choose("data", data, DATASETS)
+    aggregator = _choose("aggregator", aggregator, AGGREGATORS)
+    variant = _choose("vqvae-variant", vqvae_variant, VQVAE_VARIANTS)
+    function = globals()[f"{model}_{data}"]
+    config = function(variant) if model == "vqvae" else function()
+    if aggregator == "slot-attention" and model != "vqvae":
+        config = with_slot_attention(config)
+    return config
