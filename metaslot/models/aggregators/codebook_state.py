@@ -46,10 +46,12 @@ class CodebookState(nn.Module):
         self.register_buffer("buffer_fill", torch.zeros((), dtype=torch.long))
         self.register_buffer("step_counter", torch.zeros((), dtype=torch.long))
         self.register_buffer("kmeans_done", torch.zeros((), dtype=torch.bool))
-        # Host-side, derived: a lower bound on buffer_fill (every image keeps at least one slot) and
-        # whether the one-off k-means has run, so deciding it never reads a device value.
-        # Re-derived from the buffers whenever a state dict is loaded.
-        self._fill_lower_bound = 0
+        # Images whose slots went through the upkeep: every image keeps at least one slot, so
+        # min(images_seen, capacity) is a lower bound on buffer_fill that the host can know without
+        # reading the device. Persisted (so a resume decides the one-off k-means exactly as an
+        # uninterrupted run) and mirrored on the host; the mirrors are re-derived on every load.
+        self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
+        self._images_seen_host = 0
         self._kmeans_done_host = False
 
     def _load_from_state_dict(
@@ -66,7 +68,7 @@ class CodebookState(nn.Module):
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
         # Loading is not a hot path: one read of two scalars re-derives the host-side mirrors.
-        self._fill_lower_bound = int(self.buffer_fill)
+        self._images_seen_host = int(self.images_seen)
         self._kmeans_done_host = bool(self.kmeans_done)
 
     def ring_buffer(self) -> RingBuffer:
@@ -81,6 +83,7 @@ class CodebookState(nn.Module):
             self.buffer_fill,
             self.step_counter,
             self.kmeans_done,
+            self.images_seen,
         ]
 
     @torch.no_grad()
@@ -101,9 +104,10 @@ class CodebookState(nn.Module):
         self.buffer_vectors.copy_(buffer.vectors)
         self.buffer_pointer.copy_(buffer.pointer)
         self.buffer_fill.copy_(buffer.fill)
-        self._fill_lower_bound = min(self._fill_lower_bound + num_images, spec.buffer_capacity)
+        self.images_seen.add_(num_images)
+        self._images_seen_host += num_images
 
-        if spec.kmeans_init and not self._kmeans_done_host and self._fill_lower_bound >= self.kmeans_init_threshold:
+        if spec.kmeans_init and not self._kmeans_done_host and self._images_seen_host >= self.kmeans_init_threshold:
             # One-off: decided from host-side ints only; the lower bound guarantees enough real slots.
             centres = kmeans(
                 self.buffer_vectors, filled_rows(self.ring_buffer()), self.codebook.data, spec.kmeans_init_iterations
