@@ -1,0 +1,113 @@
+"""SLATE: slots decoded autoregressively into the codes of a frozen VQ-VAE (reference §1.7).
+
+image → front end (encoder → projection → aggregator) → slots; the frozen stage-1 VQ-VAE turns the
+image into a grid of codes and code vectors; the AR decoder predicts each code from the earlier code
+vectors and the slots; loss = cross-entropy on the codes. Masks come from the aggregator's attention.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+import torch.nn.functional as functional
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from metaslot.models.decoders.autoregressive import ARDecoderSpec
+from metaslot.models.encoders import EncoderSpec, ProjectionSpec
+from metaslot.models.masks import attention_to_masks
+from metaslot.models.pipelines.frontend import AggregatorSpec, build_frontend, honours_keep
+from metaslot.models.pipelines.vqvae import VQVAESpec, frozen_vqvae, latent_grid, vqvae_c256
+from metaslot.models.records import PipelineOutput
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
+
+
+@attrs.frozen(kw_only=True)
+class SlateSpec:
+    """SLATE pipeline. The decoder's ``num_tokens``, ``token_dim``, ``slot_dim`` and ``vocabulary_size``
+    are taken from ``image_size``, ``vqvae`` and ``aggregator`` at build time (they cannot disagree).
+
+    Load the trained VQ-VAE after ``build()`` with ``checkpoint_mapping.load_vqvae_checkpoint``.
+    """
+
+    encoder: EncoderSpec
+    aggregator: AggregatorSpec
+    projection: ProjectionSpec | None = attrs.Factory(ProjectionSpec)
+    vqvae: VQVAESpec = attrs.Factory(vqvae_c256)
+    decoder: ARDecoderSpec = attrs.Factory(ARDecoderSpec)
+    image_size: int = attrs.field(default=256, validator=_positive)
+    """Side of the square input images (fixes the VQ token grid and the decoder built for it)."""
+
+    def __attrs_post_init__(self) -> None:
+        latent_grid(self.image_size, self.vqvae)
+
+    def decoder_spec(self) -> ARDecoderSpec:
+        return attrs.evolve(
+            self.decoder,
+            num_tokens=latent_grid(self.image_size, self.vqvae) ** 2,
+            token_dim=self.vqvae.code_dim,
+            slot_dim=self.aggregator.slot_dim,
+            vocabulary_size=self.vqvae.codebook_size,
+        )
+
+    def build(self) -> Slate:
+        return Slate(self)
+
+
+class Slate(nn.Module):
+    def __init__(self, spec: SlateSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.frontend = build_frontend(spec.encoder, spec.projection, spec.aggregator)
+        self.vqvae = frozen_vqvae(spec.vqvae)
+        self.decoder = spec.decoder_spec().build()
+        self.honour_keep = honours_keep(spec.aggregator)
+
+    @property
+    def aggregator(self) -> nn.Module:
+        return self.frontend.aggregator
+
+    def train(self, mode: bool = True) -> Slate:
+        super().train(mode)
+        self.vqvae.eval()  # frozen stage 1 stays in evaluation mode
+        return self
+
+    def forward(
+        self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
+    ) -> PipelineOutput:
+        front = self.frontend(image, generator=generator)
+        aggregated = front.aggregator
+        with torch.no_grad():
+            tokens = self.vqvae.tokenize(image)
+        codes = tokens.codes.flatten(1)
+        vectors = tokens.quantized.flatten(2).transpose(1, 2)
+        if codes.shape[1] != self.decoder.spec.num_tokens:
+            raise ValueError(
+                f"a {tuple(image.shape[-2:])} image gives {codes.shape[1]} VQ tokens but the decoder was "
+                f"built for {self.decoder.spec.num_tokens}: set SlateSpec.image_size to the input size"
+            )
+        keep = aggregated.keep if self.honour_keep else None
+        logits = self.decoder(vectors, aggregated.slots, keep)
+        # Cross-entropy in float32 (the logits may come out of bf16 autocast).
+        cross_entropy = functional.cross_entropy(logits.float().transpose(1, 2), codes)
+        masks = attention_to_masks(
+            aggregated.attention, front.grid, (image.shape[-2], image.shape[-1]), aggregated.keep
+        )
+        return PipelineOutput(
+            loss=cross_entropy,
+            terms={"cross_entropy": cross_entropy.detach()},
+            slots=aggregated.slots,
+            keep=aggregated.keep,
+            masks=masks,
+            aggregator=aggregated,
+        )
+
+    def after_optimizer_step(self, output: PipelineOutput) -> None:
+        """Codebook upkeep of the aggregator (a no-op for plain Slot Attention)."""
+        if output.aggregator is None:
+            raise ValueError("output.aggregator is None: pass the PipelineOutput this pipeline's forward returned")
+        self.aggregator.update_codebook(output.aggregator)

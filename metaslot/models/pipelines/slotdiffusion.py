@@ -1,0 +1,137 @@
+"""SlotDiffusion: slots condition a latent diffusion model over a frozen c4 VQ-VAE's latents (reference §1.8).
+
+Training: the frozen VQ-VAE gives the quantised latents x0 (code vectors, unscaled, not the
+straight-through output), the UNet predicts the noise added at a random step, loss = MSE(ε̂, ε).
+Masks come from the aggregator's attention. :meth:`SlotDiffusion.reconstruct` runs the DDIM sampler
+from the slots and decodes through the VQ-VAE decoder (the reference has no sampler).
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from metaslot.models.decoders.diffusion import DiffusionDecoderSpec
+from metaslot.models.encoders import EncoderSpec, ProjectionSpec
+from metaslot.models.masks import attention_to_masks
+from metaslot.models.pipelines.frontend import AggregatorSpec, build_frontend, honours_keep
+from metaslot.models.pipelines.vqvae import VQVAESpec, frozen_vqvae, latent_grid, vqvae_c4
+from metaslot.models.records import PipelineOutput
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
+
+
+@attrs.frozen(kw_only=True)
+class SlotDiffusionSpec:
+    """SlotDiffusion pipeline. The decoder's ``latent_channels``, ``latent_size`` and ``slot_dim`` are
+    taken from ``vqvae``, ``image_size`` and ``aggregator`` at build time.
+
+    Load the trained VQ-VAE after ``build()`` with ``checkpoint_mapping.load_vqvae_checkpoint``.
+    """
+
+    encoder: EncoderSpec
+    aggregator: AggregatorSpec
+    projection: ProjectionSpec | None = attrs.Factory(ProjectionSpec)
+    vqvae: VQVAESpec = attrs.Factory(vqvae_c4)
+    decoder: DiffusionDecoderSpec = attrs.Factory(DiffusionDecoderSpec)
+    image_size: int = attrs.field(default=256, validator=_positive)
+    """Side of the square input images (fixes the VQ token grid and the decoder built for it)."""
+    sample_steps: int = 50
+    """DDIM steps of :meth:`SlotDiffusion.reconstruct` when none are given."""
+
+    def __attrs_post_init__(self) -> None:
+        self.decoder_spec()  # validates the UNet depth against the latent grid now, not at build
+
+    def decoder_spec(self) -> DiffusionDecoderSpec:
+        return attrs.evolve(
+            self.decoder,
+            latent_channels=self.vqvae.code_dim,
+            latent_size=latent_grid(self.image_size, self.vqvae),
+            slot_dim=self.aggregator.slot_dim,
+        )
+
+    def build(self) -> SlotDiffusion:
+        return SlotDiffusion(self)
+
+
+class SlotDiffusion(nn.Module):
+    def __init__(self, spec: SlotDiffusionSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.frontend = build_frontend(spec.encoder, spec.projection, spec.aggregator)
+        self.vqvae = frozen_vqvae(spec.vqvae)
+        self.decoder = spec.decoder_spec().build()
+        self.honour_keep = honours_keep(spec.aggregator)
+
+    @property
+    def aggregator(self) -> nn.Module:
+        return self.frontend.aggregator
+
+    def train(self, mode: bool = True) -> SlotDiffusion:
+        super().train(mode)
+        self.vqvae.eval()  # frozen stage 1 stays in evaluation mode
+        return self
+
+    def target_latents(self, image: Float[Tensor, "b 3 h w"]) -> Float[Tensor, "b c h2 w2"]:
+        """The diffusion target: the frozen VQ-VAE's quantised latents of the image."""
+        with torch.no_grad():
+            latents = self.vqvae.tokenize(image).quantized
+        size = self.decoder.spec.latent_size
+        if tuple(latents.shape[-2:]) != (size, size):
+            raise ValueError(
+                f"a {tuple(image.shape[-2:])} image gives {tuple(latents.shape[-2:])} latents but the UNet "
+                f"was built for {size}×{size}: set SlotDiffusionSpec.image_size to the input size"
+            )
+        return latents
+
+    def forward(
+        self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
+    ) -> PipelineOutput:
+        """Noise-prediction loss; ``generator`` (optional) drives the slot initialiser, t and ε."""
+        front = self.frontend(image, generator=generator)
+        aggregated = front.aggregator
+        latents = self.target_latents(image)
+        keep = aggregated.keep if self.honour_keep else None
+        terms = self.decoder.loss(latents, aggregated.slots, keep, generator=generator)
+        masks = attention_to_masks(
+            aggregated.attention, front.grid, (image.shape[-2], image.shape[-1]), aggregated.keep
+        )
+        return PipelineOutput(
+            loss=terms.loss,
+            terms={"noise_mse": terms.loss.detach()},
+            slots=aggregated.slots,
+            keep=aggregated.keep,
+            masks=masks,
+            aggregator=aggregated,
+        )
+
+    @torch.no_grad()
+    def reconstruct(
+        self,
+        image: Float[Tensor, "b 3 h w"],
+        num_steps: int | None = None,
+        generator: torch.Generator | None = None,
+        snap_to_codebook: bool = True,
+    ) -> Float[Tensor, "b 3 h2 w2"]:
+        """Image → slots → DDIM latents → VQ-VAE decoder: ImageNet-normalised images at the VQ-VAE's
+        resolution (``input_scale`` × input). ``snap_to_codebook`` replaces each sampled latent vector by
+        its nearest code first, which is what the decoder was trained on."""
+        aggregated = self.frontend(image, generator=generator).aggregator
+        keep = aggregated.keep if self.honour_keep else None
+        latents = self.decoder.sample(
+            aggregated.slots, keep, num_steps=num_steps or self.spec.sample_steps, generator=generator
+        )
+        if snap_to_codebook:
+            latents = self.vqvae.codebook(latents).quantized
+        return self.vqvae.decode(latents)
+
+    def after_optimizer_step(self, output: PipelineOutput) -> None:
+        """Codebook upkeep of the aggregator (a no-op for plain Slot Attention)."""
+        if output.aggregator is None:
+            raise ValueError("output.aggregator is None: pass the PipelineOutput this pipeline's forward returned")
+        self.aggregator.update_codebook(output.aggregator)
