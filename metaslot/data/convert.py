@@ -130,7 +130,8 @@ def coco_labels(
     colours: UInt8[numpy.ndarray, "h w 3"], segment_ids: list[int], where: str
 ) -> UInt8[numpy.ndarray, "h w"]:
     """Panoptic PNG (id = R + 256 G + 256² B) to labels 1..K in ascending id order, 0 = unannotated."""
-    ids = colours[..., 0].astype(numpy.int64) + 256 * colours[..., 1] + 65536 * colours[..., 2].astype(numpy.int64)
+    wide = colours.astype(numpy.int64)
+    ids = wide[..., 0] + 256 * wide[..., 1] + 65536 * wide[..., 2]
     present = set(numpy.unique(ids).tolist()) - {0}
     if present != set(segment_ids):
         raise ValueError(

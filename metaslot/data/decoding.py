@@ -74,7 +74,8 @@ def rank_colours(
     never turned into background, unlike the reference); otherwise the smallest code becomes 0 (the
     reference's ClevrTex rule, where the background colour has the smallest code).
     """
-    codes = rgb[..., 0].astype(numpy.int64) + 256 * rgb[..., 1].astype(numpy.int64) + 65536 * rgb[..., 2]
+    wide = rgb.astype(numpy.int64)
+    codes = wide[..., 0] + 256 * wide[..., 1] + 65536 * wide[..., 2]
     present = numpy.unique(codes)
     if background_is_black and (present.size == 0 or present[0] != 0):
         present = numpy.concatenate([numpy.zeros(1, numpy.int64), present])
