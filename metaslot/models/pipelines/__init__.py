@@ -19,3 +19,26 @@ __all__ = [
 ]
 
 # Other pipelines (vqvae, slate, slotdiffusion) append their imports and __all__ entries below.
+
+from metaslot.models.pipelines.checkpoint_mapping import (  # noqa: E402
+    CheckpointMismatchError,
+    load_vqvae_checkpoint,
+    load_vqvae_into,
+)
+from metaslot.models.pipelines.slate import Slate, SlateSpec  # noqa: E402
+from metaslot.models.pipelines.slotdiffusion import SlotDiffusion, SlotDiffusionSpec  # noqa: E402
+from metaslot.models.pipelines.vqvae import VQVAE, VQVAESpec, vqvae_c4, vqvae_c256  # noqa: E402
+
+__all__ += [
+    "VQVAE",
+    "CheckpointMismatchError",
+    "Slate",
+    "SlateSpec",
+    "SlotDiffusion",
+    "SlotDiffusionSpec",
+    "VQVAESpec",
+    "load_vqvae_checkpoint",
+    "load_vqvae_into",
+    "vqvae_c4",
+    "vqvae_c256",
+]
