@@ -76,7 +76,9 @@ def test_slot_permutation_permutes_alpha_and_keeps_reconstruction(kind: str) -> 
 def test_gradients_reach_every_decoder_parameter(kind: str) -> None:
     decoder = DECODERS[kind]()
     slots = torch.randn(2, 3, 6, requires_grad=True)
-    decoder(slots, torch.tensor([[True, True, False], [True, True, True]])).reconstruction.square().mean().backward()
+    decoder(
+        slots, torch.tensor([[True, True, False], [True, True, True]])
+    ).reconstruction.square().mean().backward()
     for name, parameter in decoder.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
     assert slots.grad[0, 2].abs().sum() == 0  # the pruned slot gets no gradient

@@ -16,7 +16,9 @@ IMAGE_SIZE = 8
 AGGREGATORS = ["slot_attention", "metaslot"]
 
 
-def tiny_aggregator(kind: str, feature_dim: int, honour_keep: bool = True) -> SlotAttentionSpec | MetaSlotSpec:
+def tiny_aggregator(
+    kind: str, feature_dim: int, honour_keep: bool = True
+) -> SlotAttentionSpec | MetaSlotSpec:
     if kind == "slot_attention":
         return SlotAttentionSpec(num_slots=3, slot_dim=8, feature_dim=feature_dim, num_iterations=2)
     return MetaSlotSpec(

@@ -17,7 +17,9 @@ AGGREGATORS = ["slot_attention", "metaslot"]
 TINY_VIT = DinoViTSpec(model_name="vit_tiny_patch16_224", pretrained=False, image_size=32)
 
 
-def tiny_aggregator(kind: str, feature_dim: int, honour_keep: bool = True) -> SlotAttentionSpec | MetaSlotSpec:
+def tiny_aggregator(
+    kind: str, feature_dim: int, honour_keep: bool = True
+) -> SlotAttentionSpec | MetaSlotSpec:
     if kind == "slot_attention":
         return SlotAttentionSpec(num_slots=3, slot_dim=8, feature_dim=feature_dim, num_iterations=2)
     return MetaSlotSpec(
@@ -56,7 +58,9 @@ class PruneFirstSlot(nn.Module):
 def tiny_dinosaur(kind: str, encoder=None, honour_keep: bool = True, image_size: int = IMAGE_SIZE):
     torch.manual_seed(0)
     return DinosaurSpec(
-        encoder=encoder if encoder is not None else CNNEncoderSpec(channels=(6, 6), kernel_size=3, strides=(2, 2)),
+        encoder=encoder
+        if encoder is not None
+        else CNNEncoderSpec(channels=(6, 6), kernel_size=3, strides=(2, 2)),
         projection=ProjectionSpec(),
         aggregator=tiny_aggregator(kind, feature_dim=8, honour_keep=honour_keep),
         decoder=MLPDecoderSpec(hidden_channels=(16, 16)),

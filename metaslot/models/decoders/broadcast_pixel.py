@@ -85,13 +85,21 @@ class BroadcastPixelDecoder(nn.Module):
         for _ in range(_upsampling_steps(spec.broadcast_size, image_size)):
             layers += [
                 nn.ConvTranspose2d(
-                    channels, spec.hidden_channels, spec.kernel_size, stride=2, padding=padding, output_padding=1
+                    channels,
+                    spec.hidden_channels,
+                    spec.kernel_size,
+                    stride=2,
+                    padding=padding,
+                    output_padding=1,
                 ),
                 nn.ReLU(),
             ]
             channels = spec.hidden_channels
         for _ in range(spec.num_convs):
-            layers += [nn.Conv2d(channels, spec.hidden_channels, spec.kernel_size, padding=padding), nn.ReLU()]
+            layers += [
+                nn.Conv2d(channels, spec.hidden_channels, spec.kernel_size, padding=padding),
+                nn.ReLU(),
+            ]
             channels = spec.hidden_channels
         layers.append(nn.Conv2d(channels, 4, 3, padding=1))
         self.layers = nn.Sequential(*layers)

@@ -18,7 +18,9 @@ def _positive_ints(instance: object, attribute: attrs.Attribute, value: tuple[in
 
 def _odd_positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
     if value < 1 or value % 2 == 0:
-        raise ValueError(f"{attribute.name} must be a positive odd integer (keeps 'same' padding), got {value}")
+        raise ValueError(
+            f"{attribute.name} must be a positive odd integer (keeps 'same' padding), got {value}"
+        )
 
 
 def _default_strides(instance: CNNEncoderSpec) -> tuple[int, ...]:
@@ -89,7 +91,9 @@ class CNNEncoder(nn.Module):
         in_channels = 3
         for out_channels, stride in zip(spec.channels, spec.strides, strict=True):
             layers += [
-                nn.Conv2d(in_channels, out_channels, spec.kernel_size, stride=stride, padding=spec.kernel_size // 2),
+                nn.Conv2d(
+                    in_channels, out_channels, spec.kernel_size, stride=stride, padding=spec.kernel_size // 2
+                ),
                 nn.ReLU(),
             ]
             in_channels = out_channels

@@ -31,7 +31,9 @@ class ProjectionSpec:
 class Projection(nn.Module):
     """``forward(tokens b n c) -> tokens b n d``."""
 
-    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, layer_norm: bool = True) -> None:
+    def __init__(
+        self, in_channels: int, hidden_channels: int, out_channels: int, layer_norm: bool = True
+    ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels

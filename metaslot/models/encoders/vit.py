@@ -131,10 +131,15 @@ def create_backbone(spec: DinoViTSpec) -> nn.Module:
         return timm.create_model(spec.model_name, pretrained=True, **options)
     except Exception as error:  # timm raises bare FileNotFoundError / hub errors / load errors: wrap them all
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
-        hint = " (HF_HUB_OFFLINE is set, so the hub is not contacted)" if offline and spec.weights is None else ""
+        hint = (
+            " (HF_HUB_OFFLINE is set, so the hub is not contacted)"
+            if offline and spec.weights is None
+            else ""
+        )
         raise WeightsNotFoundError(
             f"could not load pretrained weights for {spec.model_name!r} from {source}{hint}: "
-            f"{type(error).__name__}: {str(error).rstrip('.') or 'no details'}. To fix: " + _how_to_get(spec.model_name)
+            f"{type(error).__name__}: {str(error).rstrip('.') or 'no details'}. To fix: "
+            + _how_to_get(spec.model_name)
         ) from error
 
 

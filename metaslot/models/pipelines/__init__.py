@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from metaslot.models.pipelines.autoencoder import Autoencoder, AutoencoderSpec
 from metaslot.models.pipelines.dinosaur import Dinosaur, DinosaurSpec
-from metaslot.models.pipelines.frontend import AggregatorSpec, FrontEnd, FrontEndOutput, build_frontend
+from metaslot.models.pipelines.frontend import (
+    AggregatorSpec,
+    FrontEnd,
+    FrontEndOutput,
+    build_frontend,
+    honours_keep,
+)
 
 __all__ = [
     "AggregatorSpec",
@@ -16,6 +22,7 @@ __all__ = [
     "FrontEnd",
     "FrontEndOutput",
     "build_frontend",
+    "honours_keep",
 ]
 
 # Other pipelines (vqvae, slate, slotdiffusion) append their imports and __all__ entries below.

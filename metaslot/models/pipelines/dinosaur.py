@@ -88,5 +88,7 @@ class Dinosaur(nn.Module):
     def after_optimizer_step(self, output: PipelineOutput) -> None:
         """Codebook upkeep (a no-op for Slot Attention)."""
         if output.aggregator is None:
-            raise ValueError("output.aggregator is None: pass the PipelineOutput this pipeline's forward returned")
+            raise ValueError(
+                "output.aggregator is None: pass the PipelineOutput this pipeline's forward returned"
+            )
         self.aggregator.update_codebook(output.aggregator)
