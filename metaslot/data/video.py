@@ -117,7 +117,7 @@ class MoviDSpec:
     """MOVi-D clips (24 frames of 256x256); ``<root>/movi_d/{train,val}.lmdb``."""
 
     root: Path = attrs.field(converter=Path)
-    resolution: int = 256
+    resolution: int = attrs.field(default=256)
     seed: int = 0
 
     @resolution.validator
