@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import attrs
-
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -120,6 +119,6 @@ def test_exact_continuation(tmp_path: Path, codebook_update: str) -> None:
     assert bool(resumed.aggregator.codebook_state.kmeans_done)
     for name, tensor in straight.state_dict().items():
         assert torch.equal(tensor, resumed.state_dict()[name]), name
-    for expected, actual in zip(straight_outputs[STEPS // 2 :], resumed_outputs):
+    for expected, actual in zip(straight_outputs[STEPS // 2 :], resumed_outputs, strict=True):
         assert torch.equal(expected.slots, actual.slots)
         assert torch.equal(expected.keep, actual.keep) and torch.equal(expected.codes, actual.codes)

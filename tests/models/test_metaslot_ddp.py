@@ -62,7 +62,10 @@ def _worker(rank: int, folder: str) -> None:
             "broadcast": value.item(),
             "kept": kept_per_step,
         }
-        save_file({name: tensor.contiguous() for name, tensor in module.state_dict().items()}, f"{folder}/rank{rank}.safetensors")
+        save_file(
+            {name: tensor.contiguous() for name, tensor in module.state_dict().items()},
+            f"{folder}/rank{rank}.safetensors",
+        )
         Path(f"{folder}/rank{rank}.json").write_text(json.dumps(checks))
     finally:
         distributed.destroy_process_group()

@@ -27,7 +27,9 @@ def tiny_spec(**overrides: object) -> MetaSlotSpec:
 
 def test_public_import_keywords_and_spec_agree() -> None:
     torch.manual_seed(0)
-    from_keywords = metaslot.MetaSlot(num_slots=4, slot_dim=8, feature_dim=5, codebook_size=16, buffer_capacity=12)
+    from_keywords = metaslot.MetaSlot(
+        num_slots=4, slot_dim=8, feature_dim=5, codebook_size=16, buffer_capacity=12
+    )
     torch.manual_seed(0)
     from_spec = metaslot.MetaSlotSpec(
         num_slots=4, slot_dim=8, feature_dim=5, codebook_size=16, buffer_capacity=12
@@ -40,7 +42,14 @@ def test_public_import_keywords_and_spec_agree() -> None:
 def test_state_is_declared_and_initialised_without_filler() -> None:
     module = MetaSlot(tiny_spec(dead_code_timeout=48))
     state = module.state_dict()
-    for name in ("usage_counters", "buffer_vectors", "buffer_pointer", "buffer_fill", "step_counter", "kmeans_done"):
+    for name in (
+        "usage_counters",
+        "buffer_vectors",
+        "buffer_pointer",
+        "buffer_fill",
+        "step_counter",
+        "kmeans_done",
+    ):
         assert f"codebook_state.{name}" in state, name
     assert module.codebook.shape == (16, 8) and module.codebook.abs().max() <= 1 / 16
     assert isinstance(module.codebook, torch.nn.Parameter)
@@ -181,12 +190,14 @@ def test_prune_path_follows_the_step_schedule() -> None:
         module.codebook.zero_()
         module.codebook[1:] += 1000.0
     pruned_at_step0 = [
-        not bool(module(features, generator=torch.Generator().manual_seed(seed)).keep.all()) for seed in range(40)
+        not bool(module(features, generator=torch.Generator().manual_seed(seed)).keep.all())
+        for seed in range(40)
     ]
     assert 5 < sum(pruned_at_step0) < 35
     module.codebook_state.step_counter.fill_(1)  # p = 1
     assert all(
-        not bool(module(features, generator=torch.Generator().manual_seed(seed)).keep.all()) for seed in range(10)
+        not bool(module(features, generator=torch.Generator().manual_seed(seed)).keep.all())
+        for seed in range(10)
     )
 
 

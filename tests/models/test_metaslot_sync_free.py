@@ -8,7 +8,18 @@ import torch
 from metaslot.models.aggregators import MetaSlot, MetaSlotSpec
 
 # Every way a tensor's value can reach Python: each would be a device synchronisation on a GPU.
-HOST_READS = ("item", "cpu", "tolist", "numpy", "nonzero", "unique", "__bool__", "__int__", "__float__", "__index__")
+HOST_READS = (
+    "item",
+    "cpu",
+    "tolist",
+    "numpy",
+    "nonzero",
+    "unique",
+    "__bool__",
+    "__int__",
+    "__float__",
+    "__index__",
+)
 
 
 def _forbid_host_reads(monkeypatch: pytest.MonkeyPatch) -> None:

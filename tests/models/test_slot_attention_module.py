@@ -31,7 +31,9 @@ def test_public_import_and_three_ways_to_build() -> None:
     from_kwargs = metaslot.SlotAttention(num_slots=3, slot_dim=8, feature_dim=5, num_iterations=2)
     assert from_kwargs.spec == spec
     for other in (from_class, from_kwargs):
-        for (name, left), (_, right) in zip(from_spec.state_dict().items(), other.state_dict().items()):
+        for (name, left), (_, right) in zip(
+            from_spec.state_dict().items(), other.state_dict().items(), strict=True
+        ):
             assert torch.equal(left, right), name
 
 

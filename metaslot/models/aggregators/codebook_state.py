@@ -107,10 +107,17 @@ class CodebookState(nn.Module):
         self.images_seen.add_(num_images)
         self._images_seen_host += num_images
 
-        if spec.kmeans_init and not self._kmeans_done_host and self._images_seen_host >= self.kmeans_init_threshold:
+        if (
+            spec.kmeans_init
+            and not self._kmeans_done_host
+            and self._images_seen_host >= self.kmeans_init_threshold
+        ):
             # One-off: decided from host-side ints only; the lower bound guarantees enough real slots.
             centres = kmeans(
-                self.buffer_vectors, filled_rows(self.ring_buffer()), self.codebook.data, spec.kmeans_init_iterations
+                self.buffer_vectors,
+                filled_rows(self.ring_buffer()),
+                self.codebook.data,
+                spec.kmeans_init_iterations,
             )
             self.codebook.data.copy_(centres)
             self.kmeans_done.fill_(True)

@@ -32,9 +32,7 @@ class PerSlotGaussian(nn.Module):
         mean = self.mean.expand(batch_size, -1, -1)
         if not self.training:
             return mean
-        noise = torch.randn(
-            mean.shape, generator=generator, device=mean.device, dtype=mean.dtype
-        )
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         return mean + noise * self.log_std.exp()
 
 
@@ -62,9 +60,7 @@ class SharedGaussian(nn.Module):
         mean = self.mean.expand(batch_size, self.num_slots, -1)
         if not (self.training or self.sample_at_eval):
             return mean
-        noise = torch.randn(
-            mean.shape, generator=generator, device=mean.device, dtype=mean.dtype
-        )
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         return mean + noise * self.log_std.exp()
 
 

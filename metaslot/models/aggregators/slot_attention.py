@@ -63,7 +63,9 @@ class SlotAttentionWeights(nn.Module):
     ) -> tuple[Float[Tensor, "b n d"], Float[Tensor, "b n d"]]:
         return self.project_keys(features_normed), self.project_values(features_normed)
 
-    def _update(self, slots: Float[Tensor, "b k d"], updates: Float[Tensor, "b k d"]) -> Float[Tensor, "b k d"]:
+    def _update(
+        self, slots: Float[Tensor, "b k d"], updates: Float[Tensor, "b k d"]
+    ) -> Float[Tensor, "b k d"]:
         batch, num_slots, slot_dim = slots.shape
         hidden = self.gru(updates.reshape(-1, slot_dim), slots.reshape(-1, slot_dim))
         hidden = hidden.reshape(batch, num_slots, slot_dim)
@@ -135,10 +137,15 @@ class SlotAttention(SlotAttentionWeights):
         codes: Int[Tensor, "b k"] = torch.full(
             (batch, num_slots), -1, dtype=torch.long, device=features.device
         )
-        return AggregatorOutput(slots=aggregation.slots, attention=aggregation.attention, keep=keep, codes=codes)
+        return AggregatorOutput(
+            slots=aggregation.slots, attention=aggregation.attention, keep=keep, codes=codes
+        )
 
     def _bilevel(
-        self, initial: Float[Tensor, "b k d"], features_normed: Float[Tensor, "b n c"], step: SlotAttentionStep
+        self,
+        initial: Float[Tensor, "b k d"],
+        features_normed: Float[Tensor, "b n c"],
+        step: SlotAttentionStep,
     ) -> Aggregation:
         """BO-QSA: the first T−1 iterations carry no gradient; the last starts from the detached slots
         plus the straight-through term, so the initial slots get the last iteration's gradient."""
@@ -147,10 +154,19 @@ class SlotAttention(SlotAttentionWeights):
         if self.num_iterations > 1:
             with torch.no_grad():
                 slots = aggregate(
-                    initial, features_normed, step, self.num_iterations - 1, clean_keys_values=clean_keys_values
+                    initial,
+                    features_normed,
+                    step,
+                    self.num_iterations - 1,
+                    clean_keys_values=clean_keys_values,
                 ).slots
         return aggregate(
-            slots.detach(), features_normed, step, 1, straight_through=initial, clean_keys_values=clean_keys_values
+            slots.detach(),
+            features_normed,
+            step,
+            1,
+            straight_through=initial,
+            clean_keys_values=clean_keys_values,
         )
 
     def update_codebook(self, output: AggregatorOutput, generator: torch.Generator | None = None) -> None:

@@ -77,7 +77,9 @@ class _SlotAttentionFields:
     @epsilon.validator
     def _check_epsilon(self, attribute: attrs.Attribute, value: float) -> None:
         if value <= 0:
-            raise ValueError(f"epsilon must be positive, got {value}: it keeps empty slots from dividing by zero")
+            raise ValueError(
+                f"epsilon must be positive, got {value}: it keeps empty slots from dividing by zero"
+            )
         if value != 1e-5:
             raise ValueError(
                 f"epsilon {value} is not supported yet (metaslot.ops.aggregate uses the reference's 1e-5): "
