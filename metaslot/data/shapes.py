@@ -137,7 +137,9 @@ class ShapesDataset(Dataset[Sample]):
                 break
         colours = PALETTE[generator.permutation(len(PALETTE))[: masks.shape[0]]][areas >= minimum]
         segment = _visible_owner(kept).astype(numpy.uint8)
-        image = numpy.where(segment[..., None] > 0, colours[numpy.maximum(segment, 1) - 1], background)
+        image = numpy.concatenate([numpy.zeros((1, 3), numpy.uint8), colours])[segment]
+        if self.spec.background != "black":
+            image = numpy.where(segment[..., None] > 0, image, background)
         return numpy.ascontiguousarray(image, dtype=numpy.uint8), segment
 
     def _background(self, generator: numpy.random.Generator) -> UInt8[numpy.ndarray, "h w 3"]:
@@ -169,26 +171,43 @@ class ShapesDataset(Dataset[Sample]):
         r, cos, sin = radius[:, None, None], numpy.cos(angle)[:, None, None], numpy.sin(angle)[:, None, None]
         dy, dx = self._grid_y - centre_y[:, None, None], self._grid_x - centre_x[:, None, None]
         u, v = cos * dx + sin * dy, -sin * dx + cos * dy  # coordinates in each shape's own frame
-        names = numpy.array([SHAPE_KINDS.index(spec.kinds[kind]) for kind in kinds])[:, None, None]
-        circle = u * u + v * v <= r * r
-        ellipse = (u / r) ** 2 + (v / (r * elongation[:, None, None])) ** 2 <= 1
-        square = numpy.maximum(numpy.abs(u), numpy.abs(v)) <= r * 0.8
-        diamond = numpy.abs(u) + numpy.abs(v) <= r
-        triangle = numpy.ones_like(circle)
-        for corner in range(3):  # equilateral triangle with circumradius r: three half-planes
-            theta = 2 * math.pi * corner / 3
-            triangle &= math.cos(theta) * u + math.sin(theta) * v <= r / 2
-        masks = numpy.select([names == i for i in range(len(SHAPE_KINDS))], [circle, ellipse, square, triangle, diamond])
-        return masks.astype(bool)
+        names = [spec.kinds[kind] for kind in kinds]
+        masks = numpy.empty((count, *u.shape[1:]), bool)
+        for name in set(names):  # each analytic test only on the shapes of that kind
+            chosen = numpy.asarray([n == name for n in names])
+            masks[chosen] = _inside(name, u[chosen], v[chosen], r[chosen], elongation[chosen, None, None])
+        return masks
+
+
+def _inside(
+    kind: str,
+    u: Float[numpy.ndarray, "k h w"],
+    v: Float[numpy.ndarray, "k h w"],
+    radius: Float[numpy.ndarray, "k 1 1"],
+    elongation: Float[numpy.ndarray, "k 1 1"],
+) -> Bool[numpy.ndarray, "k h w"]:
+    """Analytic inside-test in each shape's own frame (u, v); ``radius`` is the circumradius."""
+    if kind == "circle":
+        return u * u + v * v <= radius * radius
+    if kind == "ellipse":
+        return (u / radius) ** 2 + (v / (radius * elongation)) ** 2 <= 1
+    if kind == "square":
+        return numpy.maximum(numpy.abs(u), numpy.abs(v)) <= radius * 0.8
+    if kind == "diamond":
+        return numpy.abs(u) + numpy.abs(v) <= radius
+    inside = numpy.ones(u.shape, bool)  # equilateral triangle: three half-planes
+    for corner in range(3):
+        theta = 2 * math.pi * corner / 3
+        inside &= math.cos(theta) * u + math.sin(theta) * v <= radius / 2
+    return inside
 
 
 def _visible_owner(masks: Bool[numpy.ndarray, "k h w"]) -> Int[numpy.ndarray, "h w"]:
     """1-based index of the topmost (last-drawn) shape covering each pixel, 0 where none does."""
-    count = masks.shape[0]
-    if count == 0:
-        return numpy.zeros(masks.shape[1:], numpy.int64)
-    topmost_from_end = numpy.argmax(masks[::-1], axis=0)
-    return numpy.where(masks.any(axis=0), count - topmost_from_end, 0)
+    owner = numpy.zeros(masks.shape[1:], numpy.int64)
+    for index in range(masks.shape[0]):  # later shapes overwrite earlier ones: occlusion
+        owner[masks[index]] = index + 1
+    return owner
 
 
 def to_rgb(image: Float[torch.Tensor, "3 h w"]) -> UInt8[numpy.ndarray, "h w 3"]:
