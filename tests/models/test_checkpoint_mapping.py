@@ -49,10 +49,16 @@ def save_vqvae(spec: VQVAESpec, path) -> dict[str, torch.Tensor]:
 
 def test_key_mapping_is_by_name_and_drops_foreign_keys() -> None:
     tensor = torch.zeros(1)
-    source = {"encoder.to_code.weight": tensor, "codebook.embedding.weight": tensor,
-              "decoder.norm.bias": tensor, "perceptual.net.weight": tensor}
+    source = {
+        "encoder.to_code.weight": tensor,
+        "codebook.embedding.weight": tensor,
+        "decoder.norm.bias": tensor,
+        "perceptual.net.weight": tensor,
+    }
     assert sorted(map_vqvae_keys(source)) == [
-        "vqvae.codebook.embedding.weight", "vqvae.decoder.norm.bias", "vqvae.encoder.to_code.weight"
+        "vqvae.codebook.embedding.weight",
+        "vqvae.decoder.norm.bias",
+        "vqvae.encoder.to_code.weight",
     ]
     prefixed = {"model." + key: value for key, value in source.items()}
     assert sorted(map_vqvae_keys(prefixed, source_prefix="model.")) == sorted(map_vqvae_keys(source))
@@ -80,7 +86,9 @@ def test_round_trip_into_slotdiffusion(tmp_path) -> None:
         aggregator=AGGREGATOR,
         projection=None,
         vqvae=VQVAESpec(code_dim=4, codebook_size=16, width=8, input_scale=1.0),
-        decoder=DiffusionDecoderSpec(norm_groups=8, block_channels=(8, 8), layers_per_block=1, attention_head_dim=2),
+        decoder=DiffusionDecoderSpec(
+            norm_groups=8, block_channels=(8, 8), layers_per_block=1, attention_head_dim=2
+        ),
         image_size=16,
     )
     state = save_vqvae(spec.vqvae, tmp_path / "c4.safetensors")
@@ -98,7 +106,9 @@ def test_a_checkpoint_matching_no_key_is_an_error_naming_the_command(tmp_path) -
     # A stage-2 checkpoint is not a VQ-VAE checkpoint: its keys start with frontend./vqvae./decoder.
     # (its AR decoder's names never coincide with the VQ-VAE decoder's).
     foreign = slate().build().state_dict()
-    with pytest.raises(CheckpointMismatchError, match=r"matches none.*python -m cli.train --model vqvae --data coco"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"matches none.*python -m cli.train --model vqvae --data coco"
+    ):
         load_vqvae_into(pipeline, foreign, data="coco")
 
 
@@ -106,7 +116,9 @@ def test_wrong_shapes_are_an_error(tmp_path) -> None:
     save_vqvae(VQVAESpec(code_dim=4, codebook_size=16, width=8), tmp_path / "c4.safetensors")
     pipeline = slate(code_dim=8).build()
     before = {key: value.clone() for key, value in pipeline.state_dict().items()}
-    with pytest.raises(CheckpointMismatchError, match=r"wrong shape.*codebook\.embedding\.weight.*--data shapes`"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"wrong shape.*codebook\.embedding\.weight.*--data shapes`"
+    ):
         load_vqvae_checkpoint(pipeline, tmp_path / "c4.safetensors", data="shapes")
     # Nothing was half-loaded.
     assert all(torch.equal(before[key], value) for key, value in pipeline.state_dict().items())

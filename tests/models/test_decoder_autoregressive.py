@@ -12,7 +12,14 @@ from metaslot.models.decoders.autoregressive import ARDecoderSpec, memory_paddin
 
 def tiny_decoder(**overrides: object):
     fields = dict(
-        num_tokens=9, token_dim=6, slot_dim=5, vocabulary_size=11, width=8, num_layers=2, num_heads=2, feedforward=16
+        num_tokens=9,
+        token_dim=6,
+        slot_dim=5,
+        vocabulary_size=11,
+        width=8,
+        num_layers=2,
+        num_heads=2,
+        feedforward=16,
     )
     fields.update(overrides)
     torch.manual_seed(0)
@@ -21,7 +28,13 @@ def tiny_decoder(**overrides: object):
 
 def test_reference_defaults() -> None:
     spec = ARDecoderSpec()
-    assert (spec.width, spec.num_layers, spec.num_heads, spec.feedforward, spec.dropout) == (256, 4, 4, 1024, 0.0)
+    assert (spec.width, spec.num_layers, spec.num_heads, spec.feedforward, spec.dropout) == (
+        256,
+        4,
+        4,
+        1024,
+        0.0,
+    )
     decoder = spec.build()
     assert decoder.readout.bias is None and decoder.readout.out_features == 4096
     # Tokens and slots of width 256 go in unprojected, as in the reference.

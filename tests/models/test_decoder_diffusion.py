@@ -10,8 +10,14 @@ from metaslot.models.decoders.diffusion import DiffusionDecoderSpec
 
 def tiny_spec(**overrides: object) -> DiffusionDecoderSpec:
     fields = dict(
-        latent_channels=4, latent_size=4, slot_dim=8, norm_groups=8, block_channels=(32, 32),
-        layers_per_block=1, attention_head_dim=4, dropout=0.0,
+        latent_channels=4,
+        latent_size=4,
+        slot_dim=8,
+        norm_groups=8,
+        block_channels=(32, 32),
+        layers_per_block=1,
+        attention_head_dim=4,
+        dropout=0.0,
     )
     fields.update(overrides)
     return DiffusionDecoderSpec(**fields)
@@ -27,7 +33,11 @@ def test_schedule_and_unet_follow_the_reference() -> None:
     spec = DiffusionDecoderSpec()
     scheduler = spec.noise_scheduler()
     config = scheduler.config
-    assert (config.beta_schedule, config.prediction_type, config.clip_sample) == ("scaled_linear", "epsilon", False)
+    assert (config.beta_schedule, config.prediction_type, config.clip_sample) == (
+        "scaled_linear",
+        "epsilon",
+        False,
+    )
     # scaled-linear: β is linear in √β between the endpoints
     roots = scheduler.betas.sqrt()
     assert torch.allclose(roots, torch.linspace(0.0015**0.5, 0.0195**0.5, 1000, dtype=roots.dtype), atol=1e-6)
@@ -78,10 +88,12 @@ def test_ddim_sampler_returns_repeatable_latents(decoder) -> None:
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [(dict(block_channels=(32, 36)), "not divisible by norm_groups"),
-     (dict(latent_size=6, block_channels=(32, 32, 32)), "must be divisible by 4"),
-     (dict(block_channels=(32,)), "at least 2 levels"),
-     (dict(dropout=1.0), "dropout must be")],
+    [
+        (dict(block_channels=(32, 36)), "not divisible by norm_groups"),
+        (dict(latent_size=6, block_channels=(32, 32, 32)), "must be divisible by 4"),
+        (dict(block_channels=(32,)), "at least 2 levels"),
+        (dict(dropout=1.0), "dropout must be"),
+    ],
 )
 def test_spec_rejects_unbuildable_layouts(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

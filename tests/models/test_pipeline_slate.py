@@ -41,7 +41,12 @@ def build_with_trained_vqvae(spec: SlateSpec):
 
 def test_decoder_fields_come_from_the_other_parts() -> None:
     decoder = tiny_slate().decoder_spec()
-    assert (decoder.num_tokens, decoder.token_dim, decoder.slot_dim, decoder.vocabulary_size) == (16, 16, 16, 32)
+    assert (decoder.num_tokens, decoder.token_dim, decoder.slot_dim, decoder.vocabulary_size) == (
+        16,
+        16,
+        16,
+        32,
+    )
     with pytest.raises(ValueError, match="multiple of 8"):
         tiny_slate(image_size=30)
 
@@ -97,7 +102,11 @@ def test_five_steps_lower_the_loss_and_gradients_reach_exactly_the_trainable_par
 def test_a_pruned_slot_gets_no_pixels_and_changes_no_logit(honour: bool) -> None:
     # One prototype: every slot quantises to the same code, so evaluation keeps only slot 0.
     aggregator = MetaSlotSpec(
-        num_slots=3, slot_dim=16, feature_dim=16, codebook_size=1, buffer_capacity=16,
+        num_slots=3,
+        slot_dim=16,
+        feature_dim=16,
+        codebook_size=1,
+        buffer_capacity=16,
         honour_keep_downstream=honour,
     )
     pipeline = build_with_trained_vqvae(tiny_slate(aggregator)).eval()

@@ -43,7 +43,9 @@ def test_decoder_fields_come_from_the_other_parts() -> None:
     decoder = tiny_slotdiffusion().decoder_spec()
     assert (decoder.latent_channels, decoder.latent_size, decoder.slot_dim) == (4, 4, 16)
     with pytest.raises(ValueError, match="must be divisible by 4"):
-        tiny_slotdiffusion(decoder=DiffusionDecoderSpec(norm_groups=8, block_channels=(32, 32, 32)), image_size=16)
+        tiny_slotdiffusion(
+            decoder=DiffusionDecoderSpec(norm_groups=8, block_channels=(32, 32, 32)), image_size=16
+        )
 
 
 def test_forward_shapes_and_the_target_is_the_quantised_latents() -> None:
@@ -91,7 +93,9 @@ def test_a_pruned_slot_gets_no_pixels_and_changes_no_noise_prediction() -> None:
         expected = pipeline.decoder.predict_noise(noisy, timesteps, output.slots, output.keep)
         changed = output.slots.clone()
         changed[:, 1:] = torch.randn_like(changed[:, 1:]) * 10
-        assert torch.allclose(pipeline.decoder.predict_noise(noisy, timesteps, changed, output.keep), expected, atol=1e-6)
+        assert torch.allclose(
+            pipeline.decoder.predict_noise(noisy, timesteps, changed, output.keep), expected, atol=1e-6
+        )
 
 
 def test_reconstruct_samples_latents_and_decodes_images() -> None:

@@ -135,7 +135,9 @@ def test_pretrained_taesd_layers_compute_what_diffusers_computes(tmp_path) -> No
     for name, parameter in model.named_parameters():
         assert (parameter.grad is not None) == parameter.requires_grad, name
     # A single safetensors file works as well as the folder; freezing can be switched off.
-    single = tiny_spec(pretrained=tmp_path / "taesd" / "diffusion_pytorch_model.safetensors", freeze_pretrained=False)
+    single = tiny_spec(
+        pretrained=tmp_path / "taesd" / "diffusion_pytorch_model.safetensors", freeze_pretrained=False
+    )
     assert all(p.requires_grad for p in single.build().parameters())
 
 
@@ -155,8 +157,11 @@ def test_lpips_without_the_package_is_a_clear_error() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
-    [("code_dim", 0, "code_dim must be positive"), ("input_scale", 1.5, "input_scale must be in"),
-     ("commit_weight", -1.0, "commit_weight must be")],
+    [
+        ("code_dim", 0, "code_dim must be positive"),
+        ("input_scale", 1.5, "input_scale must be in"),
+        ("commit_weight", -1.0, "commit_weight must be"),
+    ],
 )
 def test_spec_rejects_bad_values(field: str, value: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -27,9 +27,13 @@ def _dropout(instance: object, attribute: attrs.Attribute, value: int | float) -
         raise ValueError(f"dropout must be in [0, 1), got {value!r}")
 
 
-def _block_channels(instance: DiffusionDecoderSpec, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
+def _block_channels(
+    instance: DiffusionDecoderSpec, attribute: attrs.Attribute, value: tuple[int, ...]
+) -> None:
     if len(value) < 2:
-        raise ValueError(f"block_channels needs at least 2 levels (one plain, one cross-attention), got {value}")
+        raise ValueError(
+            f"block_channels needs at least 2 levels (one plain, one cross-attention), got {value}"
+        )
     bad = [channels for channels in value if channels <= 0 or channels % instance.norm_groups]
     if bad:
         raise ValueError(

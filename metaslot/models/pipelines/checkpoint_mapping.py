@@ -107,7 +107,9 @@ def load_vqvae_checkpoint(
 
     file = Path(path)
     if not file.is_file():
-        raise CheckpointMismatchError(f"no VQ-VAE checkpoint at {str(file)!r}; " + _how_to_produce(data, None))
+        raise CheckpointMismatchError(
+            f"no VQ-VAE checkpoint at {str(file)!r}; " + _how_to_produce(data, None)
+        )
     try:
         state = load_file(str(file))
     except Exception as error:  # safetensors raises several types for a corrupt or foreign file

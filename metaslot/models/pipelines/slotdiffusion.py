@@ -133,5 +133,7 @@ class SlotDiffusion(nn.Module):
     def after_optimizer_step(self, output: PipelineOutput) -> None:
         """Codebook upkeep of the aggregator (a no-op for plain Slot Attention)."""
         if output.aggregator is None:
-            raise ValueError("output.aggregator is None: pass the PipelineOutput this pipeline's forward returned")
+            raise ValueError(
+                "output.aggregator is None: pass the PipelineOutput this pipeline's forward returned"
+            )
         self.aggregator.update_codebook(output.aggregator)
