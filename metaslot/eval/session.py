@@ -38,6 +38,8 @@ def evaluate_and_report(
         pipeline, dataset, batch_size=batch_size, device=device, dtype=dtype, max_batches=max_batches,
         world_size=world_size, rank=rank, seed=seed, num_workers=num_workers, pictures=samples,
     )
+    if rank == 0 and samples is not None and samples.count and callable(getattr(pipeline, "reconstruct", None)):
+        samples.reconstructions = [_sampled_reconstructions(pipeline, samples, pictures, device, dtype, seed)]
     if rank == 0:
         write_json(result, output_dir / "evaluation.json", title=title)
         written = []
@@ -56,3 +58,20 @@ def evaluate_and_report(
 
 def batches_for_images(images: int, batch_size: int) -> int:
     return max(1, math.ceil(images / batch_size))
+
+
+def _sampled_reconstructions(
+    pipeline: torch.nn.Module, samples: PictureSamples, count: int, device: torch.device, dtype: torch.dtype, seed: int
+) -> torch.Tensor:
+    """Generative pipelines (SlotDiffusion): images re-drawn from their slots by the pipeline's sampler."""
+    from metaslot.train.device import autocast
+
+    images = torch.cat(samples.images)[: max(count, 1)].to(device)
+    was_training = pipeline.training
+    pipeline.eval()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.inference_mode(), autocast(device, dtype):
+        torch.manual_seed(seed)
+        reconstructions = pipeline.reconstruct(images)
+    pipeline.train(was_training)
+    return reconstructions.float().cpu()

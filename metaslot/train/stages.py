@@ -53,15 +53,13 @@ def build_pipeline(config: object) -> torch.nn.Module:
                 f"`{stage_one_command(model_spec, config.data)}` first, then add "  # type: ignore[attr-defined]
                 f"--vqvae runs/vqvae-{STAGE_TWO_VARIANTS[type(model_spec).__name__]}-{data_selector(config.data)}"  # type: ignore[attr-defined]
             )
-        load_stage_one(pipeline, stage_one_weights(vqvae), vqvae)
+        load_stage_one(pipeline, stage_one_weights(vqvae), vqvae, data_selector(config.data))  # type: ignore[attr-defined]
     return pipeline
 
 
-def load_stage_one(pipeline: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path) -> None:
-    """Map VQ-VAE weights into a stage-2 pipeline (name- and shape-checked by the pipelines' mapping)."""
+def load_stage_one(pipeline: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path, data: str) -> None:
+    """Map VQ-VAE weights into a stage-2 pipeline (name- and shape-checked by the pipelines' mapping;
+    a mismatch raises its CheckpointMismatchError, which names the stage-1 command)."""
     from metaslot.models.pipelines import checkpoint_mapping
 
-    try:
-        checkpoint_mapping.load_vqvae_into(pipeline, weights)
-    except (KeyError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"--vqvae {source} does not fit this pipeline: {error}") from error
+    checkpoint_mapping.load_vqvae_into(pipeline, weights, data=data, origin=f"--vqvae {source}")

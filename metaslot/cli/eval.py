@@ -1,0 +1,103 @@
+"""`python -m cli.eval RUN_OR_CHECKPOINT [--data NAME] [flags]`: metrics table, JSON and pictures.
+
+RUN_OR_CHECKPOINT is a run folder (its best checkpoint, else the latest), a ``checkpoints/`` folder, a
+``step-*.json`` sidecar or a ``.safetensors`` file; it comes first. The run's ``config.json`` rebuilds
+the model; ``--data NAME`` evaluates on another dataset's preset data, and every field of the
+evaluation config stays overridable (``--data.root``, ``--evaluation.split``, ``--evaluation.max-batches`` ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import attrs
+
+from metaslot.cli._errors import user_errors
+from metaslot.train.device import DeviceChoice, PrecisionChoice
+from metaslot.train.errors import CheckpointError, ConfigError
+
+
+@attrs.frozen
+class EvalConfig:
+    """What an evaluation of a saved run may change (the model comes from the run)."""
+
+    data: object
+    evaluation: object
+    device: DeviceChoice = "auto"
+    precision: PrecisionChoice = "auto"
+    output: Path | None = None
+    """Folder for evaluation.json and the PNGs (default: <run>/eval-<checkpoint>-<split>)."""
+    num_workers: int = 0
+
+
+def _load_run_config(run_dir: Path):
+    from metaslot.train.config import config_from_json
+
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} has no config.json; pass a run folder written by `python -m cli.train`")
+    return config_from_json(path.read_text())
+
+
+def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
+    import tyro
+    import torch
+
+    from metaslot.eval.session import batches_for_images, evaluate_and_report
+    from metaslot.train.checkpoint import load_model_checkpoint, resolve_checkpoint
+    from metaslot.train.device import resolve_device, resolve_precision
+    from metaslot.train.presets import DATASETS, data_spec
+
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("checkpoint", nargs="?")
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--images", type=int, default=8)
+    known, rest = parser.parse_known_args(argv)
+    if known.checkpoint is None:
+        if any(flag in rest for flag in ("-h", "--help")):
+            print(f"usage: {program} RUN_OR_CHECKPOINT [--data {{{','.join(DATASETS)}}}] [--help for the options]")
+            return
+        raise ConfigError(f"give a run folder or checkpoint: {program} runs/autoencoder-shapes")
+    run_dir, sidecar = resolve_checkpoint(Path(known.checkpoint))
+    config = _load_run_config(run_dir)
+    data = config.data
+    if known.data is not None:
+        name = known.data.replace("-", "_")
+        if name not in DATASETS:
+            raise ConfigError(f"unknown --data {known.data!r}: choose one of {', '.join(DATASETS)}")
+        data = data_spec(name)
+    evaluation = config.evaluation
+    if pictures_only:
+        batch_size = evaluation.batch_size or config.loop.batch_size
+        evaluation = attrs.evolve(evaluation, pictures=known.images, max_batches=batches_for_images(max(known.images, 64), batch_size))
+    default = EvalConfig(data=data, evaluation=evaluation, device=config.device, precision=config.precision)
+    options = tyro.cli(EvalConfig, default=default, args=rest, prog=f"{program} {known.checkpoint}", config=(tyro.conf.AvoidSubcommands,))
+
+    device = resolve_device(options.device)
+    dtype = resolve_precision(options.precision, device)
+    torch.manual_seed(config.loop.seed)
+    pipeline = config.model.build()
+    document = load_model_checkpoint(sidecar, pipeline)
+    pipeline.to(device)
+    spec = options.evaluation
+    dataset = options.data.build(spec.split, False)
+    name = sidecar.name.removesuffix(".json")
+    output = options.output or run_dir / f"{'pictures' if pictures_only else 'eval'}-{name}-{spec.split}"
+    evaluate_and_report(
+        pipeline, dataset, output_dir=output, batch_size=spec.batch_size or config.loop.batch_size, device=device,
+        dtype=dtype, max_batches=spec.max_batches, pictures=spec.pictures, gallery_codes=spec.gallery_codes,
+        gallery_examples=spec.gallery_examples, seed=config.loop.seed, num_workers=options.num_workers,
+        title=f"{config.name} {name} (step {document['state']['step']}, {spec.split})",
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``metaslot-eval``)."""
+    with user_errors("eval"):
+        run(sys.argv[1:] if argv is None else list(argv), "python -m cli.eval", pictures_only=False)
+
+
+if __name__ == "__main__":
+    main()

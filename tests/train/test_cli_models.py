@@ -1,0 +1,74 @@
+"""Every model × shapes trains 3 steps, evaluates and writes pictures through the CLI entry functions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cli_args import loop_args, model_args, without_codebook
+from metaslot.cli import eval as eval_cli
+from metaslot.cli import train as train_cli
+from metaslot.cli import visualize as visualize_cli
+from metaslot.train.loop import read_metrics
+
+
+def _train(model: str, runs: Path, *extra: str) -> Path:
+    arguments = model_args(model)
+    if "slot-attention" in extra:
+        arguments = without_codebook(arguments)
+    train_cli.main([*arguments, *loop_args(runs), "--name", model, *extra])
+    return runs / model
+
+
+def _check_run(run_dir: Path, *, segmentation: bool, codebook: bool = True) -> None:
+    rows = read_metrics(run_dir)
+    assert [row["step"] for row in rows if row["split"] == "train"] == [1, 2, 3]
+    evaluation = json.loads((run_dir / "eval" / "evaluation.json").read_text())
+    assert evaluation["images"] > 0
+    assert (run_dir / "checkpoints" / "latest.json").is_file()
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["config"]["loop"]["steps"] == 3
+    if segmentation:
+        for name in ("ari", "fg_ari", "mbo", "mbo_fg", "miou", "miou_fg", "active_slots", "slot_count_abs_error"):
+            assert name in evaluation["metrics"], name
+        assert ("codes_in_use" in evaluation["metrics"]) == codebook
+        assert (run_dir / "eval" / "segmentation.png").stat().st_size > 0
+        assert (run_dir / "eval" / "slot_count.png").stat().st_size > 0
+
+
+def test_autoencoder_trains_evaluates_and_draws(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run_dir = _train("autoencoder", tmp_path)
+    _check_run(run_dir, segmentation=True)
+    assert "FG-ARI" in capsys.readouterr().out
+    assert (run_dir / "eval" / "prototypes.png").is_file()
+
+    eval_cli.main([str(run_dir), "--evaluation.max-batches", "1", "--output", str(tmp_path / "again")])
+    again = json.loads((tmp_path / "again" / "evaluation.json").read_text())
+    assert again["images"] == 2
+    visualize_cli.main([str(run_dir / "checkpoints" / "step-0000003.safetensors"), "--images", "2"])
+    assert (run_dir / "pictures-step-0000003-val" / "segmentation.png").is_file()
+
+
+def test_slot_attention_variant_trains(tmp_path: Path) -> None:
+    run_dir = _train("autoencoder", tmp_path, "--aggregator", "slot-attention")
+    _check_run(run_dir, segmentation=True, codebook=False)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["config"]["model"]["aggregator"]["__type__"].endswith(":SlotAttentionSpec")
+
+
+@pytest.mark.slow
+def test_dinosaur_trains(tmp_path: Path) -> None:
+    _check_run(_train("dinosaur", tmp_path), segmentation=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("stage_two", "stage_one"), [("slate", "vqvae"), ("slotdiffusion", "vqvae-c4")])
+def test_two_stage_models_train_on_their_vqvae(tmp_path: Path, stage_two: str, stage_one: str) -> None:
+    vqvae_dir = _train(stage_one, tmp_path)
+    _check_run(vqvae_dir, segmentation=False, codebook=False)
+    run_dir = _train(stage_two, tmp_path, "--vqvae", str(vqvae_dir))
+    _check_run(run_dir, segmentation=True)
+    if stage_two == "slotdiffusion":
+        assert (run_dir / "eval" / "segmentation.png").is_file()  # includes sampled reconstructions
