@@ -44,8 +44,13 @@ def _jpeg_lmdb(path: Path, count: int, size: int = 256) -> None:
             # Smooth random pictures compress like photos (noise would inflate the JPEGs).
             coarse = generator.integers(0, 256, (size // 16, size // 16, 3), dtype=numpy.uint8)
             picture = numpy.kron(coarse, numpy.ones((16, 16, 1), numpy.uint8))
-            labels = numpy.kron(generator.integers(0, 8, (8, 8)), numpy.ones((size // 8, size // 8), numpy.int64))
-            yield {"image": encode_image(picture, ".jpg", quality=90), "segment": encode_index_map_png(labels.astype(numpy.uint8))}
+            labels = numpy.kron(
+                generator.integers(0, 8, (8, 8)), numpy.ones((size // 8, size // 8), numpy.int64)
+            )
+            yield {
+                "image": encode_image(picture, ".jpg", quality=90),
+                "segment": encode_index_map_png(labels.astype(numpy.uint8)),
+            }
 
     write_records(path, records())
 
@@ -96,7 +101,9 @@ def main(args: list[str] | None = None) -> None:
         print(json.dumps(rows, indent=2))
         return
     for row in rows:
-        print(f"{row['name']:<36} workers={row['workers']}  {row['images_per_second']:>8.1f} images/s  ({row['images']} in {row['seconds']} s)")
+        print(
+            f"{row['name']:<36} workers={row['workers']}  {row['images_per_second']:>8.1f} images/s  ({row['images']} in {row['seconds']} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -94,14 +94,19 @@ def _voc_items(year_dir: Path) -> list[tuple[str, Path, Path]]:
     return items
 
 
-def convert_voc(raw_dir: Path, out_dir: Path, *, drop_overlap: bool = False, progress: bool = True) -> ConversionReport:
+def convert_voc(
+    raw_dir: Path, out_dir: Path, *, drop_overlap: bool = False, progress: bool = True
+) -> ConversionReport:
     """VOC2012 SegmentationObject → ``train.lmdb``; VOC2007 SegmentationObject → ``val.lmdb``."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     train_items = _voc_items(_voc_year_dir(raw_dir, "2012"))
     val_items = _voc_items(_voc_year_dir(raw_dir, "2007"))
-    val_digests = {image_digest(path.read_bytes()) for _, path, _ in _progress(val_items, "hash VOC2007", progress)}
+    val_digests = {
+        image_digest(path.read_bytes()) for _, path, _ in _progress(val_items, "hash VOC2007", progress)
+    }
     overlapping = [
-        name for name, path, _ in _progress(train_items, "hash VOC2012", progress)
+        name
+        for name, path, _ in _progress(train_items, "hash VOC2012", progress)
         if image_digest(path.read_bytes()) in val_digests
     ]
     if drop_overlap:
@@ -144,20 +149,30 @@ def coco_labels(
 
 
 def _coco_records(raw_dir: Path, split: str, progress: bool) -> Iterator[dict[str, Any]]:
-    annotations_dir = _require_dir(raw_dir / "annotations", "COCO annotations", "Extract panoptic_annotations_trainval2017.zip there.")
+    annotations_dir = _require_dir(
+        raw_dir / "annotations", "COCO annotations", "Extract panoptic_annotations_trainval2017.zip there."
+    )
     json_path = annotations_dir / f"panoptic_{split}2017.json"
     if not json_path.is_file():
         raise FileNotFoundError(f"COCO panoptic annotations not found: looked for {json_path.resolve()}")
     panoptic = json.loads(json_path.read_text())
-    png_dir = _require_dir(annotations_dir / f"panoptic_{split}2017", "COCO panoptic PNGs", f"Unzip panoptic_{split}2017.zip there.")
-    image_dir = _require_dir(raw_dir / f"{split}2017", f"COCO {split}2017 images", f"Extract {split}2017.zip there.")
+    png_dir = _require_dir(
+        annotations_dir / f"panoptic_{split}2017",
+        "COCO panoptic PNGs",
+        f"Unzip panoptic_{split}2017.zip there.",
+    )
+    image_dir = _require_dir(
+        raw_dir / f"{split}2017", f"COCO {split}2017 images", f"Extract {split}2017.zip there."
+    )
     isthing = {category["id"]: bool(category["isthing"]) for category in panoptic["categories"]}
     images = {image["id"]: image for image in panoptic["images"]}
     for annotation in _progress(panoptic["annotations"], f"COCO {split}", progress):
         image_info = images[annotation["image_id"]]
         width, height = float(image_info["width"]), float(image_info["height"])
         segments = sorted(annotation["segments_info"], key=lambda segment: segment["id"])
-        labels = coco_labels(_read_rgb(png_dir / annotation["file_name"]), [s["id"] for s in segments], annotation["file_name"])
+        labels = coco_labels(
+            _read_rgb(png_dir / annotation["file_name"]), [s["id"] for s in segments], annotation["file_name"]
+        )
         boxes = numpy.asarray([s["bbox"] for s in segments], dtype=numpy.float32).reshape(-1, 4)
         ltrb = numpy.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1) / numpy.float32(
             [width, height, width, height]
@@ -174,7 +189,10 @@ def _coco_records(raw_dir: Path, split: str, progress: bool) -> Iterator[dict[st
 def convert_coco(raw_dir: Path, out_dir: Path, *, progress: bool = True) -> ConversionReport:
     """COCO 2017 panoptic train/val → ``train.lmdb`` / ``val.lmdb`` (things and stuff; readers filter)."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    counts = {f"{split}.lmdb": write_records(out_dir / f"{split}.lmdb", _coco_records(raw_dir, split, progress)) for split in ("train", "val")}
+    counts = {
+        f"{split}.lmdb": write_records(out_dir / f"{split}.lmdb", _coco_records(raw_dir, split, progress))
+        for split in ("train", "val")
+    }
     return ConversionReport(counts)
 
 
@@ -204,13 +222,19 @@ def convert_clevrtex(raw_dir: Path, out_dir: Path, *, progress: bool = True) -> 
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     counts = {}
     for source, split in (("clevrtex_full", "train"), ("clevrtex_outd", "val")):
-        split_dir = _require_dir(raw_dir / source, f"ClevrTex {source}", f"Extract {source}.tar.gz into {raw_dir}.")
+        split_dir = _require_dir(
+            raw_dir / source, f"ClevrTex {source}", f"Extract {source}.tar.gz into {raw_dir}."
+        )
         scenes = _clevrtex_scenes(split_dir)
 
         def records(scenes: list[tuple[Path, Path]] = scenes, split: str = split) -> Iterator[dict[str, Any]]:
             for image_path, flat_path in _progress(scenes, f"ClevrTex {split}", progress):
                 labels = rank_colours(_read_rgb(flat_path), background_is_black=False)
-                yield {"image": image_path.read_bytes(), "segment": encode_index_map_png(labels), "name": image_path.stem}
+                yield {
+                    "image": image_path.read_bytes(),
+                    "segment": encode_index_map_png(labels),
+                    "name": image_path.stem,
+                }
 
         counts[f"{split}.lmdb"] = write_records(out_dir / f"{split}.lmdb", records())
     return ConversionReport(counts)

@@ -59,7 +59,9 @@ def encode_index_map_webp(labels: UInt8[numpy.ndarray, "h w"]) -> UInt8[numpy.nd
 def encode_image(rgb: UInt8[numpy.ndarray, "h w 3"], extension: str = ".png", quality: int = 95) -> bytes:
     """RGB array to PNG/JPEG bytes (tests, benchmarks and fixtures)."""
     parameters = [cv2.IMWRITE_JPEG_QUALITY, quality] if extension in (".jpg", ".jpeg") else []
-    ok, encoded = cv2.imencode(extension, cv2.cvtColor(numpy.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR), parameters)
+    ok, encoded = cv2.imencode(
+        extension, cv2.cvtColor(numpy.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR), parameters
+    )
     if not ok:
         raise ValueError(f"encoding an image as {extension} failed")
     return encoded.tobytes()
@@ -80,5 +82,7 @@ def rank_colours(
     if background_is_black and (present.size == 0 or present[0] != 0):
         present = numpy.concatenate([numpy.zeros(1, numpy.int64), present])
     if present.size > 256:
-        raise ValueError(f"{present.size - 1} distinct object colours exceed the 255 labels a uint8 map holds")
+        raise ValueError(
+            f"{present.size - 1} distinct object colours exceed the 255 labels a uint8 map holds"
+        )
     return numpy.searchsorted(present, codes).astype(numpy.uint8)

@@ -31,7 +31,20 @@ RELEASE_PAGE = "https://github.com/Genera1Z/VQ-VFM-OCL (release page: converted 
 MAP_SIZE = 1 << 40
 # Array dtypes a typed-array map may carry: plain numbers only, never object arrays.
 ALLOWED_DTYPES = frozenset(
-    ["bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float16", "float32", "float64"]
+    [
+        "bool",
+        "uint8",
+        "int8",
+        "uint16",
+        "int16",
+        "uint32",
+        "int32",
+        "uint64",
+        "int64",
+        "float16",
+        "float32",
+        "float64",
+    ]
 )
 
 
@@ -63,9 +76,23 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
     return codecs.encode(text, encoding)
 
 
-_BUILTINS = {name: getattr(__import__("builtins"), name) for name in (
-    "dict", "list", "tuple", "set", "frozenset", "bytes", "bytearray", "str", "int", "float", "bool", "complex",
-)}
+_BUILTINS = {
+    name: getattr(__import__("builtins"), name)
+    for name in (
+        "dict",
+        "list",
+        "tuple",
+        "set",
+        "frozenset",
+        "bytes",
+        "bytearray",
+        "str",
+        "int",
+        "float",
+        "bool",
+        "complex",
+    )
+}
 
 
 def _allowed_global(module: str, name: str) -> Any | None:
@@ -121,7 +148,9 @@ def safe_loads(data: bytes, *, where: str) -> Any:
 def _pack_default(value: Any) -> Any:
     if isinstance(value, numpy.ndarray):
         if value.dtype.name not in ALLOWED_DTYPES:
-            raise TypeError(f"array dtype {value.dtype} cannot be stored; use one of {sorted(ALLOWED_DTYPES)}")
+            raise TypeError(
+                f"array dtype {value.dtype} cannot be stored; use one of {sorted(ALLOWED_DTYPES)}"
+            )
         contiguous = numpy.ascontiguousarray(value)
         return {"dtype": contiguous.dtype.name, "shape": list(contiguous.shape), "data": contiguous.tobytes()}
     if isinstance(value, numpy.generic):

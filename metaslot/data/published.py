@@ -89,7 +89,10 @@ class LmdbImageDataset(Dataset[Sample]):
         image, segment = self.raw(index)
         generator = sample_generator(self.seed, item_epoch(key), index) if self.train else None
         image_tensor, segment_tensor = transform_pair(
-            torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(segment), size=self.resolution, generator=generator
+            torch.from_numpy(image).permute(2, 0, 1),
+            torch.from_numpy(segment),
+            size=self.resolution,
+            generator=generator,
         )
         labels, num_objects = compact_labels(segment_tensor)
         return Sample(image=normalize(image_tensor), segment=labels, num_objects=num_objects)
@@ -100,7 +103,9 @@ def remove_stuff(
 ) -> UInt8[numpy.ndarray, "h w"]:
     """COCO things-only: segment id i (1-based) is stuff when ``isthing[i - 1]`` is False; set it to 0."""
     if "isthing" not in record:
-        raise KeyError(f"{where} has no 'isthing' field, so things_only cannot be applied; set things_only=False")
+        raise KeyError(
+            f"{where} has no 'isthing' field, so things_only cannot be applied; set things_only=False"
+        )
     isthing = numpy.asarray(record["isthing"], dtype=bool).reshape(-1)
     if int(segment.max()) > isthing.size:
         raise ValueError(f"{where}: segment id {int(segment.max())} exceeds the {isthing.size} isthing flags")
@@ -119,7 +124,11 @@ class VOCSpec:
     def build(self, split: str = "train", train: bool = False) -> LmdbImageDataset:
         _check_split(split)
         return LmdbImageDataset(
-            self.root / "voc" / f"{split}.lmdb", dataset="voc", resolution=self.resolution, train=train, seed=self.seed
+            self.root / "voc" / f"{split}.lmdb",
+            dataset="voc",
+            resolution=self.resolution,
+            train=train,
+            seed=self.seed,
         )
 
 

@@ -63,7 +63,12 @@ class ResumableSampler(Sampler[ItemKey]):
         if start_index < 0:
             raise ValueError(f"start_index ({start_index}) must be non-negative")
         self.length, self.seed, self.epoch, self.shuffle = length, seed, epoch, shuffle
-        self.rank, self.world_size, self.drop_last, self.start_index = rank, world_size, drop_last, start_index
+        self.rank, self.world_size, self.drop_last, self.start_index = (
+            rank,
+            world_size,
+            drop_last,
+            start_index,
+        )
 
     def set_epoch(self, epoch: int, start_index: int = 0) -> None:
         """Move to another epoch (works with persistent workers: the epoch travels in each key)."""

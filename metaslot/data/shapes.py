@@ -20,16 +20,29 @@ from jaxtyping import Bool, Float, Int, UInt8
 from torch.utils.data import Dataset
 
 from metaslot.data.records import Sample
-from metaslot.data.transforms import normalize
 from metaslot.data.sampling import ItemKey, item_index
+from metaslot.data.transforms import normalize
 
 SHAPE_KINDS = ("circle", "ellipse", "square", "triangle", "diamond")
 # Saturated, well separated colours (0-255); objects in one image get distinct ones.
 PALETTE = numpy.array(
     [
-        [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
-        [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40],
-        [255, 250, 200], [128, 0, 0], [170, 255, 195], [255, 255, 255],
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [210, 245, 60],
+        [250, 190, 212],
+        [0, 128, 128],
+        [170, 110, 40],
+        [255, 250, 200],
+        [128, 0, 0],
+        [170, 255, 195],
+        [255, 255, 255],
     ],
     dtype=numpy.uint8,
 )
@@ -61,14 +74,18 @@ class ShapesSpec:
     @max_objects.validator
     def _check_max(self, attribute: attrs.Attribute, value: int) -> None:
         if value < self.min_objects:
-            raise ValueError(f"max_objects ({value}) is below min_objects ({self.min_objects}): raise max_objects")
+            raise ValueError(
+                f"max_objects ({value}) is below min_objects ({self.min_objects}): raise max_objects"
+            )
         if value > len(PALETTE):
             raise ValueError(f"max_objects ({value}) exceeds the {len(PALETTE)} distinct colours: lower it")
 
     @size_range.validator
     def _check_sizes(self, attribute: attrs.Attribute, value: tuple[float, float]) -> None:
         if not (0 < value[0] <= value[1] <= 0.5):
-            raise ValueError(f"size_range {value} must satisfy 0 < low <= high <= 0.5 (fractions of the side)")
+            raise ValueError(
+                f"size_range {value} must satisfy 0 < low <= high <= 0.5 (fractions of the side)"
+            )
         if math.pi * (value[0] * self.resolution) ** 2 * 0.5 < self.min_visible_pixels():
             raise ValueError(
                 f"size_range low ({value[0]}) gives shapes smaller than {self.min_visible_pixels()} pixels at "

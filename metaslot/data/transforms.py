@@ -89,7 +89,12 @@ def sample_crop_window(
 def crop(tensor: Shaped[Tensor, "*c h w"], window: CropWindow) -> Shaped[Tensor, "*c hh ww"]:
     """Cut ``window`` out of the last two axes."""
     height, width = tensor.shape[-2:]
-    if window.top < 0 or window.left < 0 or window.top + window.height > height or window.left + window.width > width:
+    if (
+        window.top < 0
+        or window.left < 0
+        or window.top + window.height > height
+        or window.left + window.width > width
+    ):
         raise ValueError(f"crop window {window} does not fit inside a {height}x{width} image")
     return tensor[..., window.top : window.top + window.height, window.left : window.left + window.width]
 
@@ -147,7 +152,9 @@ def transform_pair(
     """
     height, width = image.shape[-2:]
     if segment.shape[-2:] != (height, width):
-        raise ValueError(f"segment shape {tuple(segment.shape)} differs from image shape {tuple(image.shape)}")
+        raise ValueError(
+            f"segment shape {tuple(segment.shape)} differs from image shape {tuple(image.shape)}"
+        )
     if generator is None:
         window = centre_square_window(height, width)
         flip = False

@@ -88,7 +88,9 @@ def decode_label_video(data: bytes) -> UInt8[numpy.ndarray, "t h w"]:
 class MoviDDataset(Dataset[VideoSample]):
     """``Dataset[VideoSample]`` over a MOVi LMDB; frames share one crop window and one flip."""
 
-    def __init__(self, path: Path | str, *, resolution: int = 256, train: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self, path: Path | str, *, resolution: int = 256, train: bool = False, seed: int = 0
+    ) -> None:
         self.records = RecordFile(path, "movi_d")
         self.resolution = resolution
         self.train = train
@@ -103,10 +105,15 @@ class MoviDDataset(Dataset[VideoSample]):
         video = decode_rgb_video(_container_bytes(record["video"], "video"))
         segment = decode_label_video(_container_bytes(record["segment"], "segment"))
         if video.shape[:3] != segment.shape:
-            raise ValueError(f"{self.records.path} record {index}: video {video.shape} and segment {segment.shape} differ")
+            raise ValueError(
+                f"{self.records.path} record {index}: video {video.shape} and segment {segment.shape} differ"
+            )
         generator = sample_generator(self.seed, item_epoch(key), index) if self.train else None
         frames, labels = transform_pair(
-            torch.from_numpy(video).permute(0, 3, 1, 2), torch.from_numpy(segment), size=self.resolution, generator=generator
+            torch.from_numpy(video).permute(0, 3, 1, 2),
+            torch.from_numpy(segment),
+            size=self.resolution,
+            generator=generator,
         )
         labels, num_objects = compact_labels(labels)
         return VideoSample(video=normalize(frames), segment=labels, num_objects=num_objects)
@@ -128,4 +135,6 @@ class MoviDSpec:
     def build(self, split: str = "train", train: bool = False) -> MoviDDataset:
         if split not in ("train", "val"):
             raise ValueError(f"unknown split {split!r}: use 'train' or 'val'")
-        return MoviDDataset(self.root / "movi_d" / f"{split}.lmdb", resolution=self.resolution, train=train, seed=self.seed)
+        return MoviDDataset(
+            self.root / "movi_d" / f"{split}.lmdb", resolution=self.resolution, train=train, seed=self.seed
+        )

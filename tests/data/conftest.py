@@ -36,7 +36,12 @@ def as_numpy1_pickle(data: bytes) -> bytes:
 
 
 def write_published_lmdb(
-    path: Path, records: list[dict[str, Any]], *, protocol: int = 4, numpy1: bool = False, raw_values: dict[bytes, bytes] | None = None
+    path: Path,
+    records: list[dict[str, Any]],
+    *,
+    protocol: int = 4,
+    numpy1: bool = False,
+    raw_values: dict[bytes, bytes] | None = None,
 ) -> Path:
     """Single-file LMDB with ``%06d`` keys, pickled ``__keys__`` and pickled dict records."""
     environment = lmdb.open(str(path), subdir=False, map_size=1 << 30)

@@ -66,7 +66,17 @@ def test_voc_round_trip_and_overlap(tmp_path: Path, capsys) -> None:
     jpeg = (tmp_path / "raw" / "VOCdevkit" / "VOC2007" / "JPEGImages" / "000001.jpg").read_bytes()
     numpy.testing.assert_array_equal(val.raw(0)[0], decode_image(jpeg))
 
-    convert_main(["voc", "--raw-dir", str(tmp_path / "raw"), "--out", str(tmp_path / "dedup"), "--drop-overlap", "--no-progress"])
+    convert_main(
+        [
+            "voc",
+            "--raw-dir",
+            str(tmp_path / "raw"),
+            "--out",
+            str(tmp_path / "dedup"),
+            "--drop-overlap",
+            "--no-progress",
+        ]
+    )
     printed = capsys.readouterr().out
     assert "1 VOC2012 training images are identical" in printed and "dropped" in printed
     assert len(RecordFile(tmp_path / "dedup" / "train.lmdb")) == 1
@@ -112,7 +122,10 @@ def test_coco_round_trip(tmp_path: Path) -> None:
     numpy.testing.assert_allclose(record["bbox"][0], numpy.array([10, 11, 15, 14]) / SIZE)
     things = COCOSpec(tmp_path / "data", resolution=SIZE).build("val")[0]
     assert things.num_objects == 2
-    assert torch.equal(things.segment, torch.from_numpy(numpy.where(expected["val"] == 3, 2, numpy.where(expected["val"] == 1, 1, 0))))
+    assert torch.equal(
+        things.segment,
+        torch.from_numpy(numpy.where(expected["val"] == 3, 2, numpy.where(expected["val"] == 1, 1, 0))),
+    )
 
 
 def test_coco_inconsistent_png_is_reported(tmp_path: Path) -> None:

@@ -28,7 +28,11 @@ def _indices(sampler: ResumableSampler) -> list[int]:
 )
 def test_ranks_partition_the_epoch(length: int, world_size: int, drop_last: bool, seed: int) -> None:
     shards = [
-        _indices(ResumableSampler(length, seed=seed, epoch=1, rank=rank, world_size=world_size, drop_last=drop_last))
+        _indices(
+            ResumableSampler(
+                length, seed=seed, epoch=1, rank=rank, world_size=world_size, drop_last=drop_last
+            )
+        )
         for rank in range(world_size)
     ]
     assert len({len(shard) for shard in shards}) == 1

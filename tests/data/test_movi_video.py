@@ -15,7 +15,9 @@ av = pytest.importorskip("av")
 FRAMES, SIZE = 3, 16
 
 
-def _encode(frames: numpy.ndarray, codec: str, pixel_format: str, source_format: str, options: dict) -> io.BytesIO:
+def _encode(
+    frames: numpy.ndarray, codec: str, pixel_format: str, source_format: str, options: dict
+) -> io.BytesIO:
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="avi") as container:
         stream = container.add_stream(codec, rate=12)
@@ -60,7 +62,9 @@ def test_movi_records_decode_and_load(tmp_path, published_writer) -> None:
     expected_segment, count = compact_labels(torch.from_numpy(labels))
     assert sample.num_objects == count == 2
     assert torch.equal(sample.segment, expected_segment)
-    torch.testing.assert_close(sample.video, normalize(torch.from_numpy(video).permute(0, 3, 1, 2).contiguous()))
+    torch.testing.assert_close(
+        sample.video, normalize(torch.from_numpy(video).permute(0, 3, 1, 2).contiguous())
+    )
     batch = collate_videos([dataset[0], dataset[1]])
     assert batch.video.shape == (2, FRAMES, 3, SIZE, SIZE) and batch.num_objects.tolist() == [2, 2]
 
@@ -76,4 +80,6 @@ def test_training_clips_share_one_window(tmp_path, published_writer) -> None:
     published_writer(tmp_path / "movi_d" / "train.lmdb", [record])
     sample = MoviDSpec(tmp_path, resolution=8).build("train", train=True)[0]
     for t in range(1, FRAMES):
-        assert torch.equal(sample.video[t], sample.video[0]) and torch.equal(sample.segment[t], sample.segment[0])
+        assert torch.equal(sample.video[t], sample.video[0]) and torch.equal(
+            sample.segment[t], sample.segment[0]
+        )

@@ -35,7 +35,12 @@ def test_voc_style_records_load(tmp_path, published_writer, instances, numpy1: b
     records = []
     for image, labels in scenes:
         webp = encode_index_map_webp(labels)
-        records.append({"image": encode_image(image, ".png"), "segment": webp.tobytes() if segment_as == "bytes" else webp})
+        records.append(
+            {
+                "image": encode_image(image, ".png"),
+                "segment": webp.tobytes() if segment_as == "bytes" else webp,
+            }
+        )
     (tmp_path / "voc").mkdir()
     published_writer(tmp_path / "voc" / "val.lmdb", records, numpy1=numpy1)
     dataset = VOCSpec(tmp_path, resolution=SIZE).build("val", train=False)
@@ -51,11 +56,16 @@ def test_voc_style_records_load(tmp_path, published_writer, instances, numpy1: b
 def test_our_format_loads_identically(tmp_path, published_writer, instances) -> None:
     scenes = [_scene(seed, instances) for seed in range(4)]
     published = [{"image": encode_image(i, ".jpg"), "segment": encode_index_map_webp(s)} for i, s in scenes]
-    ours = [{"image": record["image"], "segment": encode_index_map_png(s)} for record, (_, s) in zip(published, scenes, strict=True)]
+    ours = [
+        {"image": record["image"], "segment": encode_index_map_png(s)}
+        for record, (_, s) in zip(published, scenes, strict=True)
+    ]
     published_writer(tmp_path / "published.lmdb", published)
     write_records(tmp_path / "ours.lmdb", ours)
     for train in (False, True):
-        first = LmdbImageDataset(tmp_path / "published.lmdb", dataset="voc", resolution=16, train=train, seed=3)
+        first = LmdbImageDataset(
+            tmp_path / "published.lmdb", dataset="voc", resolution=16, train=train, seed=3
+        )
         second = LmdbImageDataset(tmp_path / "ours.lmdb", dataset="voc", resolution=16, train=train, seed=3)
         assert second.records.pickle_free and not first.records.pickle_free
         for index in range(4):
@@ -73,7 +83,13 @@ def test_gray_and_rgba_images_become_rgb(tmp_path, published_writer, instances) 
     ok, rgba_png = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
     segment = encode_index_map_webp(labels).tobytes()
     (tmp_path / "clevrtex").mkdir()
-    published_writer(tmp_path / "clevrtex" / "train.lmdb", [{"image": gray_png.tobytes(), "segment": segment}, {"image": rgba_png.tobytes(), "segment": segment}])
+    published_writer(
+        tmp_path / "clevrtex" / "train.lmdb",
+        [
+            {"image": gray_png.tobytes(), "segment": segment},
+            {"image": rgba_png.tobytes(), "segment": segment},
+        ],
+    )
     dataset = ClevrTexSpec(tmp_path, resolution=SIZE).build("train", train=False)
     gray_image, rgba_image = dataset.raw(0)[0], dataset.raw(1)[0]
     numpy.testing.assert_array_equal(gray_image, numpy.repeat(gray[..., None], 3, axis=2))
@@ -107,7 +123,9 @@ def test_training_crops_depend_on_epoch_and_index_only(tmp_path, published_write
     image, labels = _scene(5, instances)
     wide = numpy.concatenate([image, image[:, ::-1]], axis=1)
     wide_labels = numpy.concatenate([labels, labels[:, ::-1]], axis=1)
-    published_writer(tmp_path / "wide.lmdb", [{"image": encode_image(wide), "segment": encode_index_map_webp(wide_labels)}])
+    published_writer(
+        tmp_path / "wide.lmdb", [{"image": encode_image(wide), "segment": encode_index_map_webp(wide_labels)}]
+    )
     dataset = LmdbImageDataset(tmp_path / "wide.lmdb", dataset="voc", resolution=16, train=True, seed=1)
     again = LmdbImageDataset(tmp_path / "wide.lmdb", dataset="voc", resolution=16, train=True, seed=1)
     assert torch.equal(dataset[ItemKey(0, 0)].image, again[ItemKey(0, 0)].image)

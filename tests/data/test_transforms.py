@@ -46,7 +46,11 @@ def test_crop_window_ranges(height: int, width: int, seed: int) -> None:
     # Rounding to whole pixels moves area and ratio a little on tiny images.
     slack = (window.height + window.width + 1) / square
     in_range = 0.75 - slack <= area / square <= 1.0 + slack
-    ratio_ok = 3 / 4 - 2 / min(window.height, window.width) <= window.width / window.height <= 4 / 3 + 2 / min(window.height, window.width)
+    ratio_ok = (
+        3 / 4 - 2 / min(window.height, window.width)
+        <= window.width / window.height
+        <= 4 / 3 + 2 / min(window.height, window.width)
+    )
     is_fallback = window.top == (height - window.height) // 2 and window.left == (width - window.width) // 2
     assert (in_range and ratio_ok) or is_fallback
 
@@ -79,7 +83,9 @@ def test_crop_and_flip_are_exact(height: int, width: int, data) -> None:
     image, labels = _label_coded(height, width, 0)
     top = data.draw(st.integers(0, height - 1))
     left = data.draw(st.integers(0, width - 1))
-    window = CropWindow(top, left, data.draw(st.integers(1, height - top)), data.draw(st.integers(1, width - left)))
+    window = CropWindow(
+        top, left, data.draw(st.integers(1, height - top)), data.draw(st.integers(1, width - left))
+    )
     cut_image, cut_labels = crop(image, window), crop(labels, window)
     assert torch.equal((cut_image[0] // 40).long(), cut_labels)
     assert torch.equal((cut_image.flip(-1)[0] // 40).long(), cut_labels.flip(-1))
@@ -100,7 +106,9 @@ def test_flip_happens_about_half_the_time() -> None:
     for index in range(40):
         generator = sample_generator(0, 0, index)
         window = sample_crop_window(16, 16, generator)
-        expected = torch.nn.functional.interpolate(crop(labels, window)[None, None].float(), size=(16, 16), mode="nearest-exact")[0, 0].long()
+        expected = torch.nn.functional.interpolate(
+            crop(labels, window)[None, None].float(), size=(16, 16), mode="nearest-exact"
+        )[0, 0].long()
         _, segment = transform_pair(image, labels, size=16, generator=sample_generator(0, 0, index))
         flips += int(not torch.equal(segment, expected))
     assert 8 <= flips <= 32
