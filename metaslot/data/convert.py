@@ -110,7 +110,8 @@ def convert_voc(
         if image_digest(path.read_bytes()) in val_digests
     ]
     if drop_overlap:
-        train_items = [item for item in train_items if item[0] not in set(overlapping)]
+        leaked = set(overlapping)
+        train_items = [item for item in train_items if item[0] not in leaked]
 
     def records(items: list[tuple[str, Path, Path]], description: str) -> Iterator[dict[str, Any]]:
         for name, image_path, segment_path in _progress(items, description, progress):

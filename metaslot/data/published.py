@@ -76,8 +76,11 @@ class LmdbImageDataset(Dataset[Sample]):
         for field in ("image", "segment"):
             if field not in record:
                 raise KeyError(f"{where} has no {field!r} field (fields: {sorted(record)})")
-        image = decode_image(record["image"])
-        segment = decode_index_map(record["segment"])
+        try:
+            image = decode_image(record["image"])
+            segment = decode_index_map(record["segment"])
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from error
         if image.shape[:2] != segment.shape:
             raise ValueError(f"{where}: image {image.shape[:2]} and segment {segment.shape} sizes differ")
         if self.things_only:

@@ -138,3 +138,20 @@ def test_bad_split_and_spec_values_are_explained(tmp_path) -> None:
         VOCSpec(tmp_path).build("test")
     with pytest.raises(ValueError, match="resolution"):
         VOCSpec(tmp_path, resolution=0)
+
+
+def test_missing_split_file_is_named(tmp_path) -> None:
+    from metaslot.data.lmdb_io import MissingDatasetError
+
+    with pytest.raises(MissingDatasetError, match=r"train\.lmdb") as error:
+        COCOSpec(tmp_path).build("train")
+    assert str(tmp_path / "coco" / "train.lmdb") in str(error.value)
+
+
+def test_corrupt_image_names_the_record(tmp_path, published_writer) -> None:
+    labels = numpy.zeros((4, 4), numpy.uint8)
+    published_writer(
+        tmp_path / "bad.lmdb", [{"image": b"not an image", "segment": encode_index_map_webp(labels)}]
+    )
+    with pytest.raises(ValueError, match=r"bad\.lmdb record 0"):
+        LmdbImageDataset(tmp_path / "bad.lmdb", dataset="voc", resolution=4)[0]
