@@ -123,3 +123,13 @@ def test_a_pruned_slot_gets_no_pixels_and_changes_no_logit(honour: bool) -> None
         moved = pipeline.decoder(tokens, changed, keep)
     # Honoured: the pruned slots are invisible; reference behaviour (honour False): they are not.
     assert torch.equal(moved, logits) == honour
+
+
+def test_reconstruct_generates_codes_and_decodes_images() -> None:
+    pipeline = build_with_trained_vqvae(tiny_slate()).eval()
+    image = torch.randn(2, 3, 32, 32)
+    greedy = pipeline.reconstruct(image)
+    assert greedy.shape == (2, 3, 32, 32) and torch.isfinite(greedy).all()
+    assert torch.equal(pipeline.reconstruct(image), greedy)
+    sampled = pipeline.reconstruct(image, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert sampled.shape == greedy.shape

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import attrs
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 
@@ -116,3 +116,34 @@ class ARDecoder(nn.Module):
                 hidden, memory, tgt_mask=causal, tgt_is_causal=True, memory_key_padding_mask=padding
             )
         return self.readout(hidden)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        slots: Float[Tensor, "b k d"],
+        code_vectors: Float[Tensor, "m c"],
+        keep: Bool[Tensor, "b k"] | None = None,
+        temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> Int[Tensor, "b n"]:
+        """Codes generated one by one from the slots: greedy at ``temperature`` 0, else sampled.
+
+        Each step feeds the chosen code's vector (``code_vectors[code]``, the VQ-VAE codebook) back in.
+        Runs ``num_tokens`` full forwards (no key/value cache): meant for pictures, not training.
+        """
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+        batch, length = slots.shape[0], self.spec.num_tokens
+        tokens = slots.new_zeros(batch, length, code_vectors.shape[-1])
+        codes = torch.zeros(batch, length, dtype=torch.long, device=slots.device)
+        for position in range(length):
+            # Position i sees only tokens < i, so the zeros after it do not matter.
+            logits = self(tokens, slots, keep)[:, position].float()
+            if temperature == 0:
+                chosen = logits.argmax(dim=-1)
+            else:
+                probabilities = (logits / temperature).softmax(dim=-1)
+                chosen = torch.multinomial(probabilities, 1, generator=generator).squeeze(1)
+            codes[:, position] = chosen
+            tokens[:, position] = code_vectors[chosen].to(tokens.dtype)
+        return codes

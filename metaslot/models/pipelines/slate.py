@@ -106,6 +106,24 @@ class Slate(nn.Module):
             aggregator=aggregated,
         )
 
+    @torch.no_grad()
+    def reconstruct(
+        self,
+        image: Float[Tensor, "b 3 h w"],
+        temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> Float[Tensor, "b 3 h2 w2"]:
+        """Image → slots → codes generated autoregressively → VQ-VAE decoder: ImageNet-normalised images
+        at the VQ-VAE's resolution (``input_scale`` × input). Slow (one decoder pass per token)."""
+        aggregated = self.frontend(image, generator=generator).aggregator
+        keep = aggregated.keep if self.honour_keep else None
+        codebook = self.vqvae.codebook
+        codes = self.decoder.generate(
+            aggregated.slots, codebook.embedding.weight, keep, temperature=temperature, generator=generator
+        )
+        side = latent_grid(self.spec.image_size, self.spec.vqvae)
+        return self.vqvae.decode(codebook.lookup(codes.view(-1, side, side)))
+
     def after_optimizer_step(self, output: PipelineOutput) -> None:
         """Codebook upkeep of the aggregator (a no-op for plain Slot Attention)."""
         if output.aggregator is None:

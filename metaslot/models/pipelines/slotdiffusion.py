@@ -41,7 +41,7 @@ class SlotDiffusionSpec:
     decoder: DiffusionDecoderSpec = attrs.Factory(DiffusionDecoderSpec)
     image_size: int = attrs.field(default=256, validator=_positive)
     """Side of the square input images (fixes the VQ token grid and the decoder built for it)."""
-    sample_steps: int = 50
+    sample_steps: int = attrs.field(default=50, validator=_positive)
     """DDIM steps of :meth:`SlotDiffusion.reconstruct` when none are given."""
 
     def __attrs_post_init__(self) -> None:
