@@ -94,3 +94,19 @@ def test_workers_match_single_process(tmp_path) -> None:
     other_epoch = list(make_loader(dataset, 6, seed=9, epoch=1, shuffle=False))[0]
     next_epoch = list(make_loader(dataset, 6, seed=9, epoch=2, shuffle=False))[0]
     assert not torch.equal(other_epoch.image, next_epoch.image)  # augmentation changes with the epoch
+
+
+@pytest.mark.distributed
+def test_distributed_loader_uses_the_process_group(tmp_path) -> None:
+    import torch.distributed as dist
+
+    dataset = ShapesSpec(resolution=32, train_size=6).build("train")
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        make_loader(dataset, 2, distributed=True)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        loader = make_loader(dataset, 2, distributed=True, seed=1, epoch=0)
+        assert isinstance(loader.sampler, ResumableSampler) and loader.sampler.world_size == 1
+        assert sum(batch.image.shape[0] for batch in loader) == 6
+    finally:
+        dist.destroy_process_group()
