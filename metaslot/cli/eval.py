@@ -47,6 +47,7 @@ def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
 
     from metaslot.eval.session import batches_for_images, evaluate_and_report
     from metaslot.train.checkpoint import load_model_checkpoint, resolve_checkpoint
+    from metaslot.train.config import rebuild
     from metaslot.train.device import resolve_device, resolve_precision
     from metaslot.train.presets import DATASETS, data_spec
 
@@ -73,7 +74,12 @@ def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
         batch_size = evaluation.batch_size or config.loop.batch_size
         evaluation = attrs.evolve(evaluation, pictures=known.images, max_batches=batches_for_images(max(known.images, 64), batch_size))
     default = EvalConfig(data=data, evaluation=evaluation, device=config.device, precision=config.precision)
-    options = tyro.cli(EvalConfig, default=default, args=rest, prog=f"{program} {known.checkpoint}", config=(tyro.conf.AvoidSubcommands,))
+    with attrs.validators.disabled():
+        options = tyro.cli(
+            EvalConfig, default=default, args=rest, prog=f"{program} {known.checkpoint}",
+            config=(tyro.conf.AvoidSubcommands,),
+        )
+    options = rebuild(options)
 
     device = resolve_device(options.device)
     dtype = resolve_precision(options.precision, device)

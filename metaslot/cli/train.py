@@ -31,8 +31,10 @@ def selector_parser() -> argparse.ArgumentParser:
 
 def parse_train_arguments(argv: list[str]) -> tuple[Any, dict[str, Any]]:
     """(resolved TrainConfig, invocation record) for the command-line arguments ``argv``."""
+    import attrs
     import tyro
 
+    from metaslot.train.config import rebuild
     from metaslot.train.presets import preset
 
     selection, rest = selector_parser().parse_known_args(argv)
@@ -41,10 +43,12 @@ def parse_train_arguments(argv: list[str]) -> tuple[Any, dict[str, Any]]:
         f"Train {selection.model} on {selection.data} with {selection.aggregator}. Every flag below overrides "
         f"the preset {selection.model}_{selection.data}; selectors: --model, --data, --aggregator, --vqvae-variant."
     )
-    config = tyro.cli(
-        type(default), default=default, args=rest, prog=PROGRAM, description=description,
-        config=(tyro.conf.AvoidSubcommands,),
-    )
+    with attrs.validators.disabled():
+        parsed = tyro.cli(
+            type(default), default=default, args=rest, prog=PROGRAM, description=description,
+            config=(tyro.conf.AvoidSubcommands,),
+        )
+    config = rebuild(parsed)  # validators run here, outside tyro, so errors are one line
     invocation = {"selection": vars(selection), "overrides": list(rest)}
     return config, invocation
 

@@ -130,6 +130,20 @@ class TrainConfig:
         return Path(self.runs_dir) / self.name
 
 
+def rebuild(value: Any) -> Any:
+    """Re-create an attrs tree bottom-up, so every validator and ``__attrs_post_init__`` runs again.
+
+    The CLI parses with validators disabled (tyro would draw its own multi-line box around a
+    validator's ValueError) and calls this afterwards, so a bad value surfaces as our one-line error.
+    """
+    if not attrs.has(type(value)):
+        return value
+    arguments = {
+        field.alias: rebuild(getattr(value, field.name)) for field in attrs.fields(type(value)) if field.init
+    }
+    return type(value)(**arguments)
+
+
 # --- JSON round trip -------------------------------------------------------------------------------
 # Self-describing JSON: attrs instances carry "__type__" ("module:QualName"), paths, tuples and enums
 # are tagged. Loading imports only metaslot modules or modules already imported (no eval, no pickle).

@@ -19,7 +19,7 @@ def resolve_device(choice: DeviceChoice, local_rank: int = 0) -> torch.device:
         return torch.device("cpu")
     available = torch.cuda.is_available()
     if choice == "cuda" and not available:
-        raise DeviceError("--runtime.device cuda was requested but no CUDA GPU is visible; use --runtime.device cpu")
+        raise DeviceError("--device cuda was requested but no CUDA GPU is visible; use --device cpu (or auto)")
     if available:
         count = torch.cuda.device_count()
         if local_rank >= count:
@@ -36,7 +36,7 @@ def resolve_precision(choice: PrecisionChoice, device: torch.device) -> torch.dt
     if choice == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if choice in ("bf16", "fp16") and device.type != "cuda":
-        raise DeviceError(f"--runtime.precision {choice} needs a CUDA device; use --runtime.precision fp32 on CPU")
+        raise DeviceError(f"--precision {choice} needs a CUDA device; use --precision fp32 (or auto) on CPU")
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[choice]
 
 
