@@ -130,11 +130,15 @@ def compact_labels(segment: Integer[Tensor, "*s"]) -> tuple[Int[Tensor, "*s"], i
     without background keeps all its objects (none becomes 0).
     """
     labels = segment.long()
-    objects = torch.unique(labels)
-    objects = objects[objects > 0]
-    table = torch.zeros(int(labels.max()) + 1 if labels.numel() else 1, dtype=torch.long)
-    table[objects] = torch.arange(1, objects.numel() + 1)
-    return table[labels.clamp_min(0)], int(objects.numel())
+    if labels.numel() == 0:
+        return labels, 0
+    if int(labels.min()) < 0:
+        raise ValueError(f"segment labels must be non-negative, got {int(labels.min())}")
+    # bincount + cumsum instead of unique: ranks present labels without sorting every pixel.
+    present = torch.bincount(labels.reshape(-1)) > 0
+    present[0] = False
+    table = torch.cumsum(present, 0) * present
+    return table[labels], int(present.sum())
 
 
 def transform_pair(
