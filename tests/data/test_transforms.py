@@ -142,3 +142,8 @@ def test_generators_differ_by_epoch_and_index() -> None:
     assert sample_generator(7, 1, 2).uniform() == draws[(1, 2)]
     with pytest.raises(ValueError, match="non-negative"):
         sample_generator(-1, 0, 0)
+
+
+def test_compaction_rejects_negative_labels() -> None:
+    with pytest.raises(ValueError, match="-1"):
+        compact_labels(torch.tensor([0, -1, 2]))
