@@ -1,0 +1,118 @@
+"""Presets reproduce reference.md §2; configs survive the JSON round trip; overrides are plain flags."""
+
+from __future__ import annotations
+
+import io
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy
+import pytest
+from PIL import Image
+
+from cli_args import loop_args
+from metaslot.cli.train import parse_train_arguments
+from metaslot.data.records import collate
+from metaslot.train.config import config_from_json, config_to_json
+from metaslot.train.presets import DATASETS, MODELS, preset
+
+PAPER = {"voc": 6, "coco": 7, "clevrtex": 11}
+
+
+@pytest.mark.parametrize("data", sorted(PAPER))
+@pytest.mark.parametrize("model", ["dinosaur", "slate", "slotdiffusion"])
+def test_paper_presets_match_the_reference_configs(model: str, data: str) -> None:
+    config = preset(model, data)
+    aggregator = config.model.aggregator
+    assert aggregator.num_slots == PAPER[data]
+    assert (aggregator.slot_dim, aggregator.codebook_size, aggregator.num_iterations) == (256, 512, 3)
+    assert aggregator.buffer_capacity == 4 * 32 * PAPER[data]
+    assert (config.loop.steps, config.loop.batch_size, config.loop.val_every) == (50_000, 32, 1_250)
+    assert (config.optim.learning_rate, config.optim.betas, config.optim.eps, config.optim.weight_decay) == (2e-4, (0.9, 0.999), 1e-8, 0.0)
+    assert (config.optim.clip_norm, config.optim.clip_norm_type) == (1.0, "l2")
+    assert (config.schedule.warmup_fraction, config.schedule.final_learning_rate) == (0.05, 0.0)
+    assert config.model.image_size == 256 and config.data.resolution == 256
+
+
+@pytest.mark.parametrize("variant", ["c256", "c4"])
+def test_vqvae_presets_match_the_reference_configs(variant: str) -> None:
+    config = preset("vqvae", "voc", vqvae_variant=variant)
+    assert (config.loop.steps, config.loop.batch_size, config.optim.learning_rate) == (30_000, 64, 2e-3)
+    assert config.model.codebook_size == 4096 and config.model.code_dim == (256 if variant == "c256" else 4)
+    assert (config.loop.best_metric, config.loop.best_mode) == ("loss", "min")
+
+
+def test_slot_attention_selector_keeps_widths() -> None:
+    config = preset("dinosaur", "coco", "slot-attention")
+    assert type(config.model.aggregator).__name__ == "SlotAttentionSpec"
+    assert (config.model.aggregator.num_slots, config.model.aggregator.slot_dim) == (7, 256)
+    assert config.name == "dinosaur-coco-sa"
+
+
+@pytest.mark.parametrize("data", [d for d in DATASETS if d != "movi_d"])
+@pytest.mark.parametrize("model", MODELS)
+def test_every_preset_round_trips_through_json(model: str, data: str) -> None:
+    config = preset(model, data)
+    assert config_from_json(config_to_json(config)) == config
+
+
+def test_overrides_are_plain_flags_in_any_order(tmp_path: Path) -> None:
+    config, invocation = parse_train_arguments([
+        "--model.aggregator.num-slots", "9", "--data", "coco", "--loop.steps", "10", "--model", "slate",
+        "--optim.clip-norm", "None", "--model.encoder.image-size", "112",
+    ])
+    assert config.model.aggregator.num_slots == 9 and config.loop.steps == 10
+    assert config.optim.clip_norm is None and config.model.encoder.image_size == 112
+    assert type(config.data).__name__ == "COCOSpec"
+    assert invocation["selection"] == {"model": "slate", "data": "coco", "aggregator": "metaslot", "vqvae_variant": "c256"}
+
+
+def test_help_after_selectors_shows_the_preset_values() -> None:
+    output = io.StringIO()
+    with redirect_stdout(output), pytest.raises(SystemExit) as exit_info:
+        parse_train_arguments(["--model", "dinosaur", "--data", "clevrtex", "--help"])
+    assert exit_info.value.code == 0
+    text = output.getvalue()
+    assert "--model.aggregator.num-slots" in text and "(default: 11)" in text
+    assert "(default: 1408)" in text  # ring buffer 4·32·11
+
+
+def _png(array: numpy.ndarray) -> bytes:
+    encoded = io.BytesIO()
+    Image.fromarray(array).save(encoded, format="PNG")
+    return encoded.getvalue()
+
+
+def _write_voc(root: Path, count: int = 4) -> None:
+    from metaslot.data.lmdb_io import write_records
+
+    generator = numpy.random.default_rng(0)
+    for split in ("train", "val"):
+        records = []
+        for _ in range(count):
+            image = generator.integers(0, 256, size=(40, 48, 3), dtype=numpy.uint8)
+            segment = numpy.zeros((40, 48), dtype=numpy.uint8)
+            segment[5:20, 8:30] = 1
+            segment[22:35, 20:44] = 2
+            records.append({"image": _png(image), "segment": _png(segment)})
+        write_records(root / "voc" / f"{split}.lmdb", records)
+
+
+def test_slate_voc_parses_and_builds_against_a_tiny_lmdb(tmp_path: Path) -> None:
+    _write_voc(tmp_path / "data")
+    config, _ = parse_train_arguments([
+        "--model", "slate", "--data", "voc", "--data.root", str(tmp_path / "data"), "--data.resolution", "32",
+        "--model.image-size", "32", "--model.encoder.model-name", "vit_tiny_patch16_224",
+        "--model.encoder.no-pretrained", "--model.encoder.image-size", "32", "--model.aggregator.slot-dim", "16",
+        "--model.aggregator.feature-dim", "16", "--model.aggregator.mlp-hidden-dim", "32", "--model.vqvae.width", "8",
+        "--model.vqvae.codebook-size", "16", "--model.vqvae.code-dim", "8", "--model.vqvae.input-scale", "1.0",
+        "--model.decoder.width", "16", "--model.decoder.num-layers", "1", "--model.decoder.num-heads", "2",
+        "--model.decoder.feedforward", "32", *loop_args(tmp_path),
+    ])
+    assert config.model.aggregator.num_slots == 6 and config.model.aggregator.buffer_capacity == 768
+    pipeline = config.model.build()
+    dataset = config.data.build("train", True)
+    batch = collate([dataset[0], dataset[1]])
+    output = pipeline(batch.image)
+    assert output.masks is not None and output.masks.shape == (2, 6, 32, 32)
+    assert config_from_json(config_to_json(config)) == config
