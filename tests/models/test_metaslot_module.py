@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import metaslot
 from metaslot.models.aggregators import MetaSlot, MetaSlotSpec
-from metaslot.ops import aggregate, prune_duplicates
+from metaslot.ops import aggregate, prune_duplicates, quantize
 
 
 def tiny_spec(**overrides: object) -> MetaSlotSpec:
@@ -222,6 +222,13 @@ def test_no_straight_through_means_no_gradient_to_the_initialiser() -> None:
     module = MetaSlot(tiny_spec(straight_through=False))
     module(torch.randn(2, 6, 5)).slots.sum().backward()
     assert module.initializer.mean.grad is None
+    # Frozen, so DDP without find_unused_parameters does not wait for a gradient that never comes.
+    assert not module.initializer.mean.requires_grad
+
+
+def test_kmeans_only_codebook_is_frozen_for_the_optimiser() -> None:
+    assert not MetaSlot(tiny_spec(codebook_update="kmeans")).codebook.requires_grad
+    assert MetaSlot(tiny_spec(codebook_update="both")).codebook.requires_grad
 
 
 def test_small_buffer_upkeep_and_one_off_kmeans() -> None:
@@ -269,8 +276,10 @@ def test_kmeans_codebook_update_moves_used_codes_without_gradient() -> None:
     before = module.codebook.detach().clone()
     module.update_codebook(output)
     moved = (module.codebook.detach() - before).abs().sum(dim=1) > 0
+    # The upkeep re-quantises the final slots (not stage 1's codes in output.codes); pruned ones are ignored.
+    final_codes = quantize(output.slots.detach(), before).codes[output.keep]
     used = torch.zeros(16, dtype=torch.bool)
-    used[output.codes[output.keep]] = True
+    used[final_codes] = True
     assert moved.any() and not (moved & ~used).any() and module.codebook.grad is None
 
 

@@ -30,7 +30,9 @@ class MetaSlot(SlotAttentionWeights):
     """Drop-in replacement for a Slot Attention module (same weights, same call, same output record).
 
     Construct from keyword arguments (``MetaSlot(num_slots=7, slot_dim=64, feature_dim=32)``) or a spec
-    (``MetaSlot.from_spec(spec)`` / ``spec.build()``). State that changes during training (codebook,
+    (``MetaSlot.from_spec(spec)`` / ``spec.build()``). When the caller passes ``initial_slots`` the
+    module's own initialiser is unused (under DDP, freeze it or use ``find_unused_parameters``).
+    State that changes during training (codebook,
     usage counters, ring buffer, step counter, k-means flag) lives in ``codebook_state`` as a parameter
     and registered buffers, so it checkpoints, moves with ``.to()`` and is synchronised under DDP.
     """
@@ -43,6 +45,13 @@ class MetaSlot(SlotAttentionWeights):
         super().__init__(spec)
         self.spec = spec
         self.codebook_state = CodebookState(spec)
+        # Parameters that can never receive a gradient are frozen, so DDP (without
+        # find_unused_parameters) does not wait for them: the codebook when only k-means moves it, and
+        # the initialiser when no straight-through term reaches it (stage 1 starts from detached slots).
+        if spec.codebook_update == "kmeans":
+            self.codebook_state.codebook.requires_grad_(False)
+        if not spec.straight_through:
+            self.initializer.requires_grad_(False)
 
     @classmethod
     def from_spec(cls, spec: MetaSlotSpec) -> MetaSlot:

@@ -112,7 +112,8 @@ class MetaSlotSpec(_SlotAttentionFields):
     """m: number of prototypes."""
     quantizer: Quantizer = attrs.field(default="argmin", validator=_one_of("argmin", "gumbel"))
     """'argmin': exact nearest prototype (paper text, and the reference at evaluation);
-    'gumbel': the reference's training quantiser (hard Gumbel-softmax over negative squared distances)."""
+    'gumbel': the reference's training quantiser (hard Gumbel-softmax over negative squared distances,
+    drawn from the forward's generator). Evaluation and the codebook upkeep always use argmin."""
     noise_weight: float = attrs.field(default=0.5, validator=_non_negative)
     """w in σ_t = w·(1 − t/(T−1)) added to the layer-normed features before the key/value projections."""
     noise_stages: NoiseStages = attrs.field(default="both", validator=_one_of("both", "second"))
