@@ -87,6 +87,9 @@ class MetaSlot(SlotAttentionWeights):
         initial_slots: Float[Tensor, "b k d"] | None = None,
         generator: torch.Generator | None = None,
     ) -> AggregatorOutput:
+        """Aggregate ``features`` into slots; ``generator`` (on the features' device, or None for the global
+        RNG) supplies every random draw: initial-slot noise, key/value noise, Gumbel noise, the path draw.
+        """
         spec = self.spec
         self.check_features(features)
         initial = self.initial_slots(features, initial_slots, generator)
@@ -138,7 +141,7 @@ class MetaSlot(SlotAttentionWeights):
 
         Re-quantises the final kept slots (gathered from all ranks under DDP) with the exact nearest
         prototype, writes them to the ring buffer, refreshes usage counters, replaces dead codes (noise
-        from ``generator``), runs the optional k-means steps and advances the step counter; under DDP rank
+        from ``generator``, on the codebook's device, or None for the global RNG), runs the optional k-means steps and advances the step counter; under DDP rank
         0's resulting state is broadcast so every rank is bit-identical.
         """
         slots = all_gather_tensor(output.slots.detach())
