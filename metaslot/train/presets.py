@@ -136,7 +136,8 @@ def autoencoder_shapes() -> TrainConfig:
 
     resolution, batch_size, slots, width = 32, 16, 5, 32
     model = AutoencoderSpec(
-        encoder=CNNEncoderSpec(channels=(width, width, width, width)),
+        # A stride-2 first layer: 16×16 tokens instead of 32×32, ~1.7× faster per step on CPU.
+        encoder=CNNEncoderSpec(channels=(width, width, width, width), strides=(2, 1, 1, 1)),
         aggregator=_metaslot(slots, width, batch_size, codebook_size=64),
         decoder=BroadcastPixelDecoderSpec(),
         image_size=resolution,
