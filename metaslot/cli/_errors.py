@@ -26,11 +26,20 @@ _KNOWN_ERROR_NAMES = frozenset(
         "SafetensorError",
     }
 )
-_KNOWN_ERROR_TYPES = (MetaslotError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError, KeyError)
+_KNOWN_ERROR_TYPES = (
+    MetaslotError,
+    FileNotFoundError,
+    NotADirectoryError,
+    PermissionError,
+    ValueError,
+    KeyError,
+)
 
 
 def _is_known(error: BaseException) -> bool:
-    return isinstance(error, _KNOWN_ERROR_TYPES) or any(cls.__name__ in _KNOWN_ERROR_NAMES for cls in type(error).__mro__)
+    return isinstance(error, _KNOWN_ERROR_TYPES) or any(
+        cls.__name__ in _KNOWN_ERROR_NAMES for cls in type(error).__mro__
+    )
 
 
 def one_line(error: BaseException) -> str:

@@ -37,13 +37,15 @@ def _load_run_config(run_dir: Path):
 
     path = run_dir / "config.json"
     if not path.is_file():
-        raise CheckpointError(f"{run_dir} has no config.json; pass a run folder written by `python -m cli.train`")
+        raise CheckpointError(
+            f"{run_dir} has no config.json; pass a run folder written by `python -m cli.train`"
+        )
     return config_from_json(path.read_text())
 
 
 def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
-    import tyro
     import torch
+    import tyro
 
     from metaslot.eval.session import batches_for_images, evaluate_and_report
     from metaslot.train.checkpoint import load_model_checkpoint, resolve_checkpoint
@@ -58,7 +60,9 @@ def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
     known, rest = parser.parse_known_args(argv)
     if known.checkpoint is None:
         if any(flag in rest for flag in ("-h", "--help")):
-            print(f"usage: {program} RUN_OR_CHECKPOINT [--data {{{','.join(DATASETS)}}}] [--help for the options]")
+            print(
+                f"usage: {program} RUN_OR_CHECKPOINT [--data {{{','.join(DATASETS)}}}] [--help for the options]"
+            )
             return
         raise ConfigError(f"give a run folder or checkpoint: {program} runs/autoencoder-shapes")
     run_dir, sidecar = resolve_checkpoint(Path(known.checkpoint))
@@ -72,11 +76,18 @@ def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
     evaluation = config.evaluation
     if pictures_only:
         batch_size = evaluation.batch_size or config.loop.batch_size
-        evaluation = attrs.evolve(evaluation, pictures=known.images, max_batches=batches_for_images(max(known.images, 64), batch_size))
+        evaluation = attrs.evolve(
+            evaluation,
+            pictures=known.images,
+            max_batches=batches_for_images(max(known.images, 64), batch_size),
+        )
     default = EvalConfig(data=data, evaluation=evaluation, device=config.device, precision=config.precision)
     with attrs.validators.disabled():
         options = tyro.cli(
-            EvalConfig, default=default, args=rest, prog=f"{program} {known.checkpoint}",
+            EvalConfig,
+            default=default,
+            args=rest,
+            prog=f"{program} {known.checkpoint}",
             config=(tyro.conf.AvoidSubcommands,),
         )
     options = rebuild(options)
@@ -92,9 +103,18 @@ def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
     name = sidecar.name.removesuffix(".json")
     output = options.output or run_dir / f"{'pictures' if pictures_only else 'eval'}-{name}-{spec.split}"
     evaluate_and_report(
-        pipeline, dataset, output_dir=output, batch_size=spec.batch_size or config.loop.batch_size, device=device,
-        dtype=dtype, max_batches=spec.max_batches, pictures=spec.pictures, gallery_codes=spec.gallery_codes,
-        gallery_examples=spec.gallery_examples, seed=config.loop.seed, num_workers=options.num_workers,
+        pipeline,
+        dataset,
+        output_dir=output,
+        batch_size=spec.batch_size or config.loop.batch_size,
+        device=device,
+        dtype=dtype,
+        max_batches=spec.max_batches,
+        pictures=spec.pictures,
+        gallery_codes=spec.gallery_codes,
+        gallery_examples=spec.gallery_examples,
+        seed=config.loop.seed,
+        num_workers=options.num_workers,
         title=f"{config.name} {name} (step {document['state']['step']}, {spec.split})",
     )
 

@@ -24,7 +24,9 @@ def selector_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default="shapes", help=f"one of {', '.join(DATASETS)}")
     parser.add_argument("--aggregator", default="metaslot", help=f"one of {', '.join(AGGREGATORS)}")
     parser.add_argument(
-        "--vqvae-variant", default="c256", help=f"--model vqvae only: {', '.join(VQVAE_VARIANTS)} (c4 for SlotDiffusion)"
+        "--vqvae-variant",
+        default="c256",
+        help=f"--model vqvae only: {', '.join(VQVAE_VARIANTS)} (c4 for SlotDiffusion)",
     )
     return parser
 
@@ -45,7 +47,11 @@ def parse_train_arguments(argv: list[str]) -> tuple[Any, dict[str, Any]]:
     )
     with attrs.validators.disabled():
         parsed = tyro.cli(
-            type(default), default=default, args=rest, prog=PROGRAM, description=description,
+            type(default),
+            default=default,
+            args=rest,
+            prog=PROGRAM,
+            description=description,
             config=(tyro.conf.AvoidSubcommands,),
         )
     config = rebuild(parsed)  # validators run here, outside tyro, so errors are one line

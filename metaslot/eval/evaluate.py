@@ -61,8 +61,14 @@ class PictureSamples:
     def count(self) -> int:
         return sum(len(chunk) for chunk in self.images)
 
-    def add(self, batch: Batch, masks: torch.Tensor | None, keep: torch.Tensor | None,
-            codes: torch.Tensor | None, reconstruction: torch.Tensor | None) -> None:
+    def add(
+        self,
+        batch: Batch,
+        masks: torch.Tensor | None,
+        keep: torch.Tensor | None,
+        codes: torch.Tensor | None,
+        reconstruction: torch.Tensor | None,
+    ) -> None:
         take = min(self.capacity - self.count, batch.image.shape[0])
         if take <= 0:
             return
@@ -88,7 +94,9 @@ def codebook_size_of(pipeline: torch.nn.Module) -> int | None:
 
 def _segment_labels(masks: torch.Tensor, keep: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(masks.shape[-2:]) != size:
-        masks = torch.nn.functional.interpolate(masks.float(), size=size, mode="bilinear", align_corners=False)
+        masks = torch.nn.functional.interpolate(
+            masks.float(), size=size, mode="bilinear", align_corners=False
+        )
     return masks_to_labels(masks.float(), keep)
 
 
@@ -117,7 +125,10 @@ def evaluate(
     if max_batches is not None:
         batches = batches[:max_batches]
     loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=batches, collate_fn=collate, num_workers=num_workers,
+        dataset,
+        batch_sampler=batches,
+        collate_fn=collate,
+        num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed),
     )
     codebook_size = codebook_size_of(pipeline)
@@ -145,7 +156,11 @@ def evaluate(
             accumulate("loss", output.loss.detach().float().expand(images))
             keep = codes = None
             if output.masks is not None:
-                keep = output.keep if output.keep is not None else torch.ones(output.masks.shape[:2], dtype=torch.bool, device=device)
+                keep = (
+                    output.keep
+                    if output.keep is not None
+                    else torch.ones(output.masks.shape[:2], dtype=torch.bool, device=device)
+                )
                 labels = _segment_labels(output.masks, keep, tuple(batch.segment.shape[-2:])).flatten(1)
                 target = batch.segment.flatten(1)
                 accumulate("ari", adjusted_rand_index(labels, target))
@@ -158,8 +173,12 @@ def evaluate(
                 accumulate("active_slots", active)
                 accumulate("true_objects", batch.num_objects)
                 accumulate("slot_count_abs_error", slot_count_error(active, batch.num_objects).abs())
-                pair = torch.stack([batch.num_objects.clamp(max=MAX_COUNT - 1), active.clamp(max=MAX_COUNT - 1)]).cpu()
-                histogram.index_put_((pair[0], pair[1]), torch.ones(images, dtype=torch.float64), accumulate=True)
+                pair = torch.stack(
+                    [batch.num_objects.clamp(max=MAX_COUNT - 1), active.clamp(max=MAX_COUNT - 1)]
+                ).cpu()
+                histogram.index_put_(
+                    (pair[0], pair[1]), torch.ones(images, dtype=torch.float64), accumulate=True
+                )
             if output.aggregator is not None and codebook_size is not None:
                 codes = output.aggregator.codes
                 valid = codes[keep] if keep is not None else codes.flatten()
@@ -173,11 +192,18 @@ def evaluate(
 
     names = sorted(sums)
     # One collective for everything; every process holds the same metric names (same pipeline).
-    packed = torch.stack([torch.stack([sums[n] for n in names]), torch.stack([counts[n] for n in names])]) if names else torch.zeros(2, 0, dtype=torch.float64)
+    packed = (
+        torch.stack([torch.stack([sums[n] for n in names]), torch.stack([counts[n] for n in names])])
+        if names
+        else torch.zeros(2, 0, dtype=torch.float64)
+    )
     packed = all_reduce_sum(packed)
     histogram = all_reduce_sum(histogram)
     usage = all_reduce_sum(usage)
-    metrics = {name: float(packed[0, i] / packed[1, i]) if packed[1, i] > 0 else float("nan") for i, name in enumerate(names)}
+    metrics = {
+        name: float(packed[0, i] / packed[1, i]) if packed[1, i] > 0 else float("nan")
+        for i, name in enumerate(names)
+    }
     code_usage = None
     if codebook_size is not None:
         all_codes = torch.arange(codebook_size).repeat_interleave(usage.long())

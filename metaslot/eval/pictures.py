@@ -61,8 +61,10 @@ def save_segmentation_grid(samples: PictureSamples, path: Path, max_images: int 
     keep = _cat(samples.keep)
     reconstructions = _cat(samples.reconstructions)
     num_slots = 0 if masks is None else masks.shape[1]
-    fixed = ["image", "ground truth"] + (["prediction"] if masks is not None else []) + (
-        ["reconstruction"] if reconstructions is not None else []
+    fixed = (
+        ["image", "ground truth"]
+        + (["prediction"] if masks is not None else [])
+        + (["reconstruction"] if reconstructions is not None else [])
     )
     columns = len(fixed) + num_slots
     rows = images.shape[0]
@@ -70,7 +72,10 @@ def save_segmentation_grid(samples: PictureSamples, path: Path, max_images: int 
     for row in range(rows):
         picture = _display(images[row])
         size = tuple(images.shape[-2:])
-        panels: list[tuple[str, numpy.ndarray]] = [("image", picture), ("ground truth", _labels_rgb(segments[row], True))]
+        panels: list[tuple[str, numpy.ndarray]] = [
+            ("image", picture),
+            ("ground truth", _labels_rgb(segments[row], True)),
+        ]
         if masks is not None:
             slot_masks = _resize_masks(masks[row], size)
             labels = slot_masks.masked_fill(~keep[row][:, None, None], float("-inf")).argmax(0)
@@ -115,7 +120,9 @@ def save_slot_histogram(result: EvaluationResult, path: Path) -> Path:
     for objects in range(top):
         for slots in range(top):
             if histogram[objects, slots]:
-                axis.text(objects, slots, int(histogram[objects, slots]), ha="center", va="center", fontsize=7)
+                axis.text(
+                    objects, slots, int(histogram[objects, slots]), ha="center", va="center", fontsize=7
+                )
     axis.plot([-0.5, top - 0.5], [-0.5, top - 0.5], color="red", linewidth=0.8, linestyle="--")
     axis.set_xlabel("annotated objects")
     axis.set_ylabel("kept slots")
@@ -137,9 +144,14 @@ def _crop_to_mask(picture: numpy.ndarray, mask: numpy.ndarray, size: int = 48) -
     height, width = crop.shape[:2]
     side = max(height, width)
     padded = numpy.full((side, side, 3), 0.1)
-    padded[(side - height) // 2 : (side - height) // 2 + height, (side - width) // 2 : (side - width) // 2 + width] = crop
+    padded[
+        (side - height) // 2 : (side - height) // 2 + height,
+        (side - width) // 2 : (side - width) // 2 + width,
+    ] = crop
     tensor = torch.from_numpy(padded).permute(2, 0, 1)[None].float()
-    return torch.nn.functional.interpolate(tensor, size=(size, size), mode="nearest")[0].permute(1, 2, 0).numpy()
+    return (
+        torch.nn.functional.interpolate(tensor, size=(size, size), mode="nearest")[0].permute(1, 2, 0).numpy()
+    )
 
 
 def save_prototype_gallery(
@@ -148,12 +160,19 @@ def save_prototype_gallery(
     """For the most used prototypes: how often each fired, and example slots (masked crops) that chose it."""
     if not samples.codes or not samples.masks or result.code_usage is None:
         return None
-    images, masks, keep, codes = (_cat(samples.images), _cat(samples.masks), _cat(samples.keep), _cat(samples.codes))
+    images, masks, keep, codes = (
+        _cat(samples.images),
+        _cat(samples.masks),
+        _cat(samples.keep),
+        _cat(samples.codes),
+    )
     usage = numpy.asarray(result.code_usage)
     order = [int(code) for code in numpy.argsort(-usage, kind="stable") if usage[code] > 0][:max_codes]
     if not order:
         return None
-    figure, axes = pyplot.subplots(len(order), examples + 1, figsize=(1.3 * (examples + 1), 1.3 * len(order)), squeeze=False)
+    figure, axes = pyplot.subplots(
+        len(order), examples + 1, figsize=(1.3 * (examples + 1), 1.3 * len(order)), squeeze=False
+    )
     for row, code in enumerate(order):
         axes[row, 0].text(0.5, 0.5, f"code {code}\n{usage[code]} slots", ha="center", va="center", fontsize=8)
         positions = torch.nonzero((codes == code) & keep).tolist()[:examples]
@@ -173,8 +192,13 @@ def save_prototype_gallery(
 
 
 def write_pictures(
-    samples: PictureSamples, result: EvaluationResult, directory: Path, *, max_images: int = 8,
-    gallery_codes: int = 12, gallery_examples: int = 6,
+    samples: PictureSamples,
+    result: EvaluationResult,
+    directory: Path,
+    *,
+    max_images: int = 8,
+    gallery_codes: int = 12,
+    gallery_examples: int = 6,
 ) -> list[Path]:
     """All pictures that apply to this pipeline, into ``directory``; returns the paths written."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -184,7 +208,9 @@ def write_pictures(
     if result.images and any(any(row) for row in result.slot_histogram):
         written.append(save_slot_histogram(result, directory / "slot_count.png"))
     if gallery_codes > 0:
-        gallery = save_prototype_gallery(samples, result, directory / "prototypes.png", gallery_codes, gallery_examples)
+        gallery = save_prototype_gallery(
+            samples, result, directory / "prototypes.png", gallery_codes, gallery_examples
+        )
         if gallery is not None:
             written.append(gallery)
     return written

@@ -9,9 +9,17 @@ from pathlib import Path
 from metaslot.eval.evaluate import EvaluationResult
 
 _LABELS = {
-    "ari": "ARI", "fg_ari": "FG-ARI", "mbo": "mBO (with bg)", "mbo_fg": "mBO (fg only)", "miou": "mIoU (with bg)",
-    "miou_fg": "mIoU (fg only)", "active_slots": "kept slots / image", "true_objects": "objects / image",
-    "slot_count_abs_error": "|slots − objects|", "codes_in_use": "codes in use", "code_perplexity": "code perplexity",
+    "ari": "ARI",
+    "fg_ari": "FG-ARI",
+    "mbo": "mBO (with bg)",
+    "mbo_fg": "mBO (fg only)",
+    "miou": "mIoU (with bg)",
+    "miou_fg": "mIoU (fg only)",
+    "active_slots": "kept slots / image",
+    "true_objects": "objects / image",
+    "slot_count_abs_error": "|slots − objects|",
+    "codes_in_use": "codes in use",
+    "code_perplexity": "code perplexity",
     "loss": "loss",
 }
 
@@ -33,7 +41,9 @@ def write_json(result: EvaluationResult, path: Path, **context: object) -> Path:
     document = {
         **context,
         "images": result.images,
-        "metrics": {name: (value if math.isfinite(value) else None) for name, value in result.metrics.items()},
+        "metrics": {
+            name: (value if math.isfinite(value) else None) for name, value in result.metrics.items()
+        },
         "slot_histogram": result.slot_histogram,
         "code_usage": result.code_usage,
     }

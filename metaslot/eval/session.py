@@ -35,17 +35,35 @@ def evaluate_and_report(
     capacity = max(pictures, 64 if gallery_codes > 0 else 0)
     samples = PictureSamples(capacity=capacity) if rank == 0 and capacity > 0 else None
     result = evaluate(
-        pipeline, dataset, batch_size=batch_size, device=device, dtype=dtype, max_batches=max_batches,
-        world_size=world_size, rank=rank, seed=seed, num_workers=num_workers, pictures=samples,
+        pipeline,
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        max_batches=max_batches,
+        world_size=world_size,
+        rank=rank,
+        seed=seed,
+        num_workers=num_workers,
+        pictures=samples,
     )
-    if rank == 0 and samples is not None and samples.count and callable(getattr(pipeline, "reconstruct", None)):
+    if (
+        rank == 0
+        and samples is not None
+        and samples.count
+        and callable(getattr(pipeline, "reconstruct", None))
+    ):
         samples.reconstructions = [_sampled_reconstructions(pipeline, samples, pictures, device, dtype, seed)]
     if rank == 0:
         write_json(result, output_dir / "evaluation.json", title=title)
         written = []
         if samples is not None:
             written = write_pictures(
-                samples, result, output_dir, max_images=pictures, gallery_codes=gallery_codes,
+                samples,
+                result,
+                output_dir,
+                max_images=pictures,
+                gallery_codes=gallery_codes,
                 gallery_examples=gallery_examples,
             )
         if echo:
@@ -61,7 +79,12 @@ def batches_for_images(images: int, batch_size: int) -> int:
 
 
 def _sampled_reconstructions(
-    pipeline: torch.nn.Module, samples: PictureSamples, count: int, device: torch.device, dtype: torch.dtype, seed: int
+    pipeline: torch.nn.Module,
+    samples: PictureSamples,
+    count: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    seed: int,
 ) -> torch.Tensor:
     """Generative pipelines (SlotDiffusion): images re-drawn from their slots by the pipeline's sampler."""
     from metaslot.train.device import autocast

@@ -58,7 +58,9 @@ def _atomic_write_bytes(path: Path, payload: bytes) -> None:
     os.replace(temporary, path)
 
 
-def _atomic_write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def _atomic_write_tensors(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
     # Copies to CPU also break shared storage (tied weights), which safetensors refuses.
     cpu = {key: value.detach().to("cpu", copy=True).contiguous() for key, value in tensors.items()}
     _atomic_write_bytes(path, safetensors.torch.save(cpu, metadata=metadata))
@@ -83,7 +85,9 @@ def _file_record(path: Path) -> dict[str, Any]:
 def _verify(directory: Path, record: dict[str, Any], sidecar: Path) -> Path:
     path = directory / record["file"]
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {sidecar} refers to {path}, which is missing; the checkpoint is incomplete")
+        raise CheckpointError(
+            f"checkpoint {sidecar} refers to {path}, which is missing; the checkpoint is incomplete"
+        )
     size = path.stat().st_size
     if size != record["bytes"]:
         raise CheckpointError(
@@ -91,7 +95,9 @@ def _verify(directory: Path, record: dict[str, Any], sidecar: Path) -> Path:
             "resume from an older checkpoint (edit latest.json) or start again"
         )
     if _sha256(path) != record["sha256"]:
-        raise CheckpointError(f"checkpoint file {path} is corrupt (SHA-256 mismatch); resume from an older checkpoint")
+        raise CheckpointError(
+            f"checkpoint file {path} is corrupt (SHA-256 mismatch); resume from an older checkpoint"
+        )
     return path
 
 
@@ -103,7 +109,9 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         return safetensors.torch.load_file(str(path), device="cpu")
     except (safetensors.SafetensorError, OSError, ValueError, RuntimeError) as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"checkpoint file {path} is not a readable safetensors file ({first_line})") from error
+        raise CheckpointError(
+            f"checkpoint file {path} is not a readable safetensors file ({first_line})"
+        ) from error
 
 
 def module_generators(module: torch.nn.Module) -> Iterator[tuple[str, torch.Generator]]:
@@ -130,7 +138,11 @@ def _rng_json() -> dict[str, Any]:
     numpy_state = numpy.random.get_state()
     python_state = random.getstate()
     return {
-        "numpy": {"position": int(numpy_state[2]), "has_gauss": int(numpy_state[3]), "gauss": float(numpy_state[4])},
+        "numpy": {
+            "position": int(numpy_state[2]),
+            "has_gauss": int(numpy_state[3]),
+            "gauss": float(numpy_state[4]),
+        },
         "python": [python_state[0], list(python_state[1]), python_state[2]],
     }
 
@@ -158,7 +170,9 @@ def _restore_rng(tensors: dict[str, torch.Tensor], document: dict[str, Any], mod
             generator.set_state(tensors[key])
 
 
-def _split_optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _split_optimizer_state(
+    optimizer: torch.optim.Optimizer,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
@@ -196,7 +210,9 @@ def load_model_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], s
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         if mismatched:
             key = mismatched[0]
-            parts.append(f"{len(mismatched)} with other shapes (e.g. {key}: {tuple(tensors[key].shape)} vs {tuple(own[key].shape)})")
+            parts.append(
+                f"{len(mismatched)} with other shapes (e.g. {key}: {tuple(tensors[key].shape)} vs {tuple(own[key].shape)})"
+            )
         raise CheckpointError(
             f"checkpoint {source} does not fit this model: {', '.join(parts)} keys; "
             "was it written for another --model/--data or other widths?"
@@ -219,7 +235,9 @@ def save_checkpoint(
     """Write one checkpoint atomically and (optionally) move ``latest.json`` to it; returns the sidecar path."""
     directory.mkdir(parents=True, exist_ok=True)
     model_path = directory / f"{name}.safetensors"
-    _atomic_write_tensors(model_path, model.state_dict(), metadata={"format": "metaslot", "step": str(state.step)})
+    _atomic_write_tensors(
+        model_path, model.state_dict(), metadata={"format": "metaslot", "step": str(state.step)}
+    )
     document: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "state": attrs.asdict(state),
@@ -250,8 +268,14 @@ def read_sidecar(sidecar: Path) -> dict[str, Any]:
         document = json.loads(sidecar.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"checkpoint {sidecar} is not valid JSON ({error}); it is damaged") from error
-    if not isinstance(document, dict) or document.get("format_version") != FORMAT_VERSION or "model" not in document:
-        raise CheckpointError(f"{sidecar} is not a metaslot checkpoint (format_version {FORMAT_VERSION} expected)")
+    if (
+        not isinstance(document, dict)
+        or document.get("format_version") != FORMAT_VERSION
+        or "model" not in document
+    ):
+        raise CheckpointError(
+            f"{sidecar} is not a metaslot checkpoint (format_version {FORMAT_VERSION} expected)"
+        )
     return document
 
 
@@ -276,7 +300,9 @@ def resolve_checkpoint(path: Path) -> tuple[Path, Path]:
         for candidate in (checkpoints / "best.json", latest_checkpoint(checkpoints)):
             if candidate is not None and candidate.is_file():
                 return run_dir, candidate
-        raise CheckpointError(f"run folder {run_dir} has no checkpoint (no checkpoints/best.json or latest.json)")
+        raise CheckpointError(
+            f"run folder {run_dir} has no checkpoint (no checkpoints/best.json or latest.json)"
+        )
     if path.suffix == ".safetensors":
         stem = path.name.removesuffix(".safetensors").removesuffix(".train")
         path = path.with_name(f"{stem}.json")

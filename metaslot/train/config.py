@@ -172,13 +172,17 @@ def to_jsonable(value: Any) -> Any:
 def _resolve(qualified: str) -> type:
     module_name, _, qualname = qualified.partition(":")
     if module_name not in sys.modules and not module_name.startswith("metaslot."):
-        raise CheckpointError(f"config.json names class {qualified}, which is outside metaslot; refusing to import it")
+        raise CheckpointError(
+            f"config.json names class {qualified}, which is outside metaslot; refusing to import it"
+        )
     try:
         target: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             target = getattr(target, part)
     except (ImportError, AttributeError) as error:
-        raise CheckpointError(f"config.json names class {qualified}, which this version lacks ({error})") from error
+        raise CheckpointError(
+            f"config.json names class {qualified}, which this version lacks ({error})"
+        ) from error
     return target
 
 
@@ -199,7 +203,9 @@ def from_jsonable(value: Any) -> Any:
         known = {field.name: field for field in attrs.fields(cls)}
         unknown = set(value) - set(known) - {"__type__"}
         if unknown:
-            raise CheckpointError(f"config.json has fields {sorted(unknown)} that {cls.__name__} does not know")
+            raise CheckpointError(
+                f"config.json has fields {sorted(unknown)} that {cls.__name__} does not know"
+            )
         arguments = {name: from_jsonable(item) for name, item in value.items() if name != "__type__"}
         init_arguments = {name: item for name, item in arguments.items() if known[name].init}
         return cls(**init_arguments)
@@ -214,7 +220,9 @@ def config_from_json(text: str) -> TrainConfig:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
-        raise CheckpointError(f"config.json is not valid JSON ({error}); the run folder is damaged") from error
+        raise CheckpointError(
+            f"config.json is not valid JSON ({error}); the run folder is damaged"
+        ) from error
     config = from_jsonable(document.get("config"))
     if not isinstance(config, TrainConfig):
         raise CheckpointError("config.json does not hold a TrainConfig; is this a metaslot run folder?")

@@ -82,7 +82,9 @@ class EpochBatches(torch.utils.data.Sampler):
         return (self.order.steps_per_epoch - self.start) * self.order.accumulate
 
 
-def evaluation_batches(dataset_size: int, batch_size: int, world_size: int = 1, rank: int = 0) -> list[list[int]]:
+def evaluation_batches(
+    dataset_size: int, batch_size: int, world_size: int = 1, rank: int = 0
+) -> list[list[int]]:
     """Fixed order, no padding: process r evaluates samples r, r+W, ...; every sample counted exactly once."""
     indices = list(range(rank, dataset_size, world_size))
     return [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]

@@ -19,7 +19,9 @@ def resolve_device(choice: DeviceChoice, local_rank: int = 0) -> torch.device:
         return torch.device("cpu")
     available = torch.cuda.is_available()
     if choice == "cuda" and not available:
-        raise DeviceError("--device cuda was requested but no CUDA GPU is visible; use --device cpu (or auto)")
+        raise DeviceError(
+            "--device cuda was requested but no CUDA GPU is visible; use --device cpu (or auto)"
+        )
     if available:
         count = torch.cuda.device_count()
         if local_rank >= count:

@@ -35,7 +35,9 @@ def context_from_environment() -> DistributedContext:
         rank = int(os.environ.get("RANK", "0"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     except ValueError as error:
-        raise ConfigError(f"RANK/WORLD_SIZE/LOCAL_RANK must be integers ({error}); launch with torchrun") from error
+        raise ConfigError(
+            f"RANK/WORLD_SIZE/LOCAL_RANK must be integers ({error}); launch with torchrun"
+        ) from error
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank)
 
 
@@ -43,7 +45,9 @@ def start(context: DistributedContext, device: torch.device) -> None:
     """Join the process group (gloo on CPU, nccl on GPU) when torchrun started several processes."""
     if context.enabled and not torch.distributed.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend=backend, rank=context.rank, world_size=context.world_size)
+        torch.distributed.init_process_group(
+            backend=backend, rank=context.rank, world_size=context.world_size
+        )
 
 
 def stop(context: DistributedContext) -> None:

@@ -25,13 +25,19 @@ class MetricsLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter  # lazy: tensorboard is an optional extra
             except ImportError as error:
-                raise ConfigError("--tensorboard needs the tensorboard package: pip install 'metaslot[tensorboard]'") from error
+                raise ConfigError(
+                    "--tensorboard needs the tensorboard package: pip install 'metaslot[tensorboard]'"
+                ) from error
             self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
     def write(self, step: int, split: str, values: dict[str, float]) -> None:
         if not self.enabled:
             return
-        row = {"step": step, "split": split, **{name: _jsonable_number(float(v)) for name, v in values.items()}}
+        row = {
+            "step": step,
+            "split": split,
+            **{name: _jsonable_number(float(v)) for name, v in values.items()},
+        }
         with open(self.path, "a") as handle:
             handle.write(json.dumps(row) + "\n")
         if self._writer is not None:
@@ -42,7 +48,9 @@ class MetricsLog:
         """Drop rows newer than ``step`` (written after the checkpoint we resume from), so resumed logs match."""
         if not self.enabled or not self.path.is_file():
             return
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        kept = [
+            line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step
+        ]
         self.path.write_text("".join(line + "\n" for line in kept))
 
     def close(self) -> None:

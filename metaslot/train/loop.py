@@ -103,7 +103,9 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
 
 def _write_config(config: TrainConfig, run_dir: Path, invocation: dict[str, Any] | None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints._atomic_write_bytes(run_dir / "config.json", config_to_json(config, invocation=invocation or {}).encode())
+    checkpoints._atomic_write_bytes(
+        run_dir / "config.json", config_to_json(config, invocation=invocation or {}).encode()
+    )
 
 
 def train(config: TrainConfig, *, invocation: dict[str, Any] | None = None) -> TrainResult:
@@ -129,7 +131,9 @@ def _train(
     checkpoint_dir = run_dir / "checkpoints"
     latest = checkpoints.latest_checkpoint(checkpoint_dir)
     if latest is not None and not config.resume:
-        raise ConfigError(f"run folder {run_dir} already has checkpoints; add --resume to continue it or pick another --name")
+        raise ConfigError(
+            f"run folder {run_dir} already has checkpoints; add --resume to continue it or pick another --name"
+        )
 
     # Same seed on every rank for the weights; DDP also broadcasts rank 0's state at wrap time.
     torch.manual_seed(config.loop.seed)
@@ -139,18 +143,26 @@ def _train(
     train_set = config.data.build("train", True)
     val_set = config.data.build(config.evaluation.split, False)
     order = DataOrder(
-        dataset_size=len(train_set), batch_size=config.loop.batch_size, accumulate=config.loop.accumulate,
-        world_size=context.world_size, rank=context.rank, seed=config.loop.seed,
+        dataset_size=len(train_set),
+        batch_size=config.loop.batch_size,
+        accumulate=config.loop.accumulate,
+        world_size=context.world_size,
+        rank=context.rank,
+        seed=config.loop.seed,
     )
     parameters = [parameter for parameter in pipeline.parameters() if parameter.requires_grad]
     if not parameters:
-        raise ConfigError("the pipeline has no trainable parameters; check the frozen-parameter options of --model")
+        raise ConfigError(
+            "the pipeline has no trainable parameters; check the frozen-parameter options of --model"
+        )
     optimizer = config.optim.build(parameters)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     state = checkpoints.LoopState()
     if config.resume and latest is not None:
-        state, _ = checkpoints.load_training_checkpoint(latest, model=pipeline, optimizer=optimizer, scaler=scaler)
+        state, _ = checkpoints.load_training_checkpoint(
+            latest, model=pipeline, optimizer=optimizer, scaler=scaler
+        )
     if context.is_main:
         _write_config(config, run_dir, invocation)
     log = MetricsLog(run_dir, enabled=context.is_main, tensorboard=config.tensorboard)
@@ -173,8 +185,12 @@ def _train(
     warmup = int(total * config.schedule.warmup_fraction)
     batches = _training_batches(train_set, order, state.step, config.loop.num_workers, device.type == "cuda")
     progress = tqdm(
-        total=stop_at, initial=state.step, disable=not (context.is_main and config.progress),
-        dynamic_ncols=True, desc=config.name, file=sys.stderr,
+        total=stop_at,
+        initial=state.step,
+        disable=not (context.is_main and config.progress),
+        dynamic_ncols=True,
+        desc=config.name,
+        file=sys.stderr,
     )
     last_validation: dict[str, float] | None = None
     last_saved: Path | None = latest if config.resume else None
@@ -184,9 +200,15 @@ def _train(
             return None
         epoch, within = order.position(state.step)
         sidecar = checkpoints.save_checkpoint(
-            checkpoint_dir, name or checkpoints.checkpoint_name(state.step), model=pipeline,
-            optimizer=None if name else optimizer, scaler=scaler, state=state, data_position={"epoch": epoch, "step_in_epoch": within},
-            extra={"run": config.name}, point_latest=point_latest,
+            checkpoint_dir,
+            name or checkpoints.checkpoint_name(state.step),
+            model=pipeline,
+            optimizer=None if name else optimizer,
+            scaler=scaler,
+            state=state,
+            data_position={"epoch": epoch, "step_in_epoch": within},
+            extra={"run": config.name},
+            point_latest=point_latest,
         )
         if not name:
             checkpoints.prune_checkpoints(checkpoint_dir, config.loop.keep_checkpoints)
@@ -194,8 +216,14 @@ def _train(
 
     def validate() -> EvaluationResult:
         return evaluate(
-            pipeline, val_set, batch_size=config.evaluation.batch_size or order.micro_batch_size, device=device,
-            dtype=dtype, max_batches=config.loop.val_batches, world_size=context.world_size, rank=context.rank,
+            pipeline,
+            val_set,
+            batch_size=config.evaluation.batch_size or order.micro_batch_size,
+            device=device,
+            dtype=dtype,
+            max_batches=config.loop.val_batches,
+            world_size=context.world_size,
+            rank=context.rank,
             seed=config.loop.seed,
         )
 
@@ -206,7 +234,10 @@ def _train(
         while state.step < stop_at:
             step = state.step
             learning_rate = warmup_cosine(
-                step, peak=config.optim.learning_rate, total_steps=total, warmup_steps=warmup,
+                step,
+                peak=config.optim.learning_rate,
+                total_steps=total,
+                warmup_steps=warmup,
                 final=config.schedule.final_learning_rate,
             )
             for group in optimizer.param_groups:
@@ -226,7 +257,11 @@ def _train(
             reduced = distributed.all_reduce_sum(loss_sum / (config.loop.accumulate * context.world_size))
             step_loss = float(reduced)
             if not math.isfinite(step_loss):
-                where = f"; the last good checkpoint is {last_saved}" if last_saved else " before any checkpoint was saved"
+                where = (
+                    f"; the last good checkpoint is {last_saved}"
+                    if last_saved
+                    else " before any checkpoint was saved"
+                )
                 raise NonFiniteLossError(
                     f"loss became {step_loss} at step {step + 1}{where}; lower --optim.learning-rate, "
                     "keep --optim.clip-norm on, or use --precision bf16/fp32"
@@ -244,11 +279,20 @@ def _train(
 
             if state.step % config.loop.log_every == 0 or state.step == stop_at:
                 elapsed = time.perf_counter() - window_start
-                terms = {f"loss/{name}": float(value.detach().float().mean()) for name, value in output.terms.items()}
-                log.write(state.step, "train", {
-                    "loss": step_loss, "lr": learning_rate, **terms,
-                    "time/steps_per_second": window_steps / max(elapsed, 1e-9),
-                })
+                terms = {
+                    f"loss/{name}": float(value.detach().float().mean())
+                    for name, value in output.terms.items()
+                }
+                log.write(
+                    state.step,
+                    "train",
+                    {
+                        "loss": step_loss,
+                        "lr": learning_rate,
+                        **terms,
+                        "time/steps_per_second": window_steps / max(elapsed, 1e-9),
+                    },
+                )
                 window_start, window_steps = time.perf_counter(), 0
 
             if state.step % config.loop.val_every == 0 or state.step == total:
@@ -279,10 +323,19 @@ def _train(
     progress.close()
     if config.evaluate_at_end and state.step >= total:
         final = evaluate_and_report(
-            pipeline, val_set, output_dir=run_dir / "eval", batch_size=config.evaluation.batch_size or order.micro_batch_size,
-            device=device, dtype=dtype, max_batches=config.evaluation.max_batches, pictures=config.evaluation.pictures,
-            gallery_codes=config.evaluation.gallery_codes, gallery_examples=config.evaluation.gallery_examples,
-            world_size=context.world_size, rank=context.rank, seed=config.loop.seed,
+            pipeline,
+            val_set,
+            output_dir=run_dir / "eval",
+            batch_size=config.evaluation.batch_size or order.micro_batch_size,
+            device=device,
+            dtype=dtype,
+            max_batches=config.evaluation.max_batches,
+            pictures=config.evaluation.pictures,
+            gallery_codes=config.evaluation.gallery_codes,
+            gallery_examples=config.evaluation.gallery_examples,
+            world_size=context.world_size,
+            rank=context.rank,
+            seed=config.loop.seed,
             title=f"{config.name} step {state.step} ({config.evaluation.split})",
         )
         last_validation = final.metrics
@@ -291,7 +344,9 @@ def _train(
     distributed.barrier()
     if context.is_main and last_saved is None:
         last_saved = checkpoint_dir / f"{checkpoints.checkpoint_name(state.step)}.json"
-    return TrainResult(run_dir=run_dir, step=state.step, checkpoint=last_saved, last_validation=last_validation)
+    return TrainResult(
+        run_dir=run_dir, step=state.step, checkpoint=last_saved, last_validation=last_validation
+    )
 
 
 class _null:

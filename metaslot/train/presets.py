@@ -47,7 +47,10 @@ def _metaslot(num_slots: int, width: int, batch_size: int, codebook_size: int = 
 
     # Reference ring buffer: 4 · batch · slots (768 / 896 / 1408 for VOC / COCO / ClevrTex).
     return MetaSlotSpec(
-        num_slots=num_slots, slot_dim=width, feature_dim=width, codebook_size=codebook_size,
+        num_slots=num_slots,
+        slot_dim=width,
+        feature_dim=width,
+        codebook_size=codebook_size,
         buffer_capacity=4 * batch_size * num_slots,
     )
 
@@ -55,7 +58,11 @@ def _metaslot(num_slots: int, width: int, batch_size: int, codebook_size: int = 
 def _paper_loop(steps: int, batch_size: int, best_metric: str = "fg_ari", best_mode: str = "max") -> LoopSpec:
     every = max(steps // 40, 1)  # reference val_interval = total_step // 40
     return LoopSpec(
-        steps=steps, batch_size=batch_size, val_every=every, checkpoint_every=every, best_metric=best_metric,
+        steps=steps,
+        batch_size=batch_size,
+        val_every=every,
+        checkpoint_every=every,
+        best_metric=best_metric,
         best_mode=best_mode,  # type: ignore[arg-type]
     )
 
@@ -63,7 +70,9 @@ def _paper_loop(steps: int, batch_size: int, best_metric: str = "fg_ari", best_m
 def _paper_ocl(model: object, data: str, name: str) -> TrainConfig:
     """Common part of the DINOSAUR/SLATE/SlotDiffusion paper configs."""
     return TrainConfig(
-        name=name, model=model, data=data_spec(data),
+        name=name,
+        model=model,
+        data=data_spec(data),
         optim=OptimSpec(learning_rate=2e-4, clip_norm=1.0, clip_norm_type="l2"),
         schedule=ScheduleSpec(warmup_fraction=0.05, final_learning_rate=0.0),
         loop=_paper_loop(50_000, 32),
@@ -82,7 +91,9 @@ def _slate(data: str) -> TrainConfig:
     from metaslot.models.pipelines.slate import SlateSpec
     from metaslot.models.pipelines.vqvae import vqvae_c256
 
-    model = SlateSpec(encoder=DinoViTSpec(), aggregator=_metaslot(PAPER_SLOTS[data], 256, 32), vqvae=vqvae_c256())
+    model = SlateSpec(
+        encoder=DinoViTSpec(), aggregator=_metaslot(PAPER_SLOTS[data], 256, 32), vqvae=vqvae_c256()
+    )
     return _paper_ocl(model, data, f"slate-{data}")
 
 
@@ -90,11 +101,15 @@ def _slotdiffusion(data: str) -> TrainConfig:
     try:
         from metaslot.models.pipelines.slotdiffusion import SlotDiffusionSpec
     except ImportError as error:
-        raise ConfigError(f"the slotdiffusion pipeline is not available in this installation ({error})") from error
+        raise ConfigError(
+            f"the slotdiffusion pipeline is not available in this installation ({error})"
+        ) from error
     from metaslot.models.encoders import DinoViTSpec
     from metaslot.models.pipelines.vqvae import vqvae_c4
 
-    model = SlotDiffusionSpec(encoder=DinoViTSpec(), aggregator=_metaslot(PAPER_SLOTS[data], 256, 32), vqvae=vqvae_c4())
+    model = SlotDiffusionSpec(
+        encoder=DinoViTSpec(), aggregator=_metaslot(PAPER_SLOTS[data], 256, 32), vqvae=vqvae_c4()
+    )
     return _paper_ocl(model, data, f"slotdiffusion-{data}")
 
 
@@ -105,8 +120,11 @@ def _vqvae(data: str, variant: str = "c256") -> TrainConfig:
     # c4 adds LPIPS in the reference; here it needs the lpips package: --model.lpips-weight 1.0.
     model = vqvae_c4() if variant == "c4" else vqvae_c256()
     return TrainConfig(
-        name=f"vqvae-{variant}-{data}", model=model, data=data_spec(data),
-        optim=OptimSpec(learning_rate=2e-3, clip_norm=1.0), schedule=ScheduleSpec(warmup_fraction=0.05),
+        name=f"vqvae-{variant}-{data}",
+        model=model,
+        data=data_spec(data),
+        optim=OptimSpec(learning_rate=2e-3, clip_norm=1.0),
+        schedule=ScheduleSpec(warmup_fraction=0.05),
         loop=_paper_loop(30_000, 64, best_metric="loss", best_mode="min"),
         evaluation=EvalSpec(gallery_codes=0),
     )
@@ -119,7 +137,10 @@ def _autoencoder(data: str, resolution: int = 128) -> TrainConfig:
     model = AutoencoderSpec(aggregator=_metaslot(PAPER_SLOTS[data], 64, 32), image_size=resolution)
     data_config = attrs.evolve(data_spec(data), resolution=resolution)
     return TrainConfig(
-        name=f"autoencoder-{data}", model=model, data=data_config, optim=OptimSpec(learning_rate=4e-4),
+        name=f"autoencoder-{data}",
+        model=model,
+        data=data_config,
+        optim=OptimSpec(learning_rate=4e-4),
         loop=_paper_loop(100_000, 32),
     )
 
@@ -142,24 +163,52 @@ def autoencoder_shapes() -> TrainConfig:
         decoder=BroadcastPixelDecoderSpec(),
         image_size=resolution,
     )
-    data = ShapesSpec(resolution=resolution, min_objects=1, max_objects=4, size_range=(0.15, 0.3), train_size=5_000, val_size=256)
+    data = ShapesSpec(
+        resolution=resolution,
+        min_objects=1,
+        max_objects=4,
+        size_range=(0.15, 0.3),
+        train_size=5_000,
+        val_size=256,
+    )
     return TrainConfig(
-        name="autoencoder-shapes", model=model, data=data,
+        name="autoencoder-shapes",
+        model=model,
+        data=data,
         optim=OptimSpec(learning_rate=1e-3, clip_norm=1.0),
         schedule=ScheduleSpec(warmup_fraction=0.05),
-        loop=LoopSpec(steps=1_500, batch_size=batch_size, val_every=500, val_batches=4, checkpoint_every=500, log_every=25, num_workers=0),
+        loop=LoopSpec(
+            steps=1_500,
+            batch_size=batch_size,
+            val_every=500,
+            val_batches=4,
+            checkpoint_every=500,
+            log_every=25,
+            num_workers=0,
+        ),
         evaluation=EvalSpec(pictures=8),
         device="auto",
     )
 
 
-def _small_shapes(model: object, name: str, best_metric: str = "fg_ari", best_mode: str = "max") -> TrainConfig:
+def _small_shapes(
+    model: object, name: str, best_metric: str = "fg_ari", best_mode: str = "max"
+) -> TrainConfig:
     from metaslot.data.shapes import ShapesSpec
 
     return TrainConfig(
-        name=name, model=model, data=ShapesSpec(resolution=128), optim=OptimSpec(learning_rate=4e-4),
-        loop=LoopSpec(steps=5_000, batch_size=32, val_every=500, checkpoint_every=500, best_metric=best_metric,
-                      best_mode=best_mode),  # type: ignore[arg-type]
+        name=name,
+        model=model,
+        data=ShapesSpec(resolution=128),
+        optim=OptimSpec(learning_rate=4e-4),
+        loop=LoopSpec(
+            steps=5_000,
+            batch_size=32,
+            val_every=500,
+            checkpoint_every=500,
+            best_metric=best_metric,
+            best_mode=best_mode,
+        ),  # type: ignore[arg-type]
     )
 
 
@@ -167,7 +216,9 @@ def dinosaur_shapes() -> TrainConfig:
     from metaslot.models.encoders import DinoViTSpec
     from metaslot.models.pipelines import DinosaurSpec
 
-    model = DinosaurSpec(encoder=DinoViTSpec(image_size=112), aggregator=_metaslot(7, 128, 32), image_size=128)
+    model = DinosaurSpec(
+        encoder=DinoViTSpec(image_size=112), aggregator=_metaslot(7, 128, 32), image_size=128
+    )
     return _small_shapes(model, "dinosaur-shapes")
 
 
@@ -182,8 +233,11 @@ def vqvae_shapes(variant: str = "c256") -> TrainConfig:
 def slate_shapes() -> TrainConfig:
     config = _slate("voc")
     model = attrs.evolve(
-        config.model, encoder=attrs.evolve(config.model.encoder, image_size=112),
-        aggregator=_metaslot(7, 128, 32), vqvae=attrs.evolve(config.model.vqvae, codebook_size=512), image_size=128,
+        config.model,
+        encoder=attrs.evolve(config.model.encoder, image_size=112),
+        aggregator=_metaslot(7, 128, 32),
+        vqvae=attrs.evolve(config.model.vqvae, codebook_size=512),
+        image_size=128,
     )
     return _small_shapes(model, "slate-shapes")
 
@@ -191,8 +245,11 @@ def slate_shapes() -> TrainConfig:
 def slotdiffusion_shapes() -> TrainConfig:
     config = _slotdiffusion("voc")
     model = attrs.evolve(
-        config.model, encoder=attrs.evolve(config.model.encoder, image_size=112),
-        aggregator=_metaslot(7, 128, 32), vqvae=attrs.evolve(config.model.vqvae, codebook_size=512), image_size=128,
+        config.model,
+        encoder=attrs.evolve(config.model.encoder, image_size=112),
+        aggregator=_metaslot(7, 128, 32),
+        vqvae=attrs.evolve(config.model.vqvae, codebook_size=512),
+        image_size=128,
     )
     return _small_shapes(model, "slotdiffusion-shapes")
 
@@ -286,7 +343,9 @@ def with_slot_attention(config: TrainConfig) -> TrainConfig:
 
     aggregator = getattr(config.model, "aggregator", None)
     if not isinstance(aggregator, MetaSlotSpec):
-        raise ConfigError(f"--aggregator slot-attention does not apply to {type(config.model).__name__} (it has no aggregator)")
+        raise ConfigError(
+            f"--aggregator slot-attention does not apply to {type(config.model).__name__} (it has no aggregator)"
+        )
     shared = {
         field.name: getattr(aggregator, field.name)
         for field in attrs.fields(SlotAttentionSpec)
@@ -303,7 +362,12 @@ def _choose(kind: str, value: str, choices: tuple[str, ...]) -> str:
     return normalised
 
 
-def preset(model: str = "autoencoder", data: str = "shapes", aggregator: str = "metaslot", vqvae_variant: str = "c256") -> TrainConfig:
+def preset(
+    model: str = "autoencoder",
+    data: str = "shapes",
+    aggregator: str = "metaslot",
+    vqvae_variant: str = "c256",
+) -> TrainConfig:
     """The preset for ``--model`` × ``--data`` (× ``--aggregator``, ``--vqvae-variant``)."""
     model = _choose("model", model, MODELS)
     data = _choose("data", data, DATASETS)

@@ -11,7 +11,13 @@ from metaslot.train.errors import CheckpointError, ConfigError
 
 # Stage-2 spec class → the VQ-VAE variant its preset expects (reference: c256 for SLATE, c4 for SlotDiffusion).
 STAGE_TWO_VARIANTS = {"SlateSpec": "c256", "SlotDiffusionSpec": "c4"}
-_DATA_SELECTORS = {"ShapesSpec": "shapes", "VOCSpec": "voc", "COCOSpec": "coco", "ClevrTexSpec": "clevrtex", "MoviDSpec": "movi_d"}
+_DATA_SELECTORS = {
+    "ShapesSpec": "shapes",
+    "VOCSpec": "voc",
+    "COCOSpec": "coco",
+    "ClevrTexSpec": "clevrtex",
+    "MoviDSpec": "movi_d",
+}
 
 
 def needs_stage_one(model_spec: object) -> bool:
@@ -34,7 +40,9 @@ def stage_one_weights(path: Path) -> dict[str, torch.Tensor]:
     """VQ-VAE weights from a run folder or a checkpoint (verified like any checkpoint)."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"--vqvae {path} does not exist; pass the stage-1 run folder or a checkpoint file")
+        raise CheckpointError(
+            f"--vqvae {path} does not exist; pass the stage-1 run folder or a checkpoint file"
+        )
     _, sidecar = checkpoints.resolve_checkpoint(path)
     document = checkpoints.read_sidecar(sidecar)
     model_path = checkpoints._verify(sidecar.parent, document["model"], sidecar)
@@ -57,7 +65,9 @@ def build_pipeline(config: object) -> torch.nn.Module:
     return pipeline
 
 
-def load_stage_one(pipeline: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path, data: str) -> None:
+def load_stage_one(
+    pipeline: torch.nn.Module, weights: dict[str, torch.Tensor], source: Path, data: str
+) -> None:
     """Map VQ-VAE weights into a stage-2 pipeline (name- and shape-checked by the pipelines' mapping;
     a mismatch raises its CheckpointMismatchError, which names the stage-1 command)."""
     from metaslot.models.pipelines import checkpoint_mapping

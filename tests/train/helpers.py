@@ -6,19 +6,26 @@ from pathlib import Path
 
 import attrs
 import torch
+from train_fakes import FakeDataSpec, FakePipelineSpec
 
 from metaslot.train.checkpoint import read_tensors
 from metaslot.train.config import EvalSpec, LoopSpec, TrainConfig
-from train_fakes import FakeDataSpec, FakePipelineSpec
 
 
 def tiny_config(runs_dir: Path, name: str = "run", **loop: object) -> TrainConfig:
-    loop_fields = dict(steps=6, batch_size=4, val_every=3, val_batches=1, checkpoint_every=3, log_every=1, num_workers=0)
+    loop_fields = dict(
+        steps=6, batch_size=4, val_every=3, val_batches=1, checkpoint_every=3, log_every=1, num_workers=0
+    )
     loop_fields.update(loop)
     return TrainConfig(
-        name=name, model=FakePipelineSpec(), data=FakeDataSpec(), runs_dir=runs_dir,
-        loop=LoopSpec(**loop_fields), evaluation=EvalSpec(pictures=2, gallery_codes=2, gallery_examples=2),
-        device="cpu", progress=False,
+        name=name,
+        model=FakePipelineSpec(),
+        data=FakeDataSpec(),
+        runs_dir=runs_dir,
+        loop=LoopSpec(**loop_fields),
+        evaluation=EvalSpec(pictures=2, gallery_codes=2, gallery_examples=2),
+        device="cpu",
+        progress=False,
     )
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import attrs
 import pytest
 import torch
-
 from cli_args import loop_args, model_args
 from helpers import tiny_config
+
 from metaslot.cli import eval as eval_cli
 from metaslot.cli import train as train_cli
 from metaslot.train.loop import train
@@ -44,7 +44,16 @@ TINY = model_args("autoencoder")
         ([*TINY, "--model.aggregator.codebook-size", "0"], "codebook_size must be at least 1"),
         ([*TINY, "--schedule.warmup-fraction", "1.5"], "warmup_fraction must be in [0, 1)"),
     ],
-    ids=["model", "data", "aggregator", "vqvae-variant", "batch-size", "learning-rate", "codebook-size", "warmup"],
+    ids=[
+        "model",
+        "data",
+        "aggregator",
+        "vqvae-variant",
+        "batch-size",
+        "learning-rate",
+        "codebook-size",
+        "warmup",
+    ],
 )
 def test_bad_selectors_and_option_values(arguments: list[str], expected: str, capsys, tmp_path: Path) -> None:
     code, stderr = _run_train([*arguments, "--runs-dir", str(tmp_path)], capsys)
@@ -58,29 +67,49 @@ def test_cuda_without_gpu(capsys, tmp_path: Path) -> None:
 
 
 def test_missing_dataset_folder(capsys, tmp_path: Path) -> None:
-    arguments = ["--model", "autoencoder", "--data", "voc", "--data.root", str(tmp_path / "nowhere"),
-                 "--model.image-size", "32", "--data.resolution", "32", *loop_args(tmp_path)]
+    arguments = [
+        "--model",
+        "autoencoder",
+        "--data",
+        "voc",
+        "--data.root",
+        str(tmp_path / "nowhere"),
+        "--model.image-size",
+        "32",
+        "--data.resolution",
+        "32",
+        *loop_args(tmp_path),
+    ]
     code, stderr = _run_train(arguments, capsys)
     _assert_one_line(code, stderr, "nowhere")
 
 
 def test_missing_backbone_weights_offline(capsys, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    arguments = [*model_args("dinosaur"), "--model.encoder.pretrained", "--model.encoder.weights",
-                 str(tmp_path / "dinov2.safetensors"), *loop_args(tmp_path)]
+    arguments = [
+        *model_args("dinosaur"),
+        "--model.encoder.pretrained",
+        "--model.encoder.weights",
+        str(tmp_path / "dinov2.safetensors"),
+        *loop_args(tmp_path),
+    ]
     code, stderr = _run_train(arguments, capsys)
     _assert_one_line(code, stderr, "dinov2.safetensors")
 
 
 def test_stage_two_without_vqvae_prints_the_stage_one_command(capsys, tmp_path: Path) -> None:
     code, stderr = _run_train([*model_args("slate"), *loop_args(tmp_path)], capsys)
-    _assert_one_line(code, stderr, "run `python -m cli.train --model vqvae --data shapes --name vqvae-c256-shapes` first")
+    _assert_one_line(
+        code, stderr, "run `python -m cli.train --model vqvae --data shapes --name vqvae-c256-shapes` first"
+    )
 
 
 def test_wrong_vqvae_checkpoint(capsys, tmp_path: Path) -> None:
     other = tiny_config(tmp_path, name="not-a-vqvae", steps=1, checkpoint_every=1, val_every=1)
     train(attrs.evolve(other, evaluate_at_end=False))
-    code, stderr = _run_train([*model_args("slate"), *loop_args(tmp_path), "--vqvae", str(other.run_dir)], capsys)
+    code, stderr = _run_train(
+        [*model_args("slate"), *loop_args(tmp_path), "--vqvae", str(other.run_dir)], capsys
+    )
     _assert_one_line(code, stderr, "matches none of the pipeline's")
 
 
@@ -89,8 +118,11 @@ def test_bad_checkpoint_for_eval(damage: str, capsys, tmp_path: Path) -> None:
     config = tiny_config(tmp_path, steps=1, checkpoint_every=1, val_every=1)
     train(attrs.evolve(config, evaluate_at_end=False))
     target = config.run_dir
-    expected = {"missing": "neither a run folder nor a checkpoint", "truncated": "truncated",
-                "not-a-run": "has no config.json"}[damage]
+    expected = {
+        "missing": "neither a run folder nor a checkpoint",
+        "truncated": "truncated",
+        "not-a-run": "has no config.json",
+    }[damage]
     if damage == "missing":
         target = tmp_path / "nope.safetensors"
     elif damage == "truncated":

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from cli_args import loop_args, model_args, without_codebook
+
 from metaslot.cli import eval as eval_cli
 from metaslot.cli import train as train_cli
 from metaslot.cli import visualize as visualize_cli
@@ -31,7 +31,16 @@ def _check_run(run_dir: Path, *, segmentation: bool, codebook: bool = True) -> N
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["loop"]["steps"] == 3
     if segmentation:
-        for name in ("ari", "fg_ari", "mbo", "mbo_fg", "miou", "miou_fg", "active_slots", "slot_count_abs_error"):
+        for name in (
+            "ari",
+            "fg_ari",
+            "mbo",
+            "mbo_fg",
+            "miou",
+            "miou_fg",
+            "active_slots",
+            "slot_count_abs_error",
+        ):
             assert name in evaluation["metrics"], name
         assert ("codes_in_use" in evaluation["metrics"]) == codebook
         assert (run_dir / "eval" / "segmentation.png").stat().st_size > 0

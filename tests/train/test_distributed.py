@@ -43,7 +43,15 @@ def test_two_process_gloo_run_keeps_ranks_identical(tmp_path: Path) -> None:
     script = tmp_path / "worker.py"
     script.write_text(_WORKER.format(here=str(HERE), runs=str(tmp_path)))
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(script),
+    ]
     finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-4000:]
     first, second = read_tensors(tmp_path / "rank0.safetensors"), read_tensors(tmp_path / "rank1.safetensors")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy
 import pytest
+from cli_args import loop_args
 from PIL import Image
 
-from cli_args import loop_args
 from metaslot.cli.train import parse_train_arguments
 from metaslot.data.records import collate
 from metaslot.train.config import config_from_json, config_to_json
@@ -28,7 +28,12 @@ def test_paper_presets_match_the_reference_configs(model: str, data: str) -> Non
     assert (aggregator.slot_dim, aggregator.codebook_size, aggregator.num_iterations) == (256, 512, 3)
     assert aggregator.buffer_capacity == 4 * 32 * PAPER[data]
     assert (config.loop.steps, config.loop.batch_size, config.loop.val_every) == (50_000, 32, 1_250)
-    assert (config.optim.learning_rate, config.optim.betas, config.optim.eps, config.optim.weight_decay) == (2e-4, (0.9, 0.999), 1e-8, 0.0)
+    assert (config.optim.learning_rate, config.optim.betas, config.optim.eps, config.optim.weight_decay) == (
+        2e-4,
+        (0.9, 0.999),
+        1e-8,
+        0.0,
+    )
     assert (config.optim.clip_norm, config.optim.clip_norm_type) == (1.0, "l2")
     assert (config.schedule.warmup_fraction, config.schedule.final_learning_rate) == (0.05, 0.0)
     assert config.model.image_size == 256 and config.data.resolution == 256
@@ -57,14 +62,31 @@ def test_every_preset_round_trips_through_json(model: str, data: str) -> None:
 
 
 def test_overrides_are_plain_flags_in_any_order(tmp_path: Path) -> None:
-    config, invocation = parse_train_arguments([
-        "--model.aggregator.num-slots", "9", "--data", "coco", "--loop.steps", "10", "--model", "slate",
-        "--optim.clip-norm", "None", "--model.encoder.image-size", "112",
-    ])
+    config, invocation = parse_train_arguments(
+        [
+            "--model.aggregator.num-slots",
+            "9",
+            "--data",
+            "coco",
+            "--loop.steps",
+            "10",
+            "--model",
+            "slate",
+            "--optim.clip-norm",
+            "None",
+            "--model.encoder.image-size",
+            "112",
+        ]
+    )
     assert config.model.aggregator.num_slots == 9 and config.loop.steps == 10
     assert config.optim.clip_norm is None and config.model.encoder.image_size == 112
     assert type(config.data).__name__ == "COCOSpec"
-    assert invocation["selection"] == {"model": "slate", "data": "coco", "aggregator": "metaslot", "vqvae_variant": "c256"}
+    assert invocation["selection"] == {
+        "model": "slate",
+        "data": "coco",
+        "aggregator": "metaslot",
+        "vqvae_variant": "c256",
+    }
 
 
 def test_help_after_selectors_shows_the_preset_values() -> None:
@@ -100,15 +122,48 @@ def _write_voc(root: Path, count: int = 4) -> None:
 
 def test_slate_voc_parses_and_builds_against_a_tiny_lmdb(tmp_path: Path) -> None:
     _write_voc(tmp_path / "data")
-    config, _ = parse_train_arguments([
-        "--model", "slate", "--data", "voc", "--data.root", str(tmp_path / "data"), "--data.resolution", "32",
-        "--model.image-size", "32", "--model.encoder.model-name", "vit_tiny_patch16_224",
-        "--model.encoder.no-pretrained", "--model.encoder.image-size", "32", "--model.aggregator.slot-dim", "16",
-        "--model.aggregator.feature-dim", "16", "--model.aggregator.mlp-hidden-dim", "32", "--model.vqvae.width", "8",
-        "--model.vqvae.codebook-size", "16", "--model.vqvae.code-dim", "8", "--model.vqvae.input-scale", "1.0",
-        "--model.decoder.width", "16", "--model.decoder.num-layers", "1", "--model.decoder.num-heads", "2",
-        "--model.decoder.feedforward", "32", *loop_args(tmp_path),
-    ])
+    config, _ = parse_train_arguments(
+        [
+            "--model",
+            "slate",
+            "--data",
+            "voc",
+            "--data.root",
+            str(tmp_path / "data"),
+            "--data.resolution",
+            "32",
+            "--model.image-size",
+            "32",
+            "--model.encoder.model-name",
+            "vit_tiny_patch16_224",
+            "--model.encoder.no-pretrained",
+            "--model.encoder.image-size",
+            "32",
+            "--model.aggregator.slot-dim",
+            "16",
+            "--model.aggregator.feature-dim",
+            "16",
+            "--model.aggregator.mlp-hidden-dim",
+            "32",
+            "--model.vqvae.width",
+            "8",
+            "--model.vqvae.codebook-size",
+            "16",
+            "--model.vqvae.code-dim",
+            "8",
+            "--model.vqvae.input-scale",
+            "1.0",
+            "--model.decoder.width",
+            "16",
+            "--model.decoder.num-layers",
+            "1",
+            "--model.decoder.num-heads",
+            "2",
+            "--model.decoder.feedforward",
+            "32",
+            *loop_args(tmp_path),
+        ]
+    )
     assert config.model.aggregator.num_slots == 6 and config.model.aggregator.buffer_capacity == 768
     pipeline = config.model.build()
     dataset = config.data.build("train", True)

@@ -13,12 +13,12 @@ from pathlib import Path
 import attrs
 import pytest
 import torch
-
 from helpers import evolve_loop, final_weights, tiny_config, without_timing
+from train_fakes import FakePipelineSpec
+
 from metaslot.train.checkpoint import latest_checkpoint, load_model_checkpoint, read_tensors
 from metaslot.train.errors import CheckpointError, ConfigError, NonFiniteLossError
 from metaslot.train.loop import read_metrics, train
-from train_fakes import FakePipelineSpec
 
 HERE = Path(__file__).parent
 
@@ -110,7 +110,9 @@ with user_errors("train"):
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path: Path) -> None:
     script = _INTERRUPTIBLE.format(here=str(HERE), runs=str(tmp_path))
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-c", script], env=environment, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], env=environment, stderr=subprocess.PIPE, text=True
+    )
     metrics = tmp_path / "run" / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:

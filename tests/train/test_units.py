@@ -35,7 +35,9 @@ def test_schedule_is_bounded_and_non_increasing_after_warmup(step: int, warmup: 
 
 
 @given(st.integers(1, 3), st.integers(1, 2), st.integers(1, 4), st.integers(0, 3))
-def test_ranks_and_micro_batches_cover_each_global_batch_once(world: int, accumulate: int, micro: int, epoch: int) -> None:
+def test_ranks_and_micro_batches_cover_each_global_batch_once(
+    world: int, accumulate: int, micro: int, epoch: int
+) -> None:
     batch = world * accumulate * micro
     size = batch * 3 + 1
     orders = [DataOrder(size, batch, accumulate, world, rank, seed=5) for rank in range(world)]
@@ -74,10 +76,20 @@ def test_latest_pointer_and_pruning(tmp_path: Path) -> None:
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.Adam(model.parameters())
     for step in (1, 2, 3):
-        save_checkpoint(tmp_path, f"step-{step:07d}", model=model, optimizer=optimizer, scaler=None,
-                        state=LoopState(step=step), data_position={"epoch": 0, "step_in_epoch": step})
+        save_checkpoint(
+            tmp_path,
+            f"step-{step:07d}",
+            model=model,
+            optimizer=optimizer,
+            scaler=None,
+            state=LoopState(step=step),
+            data_position={"epoch": 0, "step_in_epoch": step},
+        )
     prune_checkpoints(tmp_path, keep=2)
-    assert sorted(path.name for path in tmp_path.glob("step-*.json")) == ["step-0000002.json", "step-0000003.json"]
+    assert sorted(path.name for path in tmp_path.glob("step-*.json")) == [
+        "step-0000002.json",
+        "step-0000003.json",
+    ]
     assert latest_checkpoint(tmp_path).name == "step-0000003.json"
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary files left behind
     assert math.isfinite(LoopState().step)

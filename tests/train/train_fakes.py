@@ -36,7 +36,9 @@ class FakeAggregator(nn.Module):
         same = codes[:, :, None] == codes[:, None, :]
         earlier = torch.ones(codes.shape[1], codes.shape[1], dtype=torch.bool).tril(-1)
         keep = ~(same & earlier).any(dim=2)
-        return AggregatorOutput(slots=slots, attention=attention, keep=keep, codes=torch.where(keep, codes, -1))
+        return AggregatorOutput(
+            slots=slots, attention=attention, keep=keep, codes=torch.where(keep, codes, -1)
+        )
 
     @torch.no_grad()
     def update_codebook(self, output: AggregatorOutput) -> None:
@@ -74,8 +76,13 @@ class FakePipeline(nn.Module):
             if self.spec.nan_after is not None and int(self.forward_count) > self.spec.nan_after:
                 loss = loss * float("nan")
         return PipelineOutput(
-            loss=loss, terms={"mse": loss.detach()}, slots=aggregated.slots, keep=aggregated.keep,
-            masks=masks, reconstruction=reconstruction, aggregator=aggregated,
+            loss=loss,
+            terms={"mse": loss.detach()},
+            slots=aggregated.slots,
+            keep=aggregated.keep,
+            masks=masks,
+            reconstruction=reconstruction,
+            aggregator=aggregated,
         )
 
     def after_optimizer_step(self, output: PipelineOutput) -> None:
