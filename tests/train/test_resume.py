@@ -133,3 +133,27 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path: Path) -> None:
     config = attrs.evolve(tiny_config(tmp_path, steps=500), resume=True)
     result = train(evolve_loop(config, stop_at=stopped_at + 1, checkpoint_every=1000, val_every=1000))
     assert result.step == stopped_at + 1
+
+
+@pytest.mark.slow
+def test_real_metaslot_autoencoder_resumes_bitwise(tmp_path: Path) -> None:
+    from cli_args import loop_args, model_args
+
+    from metaslot.cli.train import parse_train_arguments
+
+    def config_for(runs: Path):
+        config, _ = parse_train_arguments(
+            [*model_args("autoencoder"), *loop_args(runs, steps=4), "--loop.val-every", "2"]
+        )
+        return attrs.evolve(config, evaluate_at_end=False)
+
+    straight = config_for(tmp_path / "a")
+    train(straight)
+    interrupted = config_for(tmp_path / "b")
+    train(evolve_loop(interrupted, stop_at=2))
+    train(attrs.evolve(interrupted, resume=True))
+    expected, resumed = final_weights(straight.run_dir), final_weights(interrupted.run_dir)
+    assert any("codebook" in key for key in expected)
+    for key in expected:
+        assert torch.equal(expected[key], resumed[key]), key
+    assert without_timing(read_metrics(straight.run_dir)) == without_timing(read_metrics(interrupted.run_dir))
