@@ -303,7 +303,7 @@ def _train(
                 if _improved(value, state.best_value, config.loop.best_mode):
                     state = attrs.evolve(state, best_value=value, best_step=state.step)
                     save("best", point_latest=False)
-                if context.is_main and config.progress:
+                if context.is_main:
                     progress.write(_format_validation(state.step, result.metrics))
 
             stop_signal = stop_request.signal_number or 0
