@@ -27,11 +27,15 @@ class SlotAttentionStep:
     ``project_queries``: slots ``b k d`` → queries ``b k d`` (LayerNorm + Linear without bias, unscaled).
     ``project_keys_values``: normed features ``b n c`` → ``(keys, values)``, each ``b n d``.
     ``update``: ``(slots, updates)`` → new slots (GRU cell + residual MLP).
+    ``linear_keys_values``: ``project_keys_values`` is linear without bias, so noisy projections can be
+    computed as ``clean + project(σ·ε)``: the clean projection is shared by every iteration and the noise
+    term needs no gradient towards the features (cheaper backward, same values up to rounding).
     """
 
     project_queries: Callable[[Tensor], Tensor]
     project_keys_values: Callable[[Tensor], tuple[Tensor, Tensor]]
     update: Callable[[Tensor, Tensor], Tensor]
+    linear_keys_values: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ def aggregate(
     generator: torch.Generator | None = None,
     straight_through: Float[Tensor, "b k d"] | None = None,
     clean_keys_values: tuple[Tensor, Tensor] | None = None,
+    epsilon: float = 1e-5,
 ) -> Aggregation:
     """Run ``num_iterations`` slot-attention steps from ``slots`` over already layer-normed ``features``.
 
@@ -63,7 +68,8 @@ def aggregate(
     ``clean_keys_values``) and reused. ``keep`` masks pruned slots at every iteration; pruned slots still
     pass through ``update`` (as in the reference) and consumers use ``keep``. Before the last iteration
     ``straight_through`` adds ``x − x.detach()``: the value is unchanged but the gradient reaches ``x``
-    (the initial slots, BO-QSA trick).
+    (the initial slots, BO-QSA trick). ``epsilon`` is added to each slot's attention mass before the
+    weighted mean over tokens.
     """
     if num_iterations < 1:
         raise ValueError(f"num_iterations ({num_iterations}) must be at least 1")
@@ -86,7 +92,13 @@ def aggregate(
                     features.shape, generator=generator, device=features.device, dtype=features.dtype
                 )
             # The same noisy features feed keys and values, as in the reference's `noisy`.
-            keys, values = step.project_keys_values(features + sigma * unit_noise)
+            if step.linear_keys_values:
+                if clean is None:
+                    clean = step.project_keys_values(features)
+                noise_keys, noise_values = step.project_keys_values(sigma * unit_noise)
+                keys, values = clean[0] + noise_keys, clean[1] + noise_values
+            else:
+                keys, values = step.project_keys_values(features + sigma * unit_noise)
         else:
             if clean is None:
                 clean = step.project_keys_values(features)
@@ -94,7 +106,7 @@ def aggregate(
         if straight_through is not None and iteration == num_iterations - 1:
             slots = slots + straight_through - straight_through.detach()
         queries = step.project_queries(slots)
-        updates, attention = masked_slot_attention(queries, keys, values, keep)
+        updates, attention = masked_slot_attention(queries, keys, values, keep, epsilon)
         slots = step.update(slots, updates)
     assert attention is not None  # num_iterations >= 1 was checked above
     return Aggregation(slots=slots, attention=attention)

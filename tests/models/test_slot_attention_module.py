@@ -88,6 +88,15 @@ def test_bad_spec_values_explain_themselves(overrides: dict, message: str) -> No
         tiny_spec(**overrides)
 
 
+def test_spec_epsilon_changes_the_read_out() -> None:
+    torch.manual_seed(0)
+    default = tiny_spec().build().eval()
+    torch.manual_seed(0)
+    loose = tiny_spec(epsilon=5.0).build().eval()
+    features = torch.randn(2, 4, 5)
+    assert not torch.allclose(default(features).slots, loose(features).slots)
+
+
 def test_mixing_spec_and_keywords_is_an_error() -> None:
     with pytest.raises(TypeError, match="either a spec or keyword"):
         SlotAttention(tiny_spec(), num_slots=4)

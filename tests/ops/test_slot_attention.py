@@ -36,11 +36,12 @@ class TinyWeights(nn.Module):
         new = self.gru(updates.reshape(-1, WIDTH), slots.reshape(-1, WIDTH)).reshape(slots.shape)
         return new + self.mlp(new)
 
-    def step(self) -> SlotAttentionStep:
+    def step(self, linear_keys_values: bool = False) -> SlotAttentionStep:
         return SlotAttentionStep(
             project_queries=lambda slots: self.project_q(self.norm_queries(slots)),
             project_keys_values=self.keys_values,
             update=self.update,
+            linear_keys_values=linear_keys_values,
         )
 
     def initial_slots(self) -> torch.Tensor:
@@ -163,3 +164,40 @@ def test_rejects_noise_with_the_wrong_number_of_iterations_and_bad_counts():
         aggregate(slots, features(), weights.step(), 0)
     with pytest.raises(ValueError, match="noise_weight"):
         aggregate(slots, features(), weights.step(), 2, noise_weight=-0.1)
+
+
+def test_linear_projection_shortcut_gives_the_same_values_and_gradients():
+    """clean + project(σ·ε) equals project(features + σ·ε) for bias-free linear keys/values."""
+    results = []
+    for linear in (False, True):
+        weights = TinyWeights()
+        inputs = features().requires_grad_(True)
+        initial = weights.initial_slots()
+        output = aggregate(
+            initial.detach(),
+            inputs,
+            weights.step(linear_keys_values=linear),
+            3,
+            noise_weight=0.5,
+            generator=torch.Generator().manual_seed(5),
+            straight_through=initial,
+        )
+        (output.slots.square().sum() + output.attention.sin().sum()).backward()
+        gradients = {name: parameter.grad for name, parameter in weights.named_parameters()}
+        results.append((output, inputs.grad, gradients))
+    (plain, plain_input_grad, plain_grads), (linear, linear_input_grad, linear_grads) = results
+    torch.testing.assert_close(linear.slots, plain.slots)
+    torch.testing.assert_close(linear.attention, plain.attention)
+    torch.testing.assert_close(linear_input_grad, plain_input_grad)
+    for name, gradient in plain_grads.items():
+        torch.testing.assert_close(linear_grads[name], gradient, msg=name)
+
+
+def test_epsilon_reaches_the_attention_average():
+    weights = TinyWeights()
+    slots = weights.initial_slots().detach()
+    small = aggregate(slots, features(), weights.step(), 2)
+    large = aggregate(slots, features(), weights.step(), 2, epsilon=10.0)
+    assert not torch.allclose(small.slots, large.slots)
+    with pytest.raises(ValueError, match="epsilon"):
+        aggregate(slots, features(), weights.step(), 2, epsilon=0.0)

@@ -109,6 +109,7 @@ class MetaSlot(SlotAttentionWeights):
                 noise_weight=spec.noise_weight if noisy and spec.noise_stages == "both" else 0.0,
                 generator=generator,
                 clean_keys_values=clean_keys_values,
+                epsilon=self.epsilon,
             ).slots
         quantized = quantize(
             middle,
@@ -131,6 +132,7 @@ class MetaSlot(SlotAttentionWeights):
             generator=generator,
             straight_through=initial if spec.straight_through else None,
             clean_keys_values=clean_keys_values,
+            epsilon=self.epsilon,
         )
         codes: Int[Tensor, "b k"] = torch.where(keep, quantized.codes, torch.full_like(quantized.codes, -1))
         return AggregatorOutput(slots=final.slots, attention=final.attention, keep=keep, codes=codes)

@@ -43,7 +43,10 @@ class SlotAttentionWeights(nn.Module):
         self._zero_biases()
         # Built once: dynamo (torch 2.14) cannot construct an attrs frozen instance inside a compiled graph.
         self._step = SlotAttentionStep(
-            project_queries=self._queries, project_keys_values=self._keys_values, update=self._update
+            project_queries=self._queries,
+            project_keys_values=self._keys_values,
+            update=self._update,
+            linear_keys_values=True,  # bias-free nn.Linear projections
         )
 
     def _zero_biases(self) -> None:
@@ -131,7 +134,7 @@ class SlotAttention(SlotAttentionWeights):
         if self.spec.bilevel:
             aggregation = self._bilevel(initial, features_normed, step)
         else:
-            aggregation = aggregate(initial, features_normed, step, self.num_iterations)
+            aggregation = aggregate(initial, features_normed, step, self.num_iterations, epsilon=self.epsilon)
         batch, num_slots = initial.shape[:2]
         keep: Bool[Tensor, "b k"] = torch.ones(batch, num_slots, dtype=torch.bool, device=features.device)
         codes: Int[Tensor, "b k"] = torch.full(
@@ -159,6 +162,7 @@ class SlotAttention(SlotAttentionWeights):
                     step,
                     self.num_iterations - 1,
                     clean_keys_values=clean_keys_values,
+                    epsilon=self.epsilon,
                 ).slots
         return aggregate(
             slots.detach(),
@@ -167,6 +171,7 @@ class SlotAttention(SlotAttentionWeights):
             1,
             straight_through=initial,
             clean_keys_values=clean_keys_values,
+            epsilon=self.epsilon,
         )
 
     def update_codebook(self, output: AggregatorOutput, generator: torch.Generator | None = None) -> None:

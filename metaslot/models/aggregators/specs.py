@@ -71,19 +71,13 @@ class _SlotAttentionFields:
     shared_samples_at_eval: bool = True
     """Shared initialiser only: draw samples at evaluation too (the reference does; False uses the mean)."""
     epsilon: float = attrs.field(default=1e-5)
-    """Added to the per-slot attention mass before the weighted mean over tokens (reference 1e-5).
-    Only the default is supported until ``metaslot.ops.aggregate`` takes an epsilon."""
+    """Added to the per-slot attention mass before the weighted mean over tokens (reference 1e-5)."""
 
     @epsilon.validator
     def _check_epsilon(self, attribute: attrs.Attribute, value: float) -> None:
         if value <= 0:
             raise ValueError(
                 f"epsilon must be positive, got {value}: it keeps empty slots from dividing by zero"
-            )
-        if value != 1e-5:
-            raise ValueError(
-                f"epsilon {value} is not supported yet (metaslot.ops.aggregate uses the reference's 1e-5): "
-                f"leave epsilon at its default"
             )
 
 
