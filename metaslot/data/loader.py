@@ -1,22 +1,53 @@
-"""DataLoader factory: typed batches, resumable epoch order, rank sharding under DDP."""
+"""DataLoader factory: typed batches, resumable epoch order, rank sharding under DDP.
+
+Every loader of the project (training, `make_loader` users, evaluation) collates with
+`collate_images`: image datasets give a `Batch` of images, video datasets (MOVi-D) give a `Batch`
+of frames (``b t ... -> (b t) ...`` by `metaslot.data.video.frames_as_images`), so the pipelines,
+the training loop and the metrics only ever see images.
+"""
 
 from __future__ import annotations
 
+import random
+
+import numpy
 import torch
 import torch.distributed
 from torch.utils.data import DataLoader, Dataset
 
 from metaslot.data.records import Batch, Sample, collate
 from metaslot.data.sampling import ResumableSampler
+from metaslot.data.video import VideoSample, collate_frames
+
+
+def collate_images(samples: list[Sample] | list[VideoSample]) -> Batch:
+    """DataLoader ``collate_fn`` for image pipelines: images as they are, video clips as frames."""
+    if samples and isinstance(samples[0], VideoSample):
+        return collate_frames(samples)  # type: ignore[arg-type]
+    return collate(samples)  # type: ignore[arg-type]
 
 
 def _quiet_worker(worker_id: int) -> None:
     # Each worker decodes/augments on one thread; many threads per worker only fight for cores.
     torch.set_num_threads(1)
+    # Distinct per worker and derived from the loader's own generator, never from the model's RNG
+    # (datasets draw augmentations from sample_generator; this only covers stray numpy/random use).
+    seed = torch.initial_seed() % 2**32
+    numpy.random.seed(seed)
+    random.seed(seed)
+
+
+def loader_generator(seed: int, epoch: int, start_index: int) -> torch.Generator:
+    """The generator a loader draws its worker seeds from: a function of (seed, epoch, start) only.
+
+    Without it the DataLoader would draw them from the global RNG, which the model also uses, and a
+    resumed run would no longer repeat the uninterrupted one.
+    """
+    return torch.Generator().manual_seed(seed * 7_919 + epoch * 104_729 + start_index)
 
 
 def make_loader(
-    dataset: Dataset[Sample],
+    dataset: Dataset[Sample] | Dataset[VideoSample],
     batch_size: int,
     *,
     shuffle: bool = True,
@@ -28,14 +59,18 @@ def make_loader(
     pin_memory: bool = False,
     persistent_workers: bool = False,
     start_index: int = 0,
+    global_batch_size: int | None = None,
 ) -> DataLoader[Batch]:
     """A DataLoader of ``Batch`` records whose order depends only on (seed, epoch).
 
-    With ``distributed`` (and an initialised process group) each rank reads its own shard.
-    ``start_index`` skips this rank's first samples of the epoch, so a resumed run continues where it
-    stopped. Augmentation randomness is per (seed, epoch, index), so it differs across workers and
-    epochs and does not depend on ``num_workers``. Call ``loader.sampler.set_epoch(e)`` or build a new
-    loader per epoch.
+    ``batch_size`` is this process's batch (of samples: clips for a video dataset, whose frames
+    then all enter the `Batch`). With ``distributed`` (and an initialised process group) each rank
+    reads its own shard. ``start_index`` skips this rank's first samples of the epoch, so a resumed
+    run continues where it stopped. With ``drop_last``, ``global_batch_size`` (the samples of all
+    ranks and accumulation steps of one optimiser step) cuts the epoch to whole optimiser steps.
+    Augmentation randomness is per (seed, epoch, index), so it differs across workers and epochs and
+    does not depend on ``num_workers``. Call ``loader.sampler.set_epoch(e)`` or build a new loader
+    per epoch.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -58,15 +93,17 @@ def make_loader(
         world_size=world_size,
         drop_last=drop_last,
         start_index=start_index,
+        global_batch_size=global_batch_size,
     )
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,
-        collate_fn=collate,
+        collate_fn=collate_images,
         pin_memory=pin_memory,
         drop_last=drop_last,
         persistent_workers=persistent_workers and num_workers > 0,
         worker_init_fn=_quiet_worker if num_workers > 0 else None,
+        generator=loader_generator(seed, epoch, start_index),
     )

@@ -3,6 +3,14 @@
 Records hold ``video``: an AVI (lossless RGB) and ``segment``: an AVI of gray index maps, each as
 ``io.BytesIO`` (or bytes), reference.md §3.2. Every frame gets the same crop/flip, and labels are
 compacted over the whole clip so an object keeps its label across frames.
+
+Image pipelines on video: every model of the project is an image model, so a clip is a stack of
+independent images. `frames_as_images` folds the time axis into the batch (``b t ... -> (b t) ...``)
+for images, segments and object counts; it is the only place where this happens (the loaders call it
+through `collate_frames`). A batch of B clips therefore trains on B·t images, and every evaluation
+metric is a mean over frames. The object count of a frame is the number of objects visible in it.
+Training clips can be shortened to ``train_frames`` evenly strided frames (reference STEVE trains on
+6-frame strided clips and validates on all 24), which keeps a batch of clips affordable.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from metaslot.data.lmdb_io import RecordFile
+from metaslot.data.records import Batch
 from metaslot.data.sampling import ItemKey, item_epoch, item_index
 from metaslot.data.transforms import compact_labels, normalize, sample_generator, transform_pair
 
@@ -41,12 +50,44 @@ class VideoBatch:
 
 
 def collate_videos(samples: list[VideoSample]) -> VideoBatch:
-    """Stack clips (DataLoader ``collate_fn`` for MOVi-D)."""
+    """Stack clips (a batch of whole clips, for models that see time)."""
     return VideoBatch(
         video=torch.stack([s.video for s in samples]),
-        segment=torch.stack([s.segment for s in samples]),
+        segment=torch.stack([s.segment.long() for s in samples]),
         num_objects=torch.tensor([s.num_objects for s in samples], dtype=torch.long),
     )
+
+
+def objects_per_frame(segment: Int[Tensor, "n h w"]) -> Int[Tensor, " n"]:
+    """How many distinct object labels (not 0) each frame shows."""
+    labels = segment.flatten(1).long()
+    width = int(labels.max()) + 1 if labels.numel() else 1
+    present = torch.zeros(labels.shape[0], width, dtype=torch.bool, device=labels.device)
+    present.scatter_(1, labels, True)
+    return present[:, 1:].sum(1)
+
+
+def frames_as_images(batch: VideoBatch) -> Batch:
+    """Fold time into the batch, ``b t ... -> (b t) ...``: each frame becomes one image of a `Batch`.
+
+    Labels keep their clip-wide numbering (metrics do not depend on label values); ``num_objects``
+    becomes the count of objects visible in each frame.
+    """
+    segment = batch.segment.flatten(0, 1)
+    return Batch(image=batch.video.flatten(0, 1), segment=segment, num_objects=objects_per_frame(segment))
+
+
+def collate_frames(samples: list[VideoSample]) -> Batch:
+    """DataLoader ``collate_fn`` for image pipelines on clips: stack, then fold frames into the batch."""
+    return frames_as_images(collate_videos(samples))
+
+
+def strided_frames(length: int, count: int | None, offset: int = 0) -> list[int]:
+    """``count`` frame indices spaced ``length // count`` apart from ``offset`` (all frames when None)."""
+    if count is None or count >= length:
+        return list(range(length))
+    stride = length // count
+    return [offset + stride * position for position in range(count)]
 
 
 def _import_av() -> Any:
@@ -89,12 +130,19 @@ class MoviDDataset(Dataset[VideoSample]):
     """``Dataset[VideoSample]`` over a MOVi LMDB; frames share one crop window and one flip."""
 
     def __init__(
-        self, path: Path | str, *, resolution: int = 256, train: bool = False, seed: int = 0
+        self,
+        path: Path | str,
+        *,
+        resolution: int = 256,
+        train: bool = False,
+        seed: int = 0,
+        train_frames: int | None = None,
     ) -> None:
         self.records = RecordFile(path, "movi_d")
         self.resolution = resolution
         self.train = train
         self.seed = seed
+        self.train_frames = train_frames
 
     def __len__(self) -> int:
         return len(self.records)
@@ -109,9 +157,15 @@ class MoviDDataset(Dataset[VideoSample]):
                 f"{self.records.path} record {index}: video {video.shape} and segment {segment.shape} differ"
             )
         generator = sample_generator(self.seed, item_epoch(key), index) if self.train else None
+        if generator is not None and self.train_frames is not None and self.train_frames < len(video):
+            # A random start, then evenly strided frames (reference STEVE: 6-frame strided clips).
+            stride = len(video) // self.train_frames
+            start = int(generator.integers(0, len(video) - stride * (self.train_frames - 1)))
+            chosen = strided_frames(len(video), self.train_frames, start)
+            video, segment = video[chosen], segment[chosen]
         frames, labels = transform_pair(
-            torch.from_numpy(video).permute(0, 3, 1, 2),
-            torch.from_numpy(segment),
+            torch.from_numpy(numpy.ascontiguousarray(video)).permute(0, 3, 1, 2),
+            torch.from_numpy(numpy.ascontiguousarray(segment)),
             size=self.resolution,
             generator=generator,
         )
@@ -119,22 +173,32 @@ class MoviDDataset(Dataset[VideoSample]):
         return VideoSample(video=normalize(frames), segment=labels, num_objects=num_objects)
 
 
+def _positive(instance: object, attribute: attrs.Attribute, value: int | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value}")
+
+
 @attrs.frozen
 class MoviDSpec:
-    """MOVi-D clips (24 frames of 256x256); ``<root>/movi_d/{train,val}.lmdb``."""
+    """MOVi-D clips (24 frames of 256x256); ``<root>/movi_d/{train,val}.lmdb``.
+
+    Image pipelines see each frame as an image (`frames_as_images`): ``--loop.batch-size`` counts
+    clips, so one step trains on batch × frames images.
+    """
 
     root: Path = attrs.field(converter=Path)
-    resolution: int = attrs.field(default=256)
+    resolution: int = attrs.field(default=256, validator=_positive)
     seed: int = 0
-
-    @resolution.validator
-    def _check_resolution(self, attribute: attrs.Attribute, value: int) -> None:
-        if value <= 0:
-            raise ValueError(f"resolution must be positive, got {value}")
+    train_frames: int | None = attrs.field(default=6, validator=_positive)
+    """Frames per training clip, evenly strided (reference STEVE: 6); None: all 24. Validation uses all."""
 
     def build(self, split: str = "train", train: bool = False) -> MoviDDataset:
         if split not in ("train", "val"):
             raise ValueError(f"unknown split {split!r}: use 'train' or 'val'")
         return MoviDDataset(
-            self.root / "movi_d" / f"{split}.lmdb", resolution=self.resolution, train=train, seed=self.seed
+            self.root / "movi_d" / f"{split}.lmdb",
+            resolution=self.resolution,
+            train=train,
+            seed=self.seed,
+            train_frames=self.train_frames,
         )
