@@ -5,6 +5,10 @@ against the ground-truth segments: ARI and FG-ARI, mBO and mIoU with and without
 (reference definitions with background; ``_fg`` variants without), kept slots against annotated
 objects, and codebook health from the aggregator's codes. Images where a metric is undefined (NaN,
 e.g. FG-ARI without foreground) are left out of that metric's count.
+
+Video datasets (MOVi-D) are evaluated frame by frame: the loader folds each clip's frames into the
+batch (`metaslot.data.video.frames_as_images`), so every mean is over frames and a frame's object
+count is the number of objects visible in it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import attrs
 import torch
 import torch.nn.functional
 
-from metaslot.data.records import Batch, collate
+from metaslot.data.loader import collate_images
+from metaslot.data.records import Batch
+from metaslot.data.sampling import evaluation_batches
 from metaslot.ops.metrics import (
     active_slot_count,
     adjusted_rand_index,
@@ -26,7 +32,6 @@ from metaslot.ops.metrics import (
     mean_best_overlap,
     slot_count_error,
 )
-from metaslot.train.data_order import evaluation_batches
 from metaslot.train.device import autocast
 from metaslot.train.distributed import all_reduce_sum
 
@@ -127,7 +132,7 @@ def evaluate(
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_sampler=batches,
-        collate_fn=collate,
+        collate_fn=collate_images,
         num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed),
     )

@@ -6,6 +6,13 @@ update, so weights stay good), clipping, the optimiser step, then ``pipeline.aft
 (codebook upkeep). Validation, logging and checkpoints are counted in steps. Everything random that
 the run consumes is either derived from (seed, step) or saved in the checkpoint, so ``--resume``
 continues bit for bit on the CPU.
+
+Data order: `metaslot.data.loader.make_loader` (the project's one `ResumableSampler`) with the
+epoch's order sharded over processes; each optimiser step consumes ``batch_size`` consecutive samples
+of the epoch order, split into ``world_size × accumulate`` micro-batches, so a run's samples per step
+do not depend on the number of processes. The last incomplete global batch of an epoch is dropped.
+Video datasets (MOVi-D) arrive as batches of frames (see `metaslot.data.video`): the pipelines train
+on every frame as an image.
 """
 
 from __future__ import annotations
@@ -23,14 +30,14 @@ import torch
 import torch.nn
 from tqdm import tqdm
 
-from metaslot.data.records import Batch, collate
+from metaslot.data.loader import make_loader
+from metaslot.data.records import Batch
 from metaslot.eval.evaluate import EvaluationResult, evaluate
 from metaslot.eval.session import evaluate_and_report
 from metaslot.models.records import PipelineOutput
 from metaslot.train import checkpoint as checkpoints
 from metaslot.train import distributed
 from metaslot.train.config import TrainConfig, config_to_json
-from metaslot.train.data_order import DataOrder, EpochBatches
 from metaslot.train.device import autocast, resolve_device, resolve_precision
 from metaslot.train.errors import ConfigError, NonFiniteLossError, TrainingInterrupted
 from metaslot.train.logging import MetricsLog
@@ -59,32 +66,71 @@ class LossAndOutput(torch.nn.Module):
         return output.loss, output
 
 
-def _seed_worker(worker_id: int) -> None:
-    import random
+@attrs.frozen
+class BatchLayout:
+    """How one optimiser step's ``batch_size`` samples split over processes and accumulation steps."""
 
-    import numpy
+    dataset_size: int
+    batch_size: int
+    accumulate: int = 1
+    world_size: int = 1
 
-    seed = torch.initial_seed() % 2**32  # distinct per worker, derived from the loader's generator
-    numpy.random.seed(seed)
-    random.seed(seed)
+    def __attrs_post_init__(self) -> None:
+        parts = self.world_size * self.accumulate
+        if self.batch_size % parts != 0:
+            raise ConfigError(
+                f"--loop.batch-size {self.batch_size} is not divisible by processes × accumulation ({parts}); "
+                f"use a multiple of {parts}"
+            )
+        if self.dataset_size < self.batch_size:
+            raise ConfigError(
+                f"the training split has {self.dataset_size} samples, fewer than --loop.batch-size "
+                f"{self.batch_size}; lower the batch size or use a bigger split"
+            )
+
+    @property
+    def micro_batch_size(self) -> int:
+        return self.batch_size // (self.world_size * self.accumulate)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.dataset_size // self.batch_size
+
+    def position(self, step: int) -> tuple[int, int]:
+        """(epoch, step within the epoch) at which optimiser step ``step`` (0-based) reads its data."""
+        return divmod(step, self.steps_per_epoch)
+
+    def samples_before(self, step_in_epoch: int) -> int:
+        """How many samples of the epoch this process has consumed before ``step_in_epoch``."""
+        return step_in_epoch * self.accumulate * self.micro_batch_size
 
 
 def _training_batches(
-    dataset: torch.utils.data.Dataset, order: DataOrder, start_step: int, num_workers: int, pin_memory: bool
+    dataset: torch.utils.data.Dataset,
+    layout: BatchLayout,
+    *,
+    start_step: int,
+    seed: int,
+    num_workers: int,
+    distributed: bool,
+    pin_memory: bool,
 ) -> Iterator[Batch]:
-    epoch, within = order.position(start_step)
+    """This process's micro-batches from optimiser step ``start_step`` on, epoch after epoch."""
+    epoch, within = layout.position(start_step)
     while True:
-        loader = torch.utils.data.DataLoader(
+        yield from make_loader(
             dataset,
-            batch_sampler=EpochBatches(order, epoch, within),
-            collate_fn=collate,
+            layout.micro_batch_size,
+            shuffle=True,
             num_workers=num_workers,
+            seed=seed,
+            epoch=epoch,
+            distributed=distributed,
+            drop_last=True,
             pin_memory=pin_memory,
-            worker_init_fn=_seed_worker,
-            # Worker seeds from (seed, epoch, start), never from the global RNG the model uses.
-            generator=torch.Generator().manual_seed(order.seed * 7_919 + epoch * 104_729 + within),
+            start_index=layout.samples_before(within),
+            global_batch_size=layout.batch_size,
         )
-        yield from loader
         epoch, within = epoch + 1, 0
 
 
@@ -142,13 +188,11 @@ def _train(
 
     train_set = config.data.build("train", True)
     val_set = config.data.build(config.evaluation.split, False)
-    order = DataOrder(
+    layout = BatchLayout(
         dataset_size=len(train_set),
         batch_size=config.loop.batch_size,
         accumulate=config.loop.accumulate,
         world_size=context.world_size,
-        rank=context.rank,
-        seed=config.loop.seed,
     )
     parameters = [parameter for parameter in pipeline.parameters() if parameter.requires_grad]
     if not parameters:
@@ -183,7 +227,15 @@ def _train(
     total = config.loop.steps
     stop_at = min(config.loop.stop_at or total, total)
     warmup = int(total * config.schedule.warmup_fraction)
-    batches = _training_batches(train_set, order, state.step, config.loop.num_workers, device.type == "cuda")
+    batches = _training_batches(
+        train_set,
+        layout,
+        start_step=state.step,
+        seed=config.loop.seed,
+        num_workers=config.loop.num_workers,
+        distributed=context.enabled,
+        pin_memory=device.type == "cuda",
+    )
     progress = tqdm(
         total=stop_at,
         initial=state.step,
@@ -198,7 +250,7 @@ def _train(
     def save(name: str = "", point_latest: bool = True) -> Path | None:
         if not context.is_main:
             return None
-        epoch, within = order.position(state.step)
+        epoch, within = layout.position(state.step)
         sidecar = checkpoints.save_checkpoint(
             checkpoint_dir,
             name or checkpoints.checkpoint_name(state.step),
@@ -218,7 +270,7 @@ def _train(
         return evaluate(
             pipeline,
             val_set,
-            batch_size=config.evaluation.batch_size or order.micro_batch_size,
+            batch_size=config.evaluation.batch_size or layout.micro_batch_size,
             device=device,
             dtype=dtype,
             max_batches=config.loop.val_batches,
@@ -326,7 +378,7 @@ def _train(
             pipeline,
             val_set,
             output_dir=run_dir / "eval",
-            batch_size=config.evaluation.batch_size or order.micro_batch_size,
+            batch_size=config.evaluation.batch_size or layout.micro_batch_size,
             device=device,
             dtype=dtype,
             max_batches=config.evaluation.max_batches,

@@ -5,14 +5,17 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from metaslot.data.records import Sample
+from metaslot.data.sampling import ItemKey, ResumableSampler, epoch_order, evaluation_batches, item_index
 from metaslot.train.checkpoint import LoopState, latest_checkpoint, prune_checkpoints, save_checkpoint
-from metaslot.train.data_order import DataOrder, evaluation_batches
 from metaslot.train.errors import ConfigError
+from metaslot.train.loop import BatchLayout, _training_batches
 from metaslot.train.schedules import warmup_cosine
 
 
@@ -34,37 +37,86 @@ def test_schedule_is_bounded_and_non_increasing_after_warmup(step: int, warmup: 
         assert warmup_cosine(step + 1, **schedule) <= value + 1e-15
 
 
-@given(st.integers(1, 3), st.integers(1, 2), st.integers(1, 4), st.integers(0, 3))
+def _micro_batches(layout: BatchLayout, rank: int, epoch: int, start_step: int = 0) -> list[list[int]]:
+    """What the loop's loader gives one rank: its sampler's keys in micro-batches."""
+    sampler = ResumableSampler(
+        layout.dataset_size,
+        seed=5,
+        epoch=epoch,
+        rank=rank,
+        world_size=layout.world_size,
+        drop_last=True,
+        start_index=layout.samples_before(start_step),
+        global_batch_size=layout.batch_size,
+    )
+    indices = [key.index for key in sampler]
+    micro = layout.micro_batch_size
+    return [indices[start : start + micro] for start in range(0, len(indices), micro)]
+
+
+@given(st.integers(1, 3), st.integers(1, 2), st.integers(1, 4), st.integers(0, 3), st.integers(0, 5))
 def test_ranks_and_micro_batches_cover_each_global_batch_once(
-    world: int, accumulate: int, micro: int, epoch: int
+    world: int, accumulate: int, micro: int, epoch: int, extra: int
 ) -> None:
     batch = world * accumulate * micro
-    size = batch * 3 + 1
-    orders = [DataOrder(size, batch, accumulate, world, rank, seed=5) for rank in range(world)]
-    streams = [list(order.micro_batches(epoch)) for order in orders]
-    permutation = orders[0].permutation(epoch).tolist()
-    for step in range(orders[0].steps_per_epoch):
+    layout = BatchLayout(batch * 3 + extra, batch, accumulate, world)
+    streams = [_micro_batches(layout, rank, epoch) for rank in range(world)]
+    assert all(len(stream) == layout.steps_per_epoch * accumulate for stream in streams)
+    order = epoch_order(layout.dataset_size, seed=5, epoch=epoch, shuffle=True).tolist()
+    for step in range(layout.steps_per_epoch):
         seen = []
         for rank in range(world):
             for index in range(accumulate):
-                seen += [key.index for key in streams[rank][step * accumulate + index]]
-        assert sorted(seen) == sorted(permutation[step * batch : (step + 1) * batch])
-    # resuming mid-epoch continues with the same keys
-    assert list(orders[0].micro_batches(epoch, start=1)) == streams[0][accumulate:]
+                seen += streams[rank][step * accumulate + index]
+        # the same consecutive block of the epoch order whatever the number of processes
+        assert sorted(seen) == sorted(order[step * batch : (step + 1) * batch])
+    # resuming mid-epoch continues with the same micro-batches
+    assert _micro_batches(layout, 0, epoch, start_step=1) == streams[0][accumulate:]
+
+
+class _IndexImages(torch.utils.data.Dataset):
+    """Image i is filled with i; the label map records the epoch of the key."""
+
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, key: ItemKey) -> Sample:
+        index = item_index(key)
+        return Sample(
+            image=torch.full((3, 2, 2), float(index)),
+            segment=torch.full((2, 2), key.epoch, dtype=torch.long),
+            num_objects=index,
+        )
+
+
+def test_training_batches_resume_at_any_step_and_cross_epochs() -> None:
+    layout = BatchLayout(10, 4, accumulate=2)  # 2 steps per epoch, 2 samples dropped per epoch
+    options = dict(seed=3, num_workers=0, distributed=False, pin_memory=False)
+    stream = _training_batches(_IndexImages(), layout, start_step=0, **options)
+    straight = [next(stream) for _ in range(8)]  # 4 steps × 2 micro-batches = 2 epochs
+    assert [batch.segment[0, 0, 0].item() for batch in straight] == [0] * 4 + [1] * 4
+    for start_step in (1, 2, 3):
+        resumed = _training_batches(_IndexImages(), layout, start_step=start_step, **options)
+        for expected in straight[2 * start_step :]:
+            assert torch.equal(next(resumed).num_objects, expected.num_objects)
+    first_epoch = torch.cat([batch.num_objects for batch in straight[:4]]).tolist()
+    assert len(set(first_epoch)) == 8  # no sample twice within an epoch
 
 
 def test_epochs_differ_and_keys_carry_the_epoch() -> None:
-    order = DataOrder(32, 4, seed=1)
-    assert not torch.equal(order.permutation(0), order.permutation(1))
-    assert {key.epoch for batch in order.micro_batches(3) for key in batch} == {3}
-    assert order.position(17) == (2, 1)
+    assert not numpy.array_equal(
+        epoch_order(32, seed=1, epoch=0, shuffle=True), epoch_order(32, seed=1, epoch=1, shuffle=True)
+    )
+    sampler = ResumableSampler(32, seed=1, epoch=3, drop_last=True, global_batch_size=4)
+    assert {key.epoch for key in sampler} == {3}
+    assert BatchLayout(32, 4).position(17) == (2, 1)
 
 
 def test_batch_not_divisible_or_too_large_is_an_error() -> None:
     with pytest.raises(ConfigError, match="not divisible"):
-        DataOrder(100, 6, accumulate=4)
+        BatchLayout(100, 6, accumulate=4)
     with pytest.raises(ConfigError, match="fewer than --loop.batch-size"):
-        DataOrder(3, 4)
+        BatchLayout(3, 4)
 
 
 def test_evaluation_batches_count_every_sample_once() -> None:
