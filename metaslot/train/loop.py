@@ -105,7 +105,7 @@ class BatchLayout:
         return step_in_epoch * self.accumulate * self.micro_batch_size
 
 
-def _training_batches(
+def training_batches(
     dataset: torch.utils.data.Dataset,
     layout: BatchLayout,
     *,
@@ -227,7 +227,7 @@ def _train(
     total = config.loop.steps
     stop_at = min(config.loop.stop_at or total, total)
     warmup = int(total * config.schedule.warmup_fraction)
-    batches = _training_batches(
+    batches = training_batches(
         train_set,
         layout,
         start_step=state.step,

@@ -15,7 +15,7 @@ from metaslot.data.records import Sample
 from metaslot.data.sampling import ItemKey, ResumableSampler, epoch_order, evaluation_batches, item_index
 from metaslot.train.checkpoint import LoopState, latest_checkpoint, prune_checkpoints, save_checkpoint
 from metaslot.train.errors import ConfigError
-from metaslot.train.loop import BatchLayout, _training_batches
+from metaslot.train.loop import BatchLayout, training_batches
 from metaslot.train.schedules import warmup_cosine
 
 
@@ -92,11 +92,11 @@ class _IndexImages(torch.utils.data.Dataset):
 def test_training_batches_resume_at_any_step_and_cross_epochs() -> None:
     layout = BatchLayout(10, 4, accumulate=2)  # 2 steps per epoch, 2 samples dropped per epoch
     options = dict(seed=3, num_workers=0, distributed=False, pin_memory=False)
-    stream = _training_batches(_IndexImages(), layout, start_step=0, **options)
+    stream = training_batches(_IndexImages(), layout, start_step=0, **options)
     straight = [next(stream) for _ in range(8)]  # 4 steps × 2 micro-batches = 2 epochs
     assert [batch.segment[0, 0, 0].item() for batch in straight] == [0] * 4 + [1] * 4
     for start_step in (1, 2, 3):
-        resumed = _training_batches(_IndexImages(), layout, start_step=start_step, **options)
+        resumed = training_batches(_IndexImages(), layout, start_step=start_step, **options)
         for expected in straight[2 * start_step :]:
             assert torch.equal(next(resumed).num_objects, expected.num_objects)
     first_epoch = torch.cat([batch.num_objects for batch in straight[:4]]).tolist()
