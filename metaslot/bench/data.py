@@ -1,21 +1,25 @@
-"""Data loading throughput: shapes generation and LMDB JPEG decoding with the eval/train transforms.
+"""Data loading throughput: shapes generation, and an LMDB file of 256×256 JPEGs with the eval/train transforms.
 
-``python -m metaslot.bench.data --quick`` prints images/s for 0 and 2 DataLoader workers. Timing starts
-after the first batch so worker start-up is not counted. Numbers depend on the machine and on its load.
+Each timed repeat is one pass over the dataset through ``make_loader`` (batch 32) with persistent
+workers; the warm-up pass starts the workers, so their start-up is not counted. Images/s are
+min/median/max over the passes. Numbers depend on the machine and on its load.
+
+Run through the CLI: ``python -m cli.bench data --quick`` (this module's ``python -m`` does the same).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
-import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
+import attrs
 import numpy
 import torch
 from torch.utils.data import Dataset
 
+from metaslot.bench.timing import Timing, time_step
 from metaslot.data.decoding import encode_image, encode_index_map_png
 from metaslot.data.lmdb_io import write_records
 from metaslot.data.loader import make_loader
@@ -24,22 +28,62 @@ from metaslot.data.records import Sample
 from metaslot.data.shapes import ShapesSpec
 
 BATCH_SIZE = 32
+WORKERS = (0, 2)
+Scale = Literal["smoke", "quick", "full"]
 
 
-def _loader_throughput(dataset: Dataset[Sample], num_workers: int) -> tuple[int, float]:
-    loader = make_loader(dataset, BATCH_SIZE, shuffle=True, num_workers=num_workers, seed=0, epoch=0)
-    iterator = iter(loader)
-    next(iterator)  # excludes worker start-up
-    start, images = time.perf_counter(), 0
-    for batch in iterator:
-        images += batch.image.shape[0]
-    return images, time.perf_counter() - start
+@attrs.frozen
+class DataSizes:
+    """How many images each dataset holds (one timed repeat reads them all once)."""
+
+    shapes: int
+    lmdb: int
+    lmdb_resolution: int = 256
+    workers: tuple[int, ...] = WORKERS
 
 
-def _jpeg_lmdb(path: Path, count: int, size: int = 256) -> None:
+def sizes(scale: Scale) -> DataSizes:
+    if scale == "smoke":
+        return DataSizes(shapes=8, lmdb=8, lmdb_resolution=64, workers=(0,))
+    if scale == "quick":
+        return DataSizes(shapes=128, lmdb=96)
+    return DataSizes(shapes=1024, lmdb=512)
+
+
+def _loader_pass(dataset: Dataset[Sample], num_workers: int) -> Callable[[], None]:
+    """One call = one pass over ``dataset``; workers persist across passes (started by the warm-up)."""
+    loader = make_loader(
+        dataset,
+        BATCH_SIZE,
+        shuffle=True,
+        num_workers=num_workers,
+        seed=0,
+        epoch=0,
+        persistent_workers=True,
+    )
+
+    def step() -> None:
+        for _ in loader:
+            pass
+
+    return step
+
+
+def _draw_all(dataset: Dataset[Sample]) -> Callable[[], None]:
+    """Generate every sample in the main process, without batching (the generator's own cost)."""
+
+    def step() -> None:
+        for index in range(len(dataset)):  # type: ignore[arg-type]
+            dataset[index]
+
+    return step
+
+
+def write_jpeg_lmdb(path: Path, count: int, size: int = 256) -> None:
+    """``count`` records of a ``size``² JPEG and a PNG label map, as the converters write them."""
     generator = numpy.random.default_rng(0)
 
-    def records():
+    def records() -> Iterator[dict[str, bytes]]:
         for _ in range(count):
             # Smooth random pictures compress like photos (noise would inflate the JPEGs).
             coarse = generator.integers(0, 256, (size // 16, size // 16, 3), dtype=numpy.uint8)
@@ -55,56 +99,51 @@ def _jpeg_lmdb(path: Path, count: int, size: int = 256) -> None:
     write_records(path, records())
 
 
-def benchmark_data(quick: bool) -> list[dict]:
-    """Throughput rows: {name, workers, images, seconds, images_per_second}."""
-    torch.set_num_threads(1)
-    shapes_count, lmdb_count = (320, 160) if quick else (4096, 1024)
-    rows: list[dict] = []
+def _row(name: str, workers: int | None, images: int, timing: Timing) -> dict:
+    return {"name": name, "workers": workers, "images": images, **timing.throughput(images)}
 
-    shapes = ShapesSpec(resolution=64, train_size=shapes_count).build("train")
-    start = time.perf_counter()
-    for index in range(min(shapes_count, 256)):
-        shapes.draw(index)
-    elapsed = time.perf_counter() - start
-    rows.append(_row("shapes-64 draw only (numpy)", 0, min(shapes_count, 256), elapsed))
-    for workers in (0, 2):
-        rows.append(_row("shapes-64 loader", workers, *_loader_throughput(shapes, workers)))
+
+def benchmark_data(scale: Scale, repeats: int, warmup: int) -> list[dict]:
+    """Throughput rows ``{name, workers, images, min_per_s, median_per_s, max_per_s, repeats}``."""
+    chosen = sizes(scale)
+    cpu = torch.device("cpu")
+    rows: list[dict] = []
+    shapes = ShapesSpec(resolution=64, train_size=chosen.shapes).build("train")
+    timing = time_step(_draw_all(shapes), device=cpu, repeats=repeats, warmup=warmup)
+    rows.append(_row("shapes-64 samples (main process)", None, chosen.shapes, timing))
+    for workers in chosen.workers:
+        timing = time_step(_loader_pass(shapes, workers), device=cpu, repeats=repeats, warmup=max(warmup, 1))
+        rows.append(_row("shapes-64 loader", workers, chosen.shapes, timing))
 
     with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "jpeg256.lmdb"
-        _jpeg_lmdb(path, lmdb_count)
+        path = Path(directory) / "jpeg.lmdb"
+        resolution = chosen.lmdb_resolution
+        write_jpeg_lmdb(path, chosen.lmdb, size=resolution)
         for train in (False, True):
-            dataset = LmdbImageDataset(path, dataset="bench", resolution=256, train=train, seed=0)
-            name = f"lmdb-jpeg-256 {'train' if train else 'eval'} transform"
-            for workers in (0, 2):
-                rows.append(_row(name, workers, *_loader_throughput(dataset, workers)))
+            dataset = LmdbImageDataset(path, dataset="bench", resolution=resolution, train=train, seed=0)
+            name = f"lmdb-jpeg-{resolution} {'train' if train else 'eval'} transform"
+            for workers in chosen.workers:
+                step = _loader_pass(dataset, workers)
+                timing = time_step(step, device=cpu, repeats=repeats, warmup=max(warmup, 1))
+                rows.append(_row(name, workers, chosen.lmdb, timing))
     return rows
 
 
-def _row(name: str, workers: int, images: int, seconds: float) -> dict:
-    return {
-        "name": name,
-        "workers": workers,
-        "images": images,
-        "seconds": round(seconds, 3),
-        "images_per_second": round(images / max(seconds, 1e-9), 1),
-    }
-
-
-def main(args: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="few images (seconds instead of minutes)")
-    parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
-    options = parser.parse_args(args)
-    rows = benchmark_data(options.quick)
-    if options.json:
-        print(json.dumps(rows, indent=2))
-        return
+def format_table(rows: list[dict]) -> str:
+    lines = [
+        f"data: images/s median [min–max] over passes, batch {BATCH_SIZE}",
+        f"{'source':<36} {'workers':>7} {'images':>6} {'images/s':>26}",
+    ]
     for row in rows:
-        print(
-            f"{row['name']:<36} workers={row['workers']}  {row['images_per_second']:>8.1f} images/s  ({row['images']} in {row['seconds']} s)"
-        )
+        workers = "-" if row["workers"] is None else str(row["workers"])
+        spread = f"{row['median_per_s']:.1f} [{row['min_per_s']:.1f}–{row['max_per_s']:.1f}]"
+        lines.append(f"{row['name']:<36} {workers:>7} {row['images']:>6} {spread:>26}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from metaslot.cli.bench import main
+
+    main(["data", *sys.argv[1:]])
