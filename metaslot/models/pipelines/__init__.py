@@ -1,9 +1,22 @@
 """Pipelines: spec → ``build()`` → module with ``forward(image b 3 h w) -> PipelineOutput``, an
-``aggregator`` attribute and ``after_optimizer_step(output)`` (codebook upkeep)."""
+``aggregator`` attribute and ``after_optimizer_step(output)`` (codebook upkeep).
+
+The slot pipelines derive from :class:`SlotPipeline` (front end, keep policy, upkeep); SLATE and
+SlotDiffusion from :class:`StageTwoPipeline` (plus the frozen stage-1 VQ-VAE). SlotDiffusion needs
+``diffusers``; its names resolve lazily so that the other pipelines import without it.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from metaslot.models.pipelines.autoencoder import Autoencoder, AutoencoderSpec
+from metaslot.models.pipelines.checkpoint_mapping import (
+    CheckpointMismatchError,
+    load_vqvae_checkpoint,
+    load_vqvae_into,
+)
 from metaslot.models.pipelines.dinosaur import Dinosaur, DinosaurSpec
 from metaslot.models.pipelines.frontend import (
     AggregatorSpec,
@@ -12,40 +25,56 @@ from metaslot.models.pipelines.frontend import (
     build_frontend,
     honours_keep,
 )
+from metaslot.models.pipelines.slate import Slate, SlateSpec
+from metaslot.models.pipelines.slot_pipeline import (
+    SlotPipeline,
+    attention_masks,
+    reconstruction_output,
+    slot_output,
+)
+from metaslot.models.pipelines.stage_two import StageTwoPipeline
+from metaslot.models.pipelines.vqvae import VQVAE, VQVAESpec, vqvae_c4, vqvae_c256
+
+# Public name → module, imported on first access (diffusers is heavy and only SlotDiffusion needs it).
+_LAZY = {
+    "SlotDiffusion": "metaslot.models.pipelines.slotdiffusion",
+    "SlotDiffusionSpec": "metaslot.models.pipelines.slotdiffusion",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'metaslot.models.pipelines' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
+    "VQVAE",
     "AggregatorSpec",
     "Autoencoder",
     "AutoencoderSpec",
+    "CheckpointMismatchError",
     "Dinosaur",
     "DinosaurSpec",
     "FrontEnd",
     "FrontEndOutput",
-    "build_frontend",
-    "honours_keep",
-]
-
-# Other pipelines (vqvae, slate, slotdiffusion) append their imports and __all__ entries below.
-
-from metaslot.models.pipelines.checkpoint_mapping import (  # noqa: E402
-    CheckpointMismatchError,
-    load_vqvae_checkpoint,
-    load_vqvae_into,
-)
-from metaslot.models.pipelines.slate import Slate, SlateSpec  # noqa: E402
-from metaslot.models.pipelines.slotdiffusion import SlotDiffusion, SlotDiffusionSpec  # noqa: E402
-from metaslot.models.pipelines.vqvae import VQVAE, VQVAESpec, vqvae_c4, vqvae_c256  # noqa: E402
-
-__all__ += [
-    "VQVAE",
-    "CheckpointMismatchError",
     "Slate",
     "SlateSpec",
-    "SlotDiffusion",
-    "SlotDiffusionSpec",
+    "SlotPipeline",
+    "StageTwoPipeline",
     "VQVAESpec",
+    "attention_masks",
+    "build_frontend",
+    "honours_keep",
     "load_vqvae_checkpoint",
     "load_vqvae_into",
+    "reconstruction_output",
+    "slot_output",
     "vqvae_c4",
     "vqvae_c256",
+    *_LAZY,
 ]

@@ -11,19 +11,15 @@ import attrs
 import torch
 import torch.nn.functional as functional
 from jaxtyping import Float
-from torch import Tensor, nn
+from torch import Tensor
 
 from metaslot.models.decoders.autoregressive import ARDecoderSpec
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
-from metaslot.models.masks import attention_to_masks
-from metaslot.models.pipelines.frontend import AggregatorSpec, build_frontend, honours_keep
-from metaslot.models.pipelines.vqvae import VQVAESpec, frozen_vqvae, latent_grid, vqvae_c256
+from metaslot.models.pipelines.frontend import AggregatorSpec
+from metaslot.models.pipelines.slot_pipeline import at_least_one, attention_masks, slot_output
+from metaslot.models.pipelines.stage_two import StageTwoPipeline
+from metaslot.models.pipelines.vqvae import VQVAESpec, latent_grid, vqvae_c256
 from metaslot.models.records import PipelineOutput
-
-
-def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
 
 
 @attrs.frozen(kw_only=True)
@@ -39,7 +35,7 @@ class SlateSpec:
     projection: ProjectionSpec | None = attrs.Factory(ProjectionSpec)
     vqvae: VQVAESpec = attrs.Factory(vqvae_c256)
     decoder: ARDecoderSpec = attrs.Factory(ARDecoderSpec)
-    image_size: int = attrs.field(default=256, validator=_positive)
+    image_size: int = attrs.field(default=256, validator=at_least_one)
     """Side of the square input images (fixes the VQ token grid and the decoder built for it)."""
 
     def __attrs_post_init__(self) -> None:
@@ -58,23 +54,13 @@ class SlateSpec:
         return Slate(self)
 
 
-class Slate(nn.Module):
+class Slate(StageTwoPipeline):
+    """``forward(image b 3 h w) -> PipelineOutput``: cross-entropy of the AR decoder on the VQ codes."""
+
     def __init__(self, spec: SlateSpec) -> None:
-        super().__init__()
+        super().__init__(spec.encoder, spec.projection, spec.aggregator, spec.vqvae)
         self.spec = spec
-        self.frontend = build_frontend(spec.encoder, spec.projection, spec.aggregator)
-        self.vqvae = frozen_vqvae(spec.vqvae)
         self.decoder = spec.decoder_spec().build()
-        self.honour_keep = honours_keep(spec.aggregator)
-
-    @property
-    def aggregator(self) -> nn.Module:
-        return self.frontend.aggregator
-
-    def train(self, mode: bool = True) -> Slate:
-        super().train(mode)
-        self.vqvae.eval()  # frozen stage 1 stays in evaluation mode
-        return self
 
     def forward(
         self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
@@ -90,21 +76,11 @@ class Slate(nn.Module):
                 f"a {tuple(image.shape[-2:])} image gives {codes.shape[1]} VQ tokens but the decoder was "
                 f"built for {self.decoder.spec.num_tokens}: set SlateSpec.image_size to the input size"
             )
-        keep = aggregated.keep if self.honour_keep else None
-        logits = self.decoder(vectors, aggregated.slots, keep)
+        logits = self.decoder(vectors, aggregated.slots, self.decoder_keep(aggregated))
         # Cross-entropy in float32 (the logits may come out of bf16 autocast).
         cross_entropy = functional.cross_entropy(logits.float().transpose(1, 2), codes)
-        masks = attention_to_masks(
-            aggregated.attention, front.grid, (image.shape[-2], image.shape[-1]), aggregated.keep
-        )
-        return PipelineOutput(
-            loss=cross_entropy,
-            terms={"cross_entropy": cross_entropy.detach()},
-            slots=aggregated.slots,
-            keep=aggregated.keep,
-            masks=masks,
-            aggregator=aggregated,
-        )
+        masks = attention_masks(front, (image.shape[-2], image.shape[-1]))
+        return slot_output(aggregated, cross_entropy, "cross_entropy", masks)
 
     @torch.no_grad()
     def reconstruct(
@@ -116,18 +92,13 @@ class Slate(nn.Module):
         """Image → slots → codes generated autoregressively → VQ-VAE decoder: ImageNet-normalised images
         at the VQ-VAE's resolution (``input_scale`` × input). Slow (one decoder pass per token)."""
         aggregated = self.frontend(image, generator=generator).aggregator
-        keep = aggregated.keep if self.honour_keep else None
         codebook = self.vqvae.codebook
         codes = self.decoder.generate(
-            aggregated.slots, codebook.embedding.weight, keep, temperature=temperature, generator=generator
+            aggregated.slots,
+            codebook.embedding.weight,
+            self.decoder_keep(aggregated),
+            temperature=temperature,
+            generator=generator,
         )
         side = latent_grid(self.spec.image_size, self.spec.vqvae)
         return self.vqvae.decode(codebook.lookup(codes.view(-1, side, side)))
-
-    def after_optimizer_step(self, output: PipelineOutput) -> None:
-        """Codebook upkeep of the aggregator (a no-op for plain Slot Attention)."""
-        if output.aggregator is None:
-            raise ValueError(
-                "output.aggregator is None: pass the PipelineOutput this pipeline's forward returned"
-            )
-        self.aggregator.update_codebook(output.aggregator)

@@ -11,19 +11,15 @@ from __future__ import annotations
 import attrs
 import torch
 from jaxtyping import Float
-from torch import Tensor, nn
+from torch import Tensor
 
 from metaslot.models.decoders.diffusion import DiffusionDecoderSpec
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
-from metaslot.models.masks import attention_to_masks
-from metaslot.models.pipelines.frontend import AggregatorSpec, build_frontend, honours_keep
-from metaslot.models.pipelines.vqvae import VQVAESpec, frozen_vqvae, latent_grid, vqvae_c4
+from metaslot.models.pipelines.frontend import AggregatorSpec
+from metaslot.models.pipelines.slot_pipeline import at_least_one, attention_masks, slot_output
+from metaslot.models.pipelines.stage_two import StageTwoPipeline
+from metaslot.models.pipelines.vqvae import VQVAESpec, latent_grid, vqvae_c4
 from metaslot.models.records import PipelineOutput
-
-
-def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
 
 
 @attrs.frozen(kw_only=True)
@@ -39,9 +35,9 @@ class SlotDiffusionSpec:
     projection: ProjectionSpec | None = attrs.Factory(ProjectionSpec)
     vqvae: VQVAESpec = attrs.Factory(vqvae_c4)
     decoder: DiffusionDecoderSpec = attrs.Factory(DiffusionDecoderSpec)
-    image_size: int = attrs.field(default=256, validator=_positive)
+    image_size: int = attrs.field(default=256, validator=at_least_one)
     """Side of the square input images (fixes the VQ token grid and the decoder built for it)."""
-    sample_steps: int = attrs.field(default=50, validator=_positive)
+    sample_steps: int = attrs.field(default=50, validator=at_least_one)
     """DDIM steps of :meth:`SlotDiffusion.reconstruct` when none are given."""
 
     def __attrs_post_init__(self) -> None:
@@ -59,23 +55,13 @@ class SlotDiffusionSpec:
         return SlotDiffusion(self)
 
 
-class SlotDiffusion(nn.Module):
+class SlotDiffusion(StageTwoPipeline):
+    """``forward(image b 3 h w) -> PipelineOutput``: the UNet's noise-prediction MSE on the VQ latents."""
+
     def __init__(self, spec: SlotDiffusionSpec) -> None:
-        super().__init__()
+        super().__init__(spec.encoder, spec.projection, spec.aggregator, spec.vqvae)
         self.spec = spec
-        self.frontend = build_frontend(spec.encoder, spec.projection, spec.aggregator)
-        self.vqvae = frozen_vqvae(spec.vqvae)
         self.decoder = spec.decoder_spec().build()
-        self.honour_keep = honours_keep(spec.aggregator)
-
-    @property
-    def aggregator(self) -> nn.Module:
-        return self.frontend.aggregator
-
-    def train(self, mode: bool = True) -> SlotDiffusion:
-        super().train(mode)
-        self.vqvae.eval()  # frozen stage 1 stays in evaluation mode
-        return self
 
     def target_latents(self, image: Float[Tensor, "b 3 h w"]) -> Float[Tensor, "b c h2 w2"]:
         """The diffusion target: the frozen VQ-VAE's quantised latents of the image."""
@@ -96,19 +82,11 @@ class SlotDiffusion(nn.Module):
         front = self.frontend(image, generator=generator)
         aggregated = front.aggregator
         latents = self.target_latents(image)
-        keep = aggregated.keep if self.honour_keep else None
-        terms = self.decoder.loss(latents, aggregated.slots, keep, generator=generator)
-        masks = attention_to_masks(
-            aggregated.attention, front.grid, (image.shape[-2], image.shape[-1]), aggregated.keep
+        terms = self.decoder.loss(
+            latents, aggregated.slots, self.decoder_keep(aggregated), generator=generator
         )
-        return PipelineOutput(
-            loss=terms.loss,
-            terms={"noise_mse": terms.loss.detach()},
-            slots=aggregated.slots,
-            keep=aggregated.keep,
-            masks=masks,
-            aggregator=aggregated,
-        )
+        masks = attention_masks(front, (image.shape[-2], image.shape[-1]))
+        return slot_output(aggregated, terms.loss, "noise_mse", masks)
 
     @torch.no_grad()
     def reconstruct(
@@ -122,18 +100,12 @@ class SlotDiffusion(nn.Module):
         resolution (``input_scale`` × input). ``snap_to_codebook`` replaces each sampled latent vector by
         its nearest code first, which is what the decoder was trained on."""
         aggregated = self.frontend(image, generator=generator).aggregator
-        keep = aggregated.keep if self.honour_keep else None
         latents = self.decoder.sample(
-            aggregated.slots, keep, num_steps=num_steps or self.spec.sample_steps, generator=generator
+            aggregated.slots,
+            self.decoder_keep(aggregated),
+            num_steps=num_steps or self.spec.sample_steps,
+            generator=generator,
         )
         if snap_to_codebook:
             latents = self.vqvae.codebook(latents).quantized
         return self.vqvae.decode(latents)
-
-    def after_optimizer_step(self, output: PipelineOutput) -> None:
-        """Codebook upkeep of the aggregator (a no-op for plain Slot Attention)."""
-        if output.aggregator is None:
-            raise ValueError(
-                "output.aggregator is None: pass the PipelineOutput this pipeline's forward returned"
-            )
-        self.aggregator.update_codebook(output.aggregator)

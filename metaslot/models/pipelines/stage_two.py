@@ -1,0 +1,33 @@
+"""The part SLATE and SlotDiffusion share: a slot pipeline whose decoder learns the latents of a frozen
+stage-1 VQ-VAE (reference §1.7-1.8), with masks from the aggregator's attention.
+
+The VQ-VAE is built without LPIPS and without gradients, and stays in evaluation mode under
+``pipeline.train()``. Load its trained weights after ``build()`` with
+``checkpoint_mapping.load_vqvae_checkpoint``.
+"""
+
+from __future__ import annotations
+
+from metaslot.models.encoders import EncoderSpec, ProjectionSpec
+from metaslot.models.pipelines.frontend import AggregatorSpec
+from metaslot.models.pipelines.slot_pipeline import SlotPipeline
+from metaslot.models.pipelines.vqvae import VQVAESpec, frozen_vqvae
+
+
+class StageTwoPipeline(SlotPipeline):
+    """``self.frontend`` and ``self.vqvae`` (frozen, always in eval mode); subclasses add ``self.decoder``."""
+
+    def __init__(
+        self,
+        encoder: EncoderSpec,
+        projection: ProjectionSpec | None,
+        aggregator: AggregatorSpec,
+        vqvae: VQVAESpec,
+    ) -> None:
+        super().__init__(encoder, projection, aggregator)
+        self.vqvae = frozen_vqvae(vqvae)
+
+    def train(self, mode: bool = True) -> StageTwoPipeline:
+        super().train(mode)
+        self.vqvae.eval()  # frozen stage 1 stays in evaluation mode
+        return self
