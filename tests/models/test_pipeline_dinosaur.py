@@ -4,55 +4,22 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
+from pipeline_checks import (
+    AGGREGATORS,
+    adam_steps,
+    assert_gradients_reach_exactly_the_trainable_parameters,
+    outputs_with_first_slot_pruned,
+    seeded_loss,
+    tiny_aggregator,
+)
 
 from metaslot.models.aggregators import MetaSlotSpec, SlotAttentionSpec
 from metaslot.models.decoders import MLPDecoderSpec
 from metaslot.models.encoders import CNNEncoderSpec, DinoViTSpec, ProjectionSpec
 from metaslot.models.pipelines import DinosaurSpec
-from metaslot.models.records import AggregatorOutput
 
 IMAGE_SIZE = 8
-AGGREGATORS = ["slot_attention", "metaslot"]
 TINY_VIT = DinoViTSpec(model_name="vit_tiny_patch16_224", pretrained=False, image_size=32)
-
-
-def tiny_aggregator(
-    kind: str, feature_dim: int, honour_keep: bool = True
-) -> SlotAttentionSpec | MetaSlotSpec:
-    if kind == "slot_attention":
-        return SlotAttentionSpec(num_slots=3, slot_dim=8, feature_dim=feature_dim, num_iterations=2)
-    return MetaSlotSpec(
-        num_slots=3,
-        slot_dim=8,
-        feature_dim=feature_dim,
-        num_iterations=2,
-        codebook_size=6,
-        buffer_capacity=12,
-        honour_keep_downstream=honour_keep,
-    )
-
-
-class PruneFirstSlot(nn.Module):
-    """Wraps an aggregator: slot 0 is pruned (and shifted by ``offset``), slot 1 forced live."""
-
-    def __init__(self, inner: nn.Module, offset: float = 0.0) -> None:
-        super().__init__()
-        self.inner = inner
-        self.offset = offset
-
-    def forward(self, features, initial_slots=None, generator=None) -> AggregatorOutput:
-        output = self.inner(features, initial_slots, generator)
-        keep = output.keep.clone()
-        keep[:, 0], keep[:, 1] = False, True
-        slots = output.slots.clone()
-        slots[:, 0] = slots[:, 0] + self.offset
-        return AggregatorOutput(
-            slots=slots,
-            attention=output.attention * keep[..., None],
-            keep=keep,
-            codes=output.codes.masked_fill(~keep, -1),
-        )
 
 
 def tiny_dinosaur(kind: str, encoder=None, honour_keep: bool = True, image_size: int = IMAGE_SIZE):
@@ -87,21 +54,10 @@ def test_forward_shapes_and_finite_loss(kind: str) -> None:
 @pytest.mark.parametrize("kind", AGGREGATORS)
 def test_five_adam_steps_lower_the_loss(kind: str) -> None:
     pipeline = tiny_dinosaur(kind, encoder=TINY_VIT, image_size=32)
-    optimizer = torch.optim.Adam([p for p in pipeline.parameters() if p.requires_grad], lr=3e-3)
     batch = images(4, size=32)
-
-    def loss_now() -> float:
-        with torch.no_grad():
-            return pipeline(batch, generator=torch.Generator().manual_seed(2)).loss.item()
-
-    before = loss_now()
-    for step in range(5):
-        output = pipeline(batch, generator=torch.Generator().manual_seed(100 + step))
-        optimizer.zero_grad()
-        output.loss.backward()
-        optimizer.step()
-        pipeline.after_optimizer_step(output)
-    assert loss_now() < before
+    before = seeded_loss(pipeline, batch, seed=2)
+    adam_steps(pipeline, batch, seeds=range(100, 105), lr=3e-3)
+    assert seeded_loss(pipeline, batch, seed=2) < before
 
 
 @pytest.mark.parametrize("kind", AGGREGATORS)
@@ -110,13 +66,9 @@ def test_gradients_reach_every_trainable_parameter_and_no_frozen_one(kind: str) 
     pipeline.train()
     assert not pipeline.frontend.encoder.backbone.training
     pipeline(images(size=32), generator=torch.Generator().manual_seed(0)).loss.backward()
-    frozen = [name for name, p in pipeline.named_parameters() if not p.requires_grad]
-    assert frozen and all(name.startswith("frontend.encoder.backbone.") for name in frozen)
-    for name, parameter in pipeline.named_parameters():
-        if parameter.requires_grad:
-            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
-        else:
-            assert parameter.grad is None, name
+    assert_gradients_reach_exactly_the_trainable_parameters(
+        pipeline, frozen_prefix="frontend.encoder.backbone."
+    )
 
 
 def test_target_is_detached_for_a_trainable_encoder() -> None:
@@ -132,25 +84,15 @@ def test_target_is_detached_for_a_trainable_encoder() -> None:
 
 @pytest.mark.parametrize("kind", AGGREGATORS)
 def test_pruned_slot_gets_no_pixels_and_does_not_change_the_reconstruction(kind: str) -> None:
-    pipeline = tiny_dinosaur(kind).eval()
-    inner = pipeline.frontend.aggregator
-    pipeline.frontend.aggregator = PruneFirstSlot(inner, offset=0.0)
-    with torch.no_grad():
-        plain = pipeline(images())
-        pipeline.frontend.aggregator = PruneFirstSlot(inner, offset=5.0)
-        shifted = pipeline(images())
+    plain, shifted = outputs_with_first_slot_pruned(tiny_dinosaur(kind).eval(), images())
     assert (plain.masks[:, 0] == 0).all() and (shifted.masks[:, 0] == 0).all()
     torch.testing.assert_close(shifted.reconstruction, plain.reconstruction)
 
 
 def test_reference_behaviour_decodes_pruned_slots() -> None:
-    pipeline = tiny_dinosaur("metaslot", honour_keep=False).eval()
-    inner = pipeline.frontend.aggregator
-    pipeline.frontend.aggregator = PruneFirstSlot(inner, offset=0.0)
-    with torch.no_grad():
-        plain = pipeline(images())
-        pipeline.frontend.aggregator = PruneFirstSlot(inner, offset=5.0)
-        shifted = pipeline(images())
+    plain, shifted = outputs_with_first_slot_pruned(
+        tiny_dinosaur("metaslot", honour_keep=False).eval(), images()
+    )
     assert not torch.allclose(shifted.reconstruction, plain.reconstruction)
     assert (plain.masks[:, 0] == 0).all()
 
@@ -161,3 +103,8 @@ def test_default_spec_is_the_reference_dinosaur() -> None:
     assert spec.decoder.hidden_channels == (2048, 2048, 2048)
     assert spec.aggregator.feature_dim == 256 and spec.image_size == 256
     assert isinstance(spec.aggregator, MetaSlotSpec | SlotAttentionSpec)
+
+
+def test_wrong_image_size_names_the_fix() -> None:
+    with pytest.raises(ValueError, match="DINOSAUR was built for 8×8 .* image_size=16 in DinosaurSpec"):
+        tiny_dinosaur("slot_attention")(images(size=16))

@@ -4,39 +4,32 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pipeline_checks import (
+    STAGE_TWO_ENCODER,
+    adam_steps,
+    assert_gradients_reach_exactly_the_trainable_parameters,
+    assert_only_first_slot_kept,
+    build_with_trained_vqvae,
+    stage_two_metaslot,
+)
 
-from metaslot.models.aggregators import MetaSlotSpec, SlotAttentionSpec
-from metaslot.models.decoders.autoregressive import ARDecoderSpec
-from metaslot.models.encoders import CNNEncoderSpec
-from metaslot.models.pipelines.checkpoint_mapping import load_vqvae_into
-from metaslot.models.pipelines.slate import SlateSpec
-from metaslot.models.pipelines.vqvae import VQVAESpec
+from metaslot.models.aggregators import SlotAttentionSpec
+from metaslot.models.decoders import ARDecoderSpec
+from metaslot.models.pipelines import SlateSpec, VQVAESpec
 
 VQVAE = VQVAESpec(code_dim=16, codebook_size=32, width=8, input_scale=1.0)
 
 
 def tiny_slate(aggregator=None, **overrides: object) -> SlateSpec:
     fields = dict(
-        encoder=CNNEncoderSpec(channels=(16, 16), kernel_size=3, strides=(2, 2)),
-        aggregator=aggregator
-        or MetaSlotSpec(num_slots=3, slot_dim=16, feature_dim=16, codebook_size=8, buffer_capacity=16),
+        encoder=STAGE_TWO_ENCODER,
+        aggregator=aggregator or stage_two_metaslot(),
         vqvae=VQVAE,
         decoder=ARDecoderSpec(width=16, num_layers=1, num_heads=2, feedforward=32),
         image_size=32,
     )
     fields.update(overrides)
     return SlateSpec(**fields)
-
-
-def build_with_trained_vqvae(spec: SlateSpec):
-    """A stage-2 pipeline with a stage-1 VQ-VAE whose codes vary (a fresh codebook maps everything alike)."""
-    torch.manual_seed(0)
-    stage_one = spec.vqvae.build()
-    with torch.no_grad():
-        stage_one.codebook.embedding.weight.normal_()
-    pipeline = spec.build()
-    load_vqvae_into(pipeline, stage_one.state_dict(), data="shapes")
-    return pipeline
 
 
 def test_decoder_fields_come_from_the_other_parts() -> None:
@@ -77,23 +70,14 @@ def test_slot_attention_aggregator_works_too() -> None:
 def test_five_steps_lower_the_loss_and_gradients_reach_exactly_the_trainable_parameters() -> None:
     pipeline = build_with_trained_vqvae(tiny_slate())
     pipeline.train()
-    image = torch.randn(2, 3, 32, 32)
-    trainable = [p for p in pipeline.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=2e-3)
-    losses = []
-    for step in range(6):
-        optimizer.zero_grad()
-        output = pipeline(image, generator=torch.Generator().manual_seed(7))
-        output.loss.backward()
-        if step == 0:
-            no_gradient = [n for n, p in pipeline.named_parameters() if p.requires_grad and p.grad is None]
-            assert no_gradient == []
-            frozen = [n for n, p in pipeline.named_parameters() if not p.requires_grad]
-            assert frozen and all(name.startswith("vqvae.") for name in frozen)
-            assert all(p.grad is None for p in pipeline.vqvae.parameters())
-        optimizer.step()
-        pipeline.after_optimizer_step(output)
-        losses.append(float(output.loss.detach()))
+
+    def check_gradients(pipeline) -> None:
+        assert_gradients_reach_exactly_the_trainable_parameters(pipeline, frozen_prefix="vqvae.")
+        assert all(p.grad is None for p in pipeline.vqvae.parameters())
+
+    losses = adam_steps(
+        pipeline, torch.randn(2, 3, 32, 32), seeds=[7] * 6, lr=2e-3, after_first_backward=check_gradients
+    )
     assert losses[-1] < losses[0]
     assert not pipeline.vqvae.training  # stays in evaluation mode under pipeline.train()
 
@@ -101,20 +85,12 @@ def test_five_steps_lower_the_loss_and_gradients_reach_exactly_the_trainable_par
 @pytest.mark.parametrize("honour", [True, False])
 def test_a_pruned_slot_gets_no_pixels_and_changes_no_logit(honour: bool) -> None:
     # One prototype: every slot quantises to the same code, so evaluation keeps only slot 0.
-    aggregator = MetaSlotSpec(
-        num_slots=3,
-        slot_dim=16,
-        feature_dim=16,
-        codebook_size=1,
-        buffer_capacity=16,
-        honour_keep_downstream=honour,
-    )
-    pipeline = build_with_trained_vqvae(tiny_slate(aggregator)).eval()
+    pipeline = build_with_trained_vqvae(tiny_slate(stage_two_metaslot(codebook_size=1, honour_keep=honour)))
+    pipeline.eval()
     image = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         output = pipeline(image)
-        assert output.keep.tolist() == [[True, False, False]] * 2
-        assert torch.equal(output.masks[:, 1:], torch.zeros_like(output.masks[:, 1:]))
+        assert_only_first_slot_kept(output, batch=2)
         tokens = pipeline.vqvae.tokenize(image).quantized.flatten(2).transpose(1, 2)
         keep = output.keep if pipeline.honour_keep else None
         logits = pipeline.decoder(tokens, output.slots, keep)
