@@ -10,7 +10,7 @@ labels are compacted with 0 kept as background.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import numpy
@@ -117,59 +117,53 @@ def remove_stuff(
 
 
 @attrs.frozen
-class VOCSpec:
+class PublishedImageSpec:
+    """Where one published image dataset lies (``<root>/<folder>/{train,val}.lmdb``) and how to read it.
+
+    The concrete specs (:class:`VOCSpec`, :class:`COCOSpec`, :class:`ClevrTexSpec`) name the folder.
+    """
+
+    folder: ClassVar[str]
+    root: Path = attrs.field(converter=Path)
+    resolution: int = attrs.field(default=256, validator=_positive)
+    seed: int = attrs.field(default=0, validator=_non_negative)
+
+    def stuff_is_background(self) -> bool:
+        """Whether stuff segments become background (only COCO records carry the ``isthing`` flags)."""
+        return False
+
+    def build(self, split: str = "train", train: bool = False) -> LmdbImageDataset:
+        _check_split(split)
+        return LmdbImageDataset(
+            self.root / self.folder / f"{split}.lmdb",
+            dataset=self.folder,
+            resolution=self.resolution,
+            train=train,
+            seed=self.seed,
+            things_only=self.stuff_is_background(),
+        )
+
+
+@attrs.frozen
+class VOCSpec(PublishedImageSpec):
     """Pascal VOC instances: train = VOC2012 SegmentationObject, val = VOC2007 (the MetaSlot protocol)."""
 
-    root: Path = attrs.field(converter=Path)
-    resolution: int = attrs.field(default=256, validator=_positive)
-    seed: int = attrs.field(default=0, validator=_non_negative)
-
-    def build(self, split: str = "train", train: bool = False) -> LmdbImageDataset:
-        _check_split(split)
-        return LmdbImageDataset(
-            self.root / "voc" / f"{split}.lmdb",
-            dataset="voc",
-            resolution=self.resolution,
-            train=train,
-            seed=self.seed,
-        )
+    folder: ClassVar[str] = "voc"
 
 
 @attrs.frozen
-class COCOSpec:
+class COCOSpec(PublishedImageSpec):
     """COCO 2017 panoptic; ``things_only`` (default) makes stuff segments background (instance objects)."""
 
-    root: Path = attrs.field(converter=Path)
-    resolution: int = attrs.field(default=256, validator=_positive)
-    seed: int = attrs.field(default=0, validator=_non_negative)
+    folder: ClassVar[str] = "coco"
     things_only: bool = True
 
-    def build(self, split: str = "train", train: bool = False) -> LmdbImageDataset:
-        _check_split(split)
-        return LmdbImageDataset(
-            self.root / "coco" / f"{split}.lmdb",
-            dataset="coco",
-            resolution=self.resolution,
-            train=train,
-            seed=self.seed,
-            things_only=self.things_only,
-        )
+    def stuff_is_background(self) -> bool:
+        return self.things_only
 
 
 @attrs.frozen
-class ClevrTexSpec:
+class ClevrTexSpec(PublishedImageSpec):
     """ClevrTex: train = clevrtex_full, val = clevrtex_outd (the out-of-distribution test set)."""
 
-    root: Path = attrs.field(converter=Path)
-    resolution: int = attrs.field(default=256, validator=_positive)
-    seed: int = attrs.field(default=0, validator=_non_negative)
-
-    def build(self, split: str = "train", train: bool = False) -> LmdbImageDataset:
-        _check_split(split)
-        return LmdbImageDataset(
-            self.root / "clevrtex" / f"{split}.lmdb",
-            dataset="clevrtex",
-            resolution=self.resolution,
-            train=train,
-            seed=self.seed,
-        )
+    folder: ClassVar[str] = "clevrtex"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import cv2
 import numpy
 import pytest
@@ -9,7 +10,13 @@ import torch
 
 from metaslot.data.decoding import encode_image, encode_index_map_png, encode_index_map_webp
 from metaslot.data.lmdb_io import write_records
-from metaslot.data.published import ClevrTexSpec, COCOSpec, LmdbImageDataset, VOCSpec
+from metaslot.data.published import (
+    ClevrTexSpec,
+    COCOSpec,
+    LmdbImageDataset,
+    PublishedImageSpec,
+    VOCSpec,
+)
 from metaslot.data.sampling import ItemKey
 from metaslot.data.transforms import compact_labels, normalize
 
@@ -138,6 +145,24 @@ def test_bad_split_and_spec_values_are_explained(tmp_path) -> None:
         VOCSpec(tmp_path).build("test")
     with pytest.raises(ValueError, match="resolution"):
         VOCSpec(tmp_path, resolution=0)
+
+
+@pytest.mark.parametrize(
+    ("spec_class", "folder"), [(VOCSpec, "voc"), (COCOSpec, "coco"), (ClevrTexSpec, "clevrtex")]
+)
+def test_each_spec_reads_its_own_folder_and_keeps_its_fields(tmp_path, spec_class, folder: str) -> None:
+    from metaslot.data.lmdb_io import MissingDatasetError
+
+    extra = {"things_only": True} if spec_class is COCOSpec else {}
+    fields = {field.name: field.default for field in attrs.fields(spec_class)}
+    assert fields == {"root": attrs.NOTHING, "resolution": 256, "seed": 0, **extra}
+    spec = spec_class(str(tmp_path), resolution=8, seed=3)
+    assert spec.root == tmp_path and issubclass(spec_class, PublishedImageSpec)
+    for split in ("train", "val"):
+        # The error names the file, and the convert command for this dataset.
+        with pytest.raises(MissingDatasetError, match=rf"cli\.convert {folder} ") as error:
+            spec.build(split)
+        assert str(tmp_path / folder / f"{split}.lmdb") in str(error.value)
 
 
 def test_missing_split_file_is_named(tmp_path) -> None:
