@@ -1,8 +1,16 @@
 """Decoders: ``decoder(slots b k d, keep b k | None)`` → a typed output; keep None decodes every slot
-(the reference's behaviour), otherwise pruned slots contribute nothing."""
+(the reference's behaviour), otherwise pruned slots contribute nothing.
+
+The diffusion decoder needs ``diffusers``; its names resolve lazily so that the other decoders import
+without it.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
+from metaslot.models.decoders.autoregressive import ARDecoder, ARDecoderSpec
 from metaslot.models.decoders.broadcast_mlp import FeatureDecoderOutput, MLPDecoder, MLPDecoderSpec
 from metaslot.models.decoders.broadcast_pixel import (
     BroadcastPixelDecoder,
@@ -10,11 +18,32 @@ from metaslot.models.decoders.broadcast_pixel import (
     PixelDecoderOutput,
 )
 
+# Public name → module, imported on first access (diffusers is heavy and optional for most pipelines).
+_LAZY = {
+    "DiffusionDecoder": "metaslot.models.decoders.diffusion",
+    "DiffusionDecoderSpec": "metaslot.models.decoders.diffusion",
+    "DiffusionTerms": "metaslot.models.decoders.diffusion",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'metaslot.models.decoders' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
 __all__ = [
+    "ARDecoder",
+    "ARDecoderSpec",
     "BroadcastPixelDecoder",
     "BroadcastPixelDecoderSpec",
     "FeatureDecoderOutput",
     "MLPDecoder",
     "MLPDecoderSpec",
     "PixelDecoderOutput",
+    *_LAZY,
 ]
