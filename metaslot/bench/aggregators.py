@@ -17,6 +17,8 @@ from typing import Literal
 
 import attrs
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from metaslot.bench.timing import Timing, time_interleaved
 from metaslot.bench.variants import Variant
@@ -84,7 +86,9 @@ def build_modules(case: Case, device: torch.device) -> dict[str, torch.nn.Module
     }
 
 
-def _train_step(module: torch.nn.Module, features: torch.Tensor, variant: Variant) -> Callable[[], None]:
+def _train_step(
+    module: torch.nn.Module, features: Float[Tensor, "b n c"], variant: Variant
+) -> Callable[[], None]:
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
     forward = variant.prepare(module)
 
@@ -101,7 +105,9 @@ def _train_step(module: torch.nn.Module, features: torch.Tensor, variant: Varian
     return step
 
 
-def _eval_step(module: torch.nn.Module, features: torch.Tensor, variant: Variant) -> Callable[[], None]:
+def _eval_step(
+    module: torch.nn.Module, features: Float[Tensor, "b n c"], variant: Variant
+) -> Callable[[], None]:
     forward = variant.prepare(module)
 
     def step() -> None:
@@ -112,7 +118,7 @@ def _eval_step(module: torch.nn.Module, features: torch.Tensor, variant: Variant
     return step
 
 
-def _settle_codebook(module: torch.nn.Module, features: torch.Tensor) -> None:
+def _settle_codebook(module: torch.nn.Module, features: Float[Tensor, "b n c"]) -> None:
     """Run MetaSlot's upkeep until its one-off k-means initialisation is done, so timings are the steady
     state (the k-means waits for ``min(codebook, buffer)`` images; re-using one batch's slots is enough)."""
     if not isinstance(module.spec, MetaSlotSpec) or not module.spec.kmeans_init:

@@ -18,6 +18,8 @@ from typing import Literal
 
 import attrs
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from metaslot.bench.timing import time_step
 from metaslot.bench.variants import Variant
@@ -139,7 +141,9 @@ def cases(sizes: tuple[Size, ...], models: tuple[str, ...] = MODELS) -> list[Pip
     return chosen
 
 
-def _train_step(pipeline: torch.nn.Module, images: torch.Tensor, variant: Variant) -> Callable[[], None]:
+def _train_step(
+    pipeline: torch.nn.Module, images: Float[Tensor, "b 3 h w"], variant: Variant
+) -> Callable[[], None]:
     parameters = [parameter for parameter in pipeline.parameters() if parameter.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=1e-4)
 
