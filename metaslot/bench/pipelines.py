@@ -64,7 +64,8 @@ def _small_metaslot(batch_size: int, width: int = 64, num_slots: int = 4):
 
 
 def tiny_spec(model: str, batch_size: int = TINY_BATCH) -> object:
-    """``<model>_shapes`` shrunk: 64×64 images (the autoencoder's own 32×32), 4 slots, small decoders."""
+    """``<model>_shapes`` shrunk: 64×64 images, 4 slots of width 64, small decoders (the autoencoder is
+    the CPU main job as it is: 32×32, 5 slots of width 32)."""
     from metaslot.models.decoders import MLPDecoderSpec
     from metaslot.models.decoders.diffusion import DiffusionDecoderSpec
     from metaslot.train import presets

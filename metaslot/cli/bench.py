@@ -1,8 +1,8 @@
 """`python -m cli.bench [aggregators|pipelines|data|all] [--quick] [--device cpu|cuda] ...`: speed tables + JSON.
 
 Groups (``all`` by default): ``aggregators`` (MetaSlot vs Slot Attention train and eval steps at the
-preset shapes, with ratios), ``pipelines`` (training images/s of each pipeline at a tiny and the paper
-size) and ``data`` (loader images/s). Every figure is min/median/max over repeats after warm-up. The
+preset shapes, with ratios), ``pipelines`` (training images/s of each pipeline at a tiny size, and on
+CUDA or with ``--sizes tiny paper`` at the paper size) and ``data`` (loader images/s). Every figure is min/median/max over repeats after warm-up. The
 JSON (``--output``, default ``runs/bench/bench-<device>-<date>.json``) holds the machine description
 and every row; it is rewritten after each group, so an interrupted run keeps what it measured.
 On CUDA a sync check runs MetaSlot's training forward and upkeep under
@@ -90,6 +90,8 @@ def _counts(arguments: argparse.Namespace, quick: int, full: int, warmup: int) -
     from metaslot.bench.timing import check_counts
 
     check_counts(repeats, chosen_warmup)
+    if arguments.compile and chosen_warmup < 1:
+        raise ValueError("--compile needs --warmup 1 or more: the compilation happens in the warm-up")
     return repeats, chosen_warmup
 
 

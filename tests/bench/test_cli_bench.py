@@ -105,6 +105,12 @@ def test_zero_repeats_is_refused_before_measuring(tmp_path: Path, capsys) -> Non
     assert not (tmp_path / "r.json").exists()
 
 
+def test_compile_without_warmup_is_refused(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["aggregators", "--smoke", "--compile", "--warmup", "0", "--output", str(tmp_path / "w.json")])
+    assert "--compile needs --warmup 1 or more" in capsys.readouterr().err
+
+
 @given(
     seconds=st.lists(st.floats(min_value=1e-6, max_value=1e3), min_size=1, max_size=9),
     items=st.integers(min_value=1, max_value=512),
