@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from metaslot.ops.attention import masked_slot_attention
+from metaslot.ops.attention import FeatureNoise, masked_slot_attention
 from metaslot.ops.codebook import (
     RingBuffer,
     dead_code_timeout_steps,
@@ -30,6 +30,7 @@ __all__ = [
     "filled_rows",
     "kmeans",
     "kmeans_ema_step",
+    "FeatureNoise",
     "masked_slot_attention",
     "noise_scale",
     "prune_duplicates",

@@ -14,7 +14,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from metaslot.ops.attention import masked_slot_attention
+from metaslot.ops.attention import FeatureNoise, masked_slot_attention
 from metaslot.ops.noise import noise_scale
 
 __all__ = ["Aggregation", "SlotAttentionStep", "aggregate"]
@@ -27,15 +27,15 @@ class SlotAttentionStep:
     ``project_queries``: slots ``b k d`` → queries ``b k d`` (LayerNorm + Linear without bias, unscaled).
     ``project_keys_values``: normed features ``b n c`` → ``(keys, values)``, each ``b n d``.
     ``update``: ``(slots, updates)`` → new slots (GRU cell + residual MLP).
-    ``linear_keys_values``: ``project_keys_values`` is linear without bias, so noisy projections can be
-    computed as ``clean + project(σ·ε)``: the clean projection is shared by every iteration and the noise
-    term needs no gradient towards the features (cheaper backward, same values up to rounding).
+    ``key_value_weights``: for bias-free linear key/value projections, a callable returning their
+    ``(d, c)`` weights; feature noise then enters the attention without being projected (`FeatureNoise`),
+    the clean projection is shared by every iteration, and results equal the general path up to rounding.
     """
 
     project_queries: Callable[[Tensor], Tensor]
     project_keys_values: Callable[[Tensor], tuple[Tensor, Tensor]]
     update: Callable[[Tensor, Tensor], Tensor]
-    linear_keys_values: bool = False
+    key_value_weights: Callable[[], tuple[Tensor, Tensor]] | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,7 @@ def aggregate(
     attention: Tensor | None = None
     for iteration in range(num_iterations):
         sigma = noise_scale(iteration, num_iterations, noise_weight)
+        feature_noise: FeatureNoise | None = None
         if sigma > 0:
             if noise is not None:
                 unit_noise = noise[iteration]
@@ -92,11 +93,12 @@ def aggregate(
                     features.shape, generator=generator, device=features.device, dtype=features.dtype
                 )
             # The same noisy features feed keys and values, as in the reference's `noisy`.
-            if step.linear_keys_values:
+            if step.key_value_weights is not None:
                 if clean is None:
                     clean = step.project_keys_values(features)
-                noise_keys, noise_values = step.project_keys_values(sigma * unit_noise)
-                keys, values = clean[0] + noise_keys, clean[1] + noise_values
+                keys, values = clean
+                key_weight, value_weight = step.key_value_weights()
+                feature_noise = FeatureNoise(unit_noise, sigma, key_weight, value_weight)
             else:
                 keys, values = step.project_keys_values(features + sigma * unit_noise)
         else:
@@ -106,7 +108,7 @@ def aggregate(
         if straight_through is not None and iteration == num_iterations - 1:
             slots = slots + straight_through - straight_through.detach()
         queries = step.project_queries(slots)
-        updates, attention = masked_slot_attention(queries, keys, values, keep, epsilon)
+        updates, attention = masked_slot_attention(queries, keys, values, keep, epsilon, feature_noise)
         slots = step.update(slots, updates)
     assert attention is not None  # num_iterations >= 1 was checked above
     return Aggregation(slots=slots, attention=attention)

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metaslot.ops import masked_slot_attention
+from metaslot.ops import FeatureNoise, masked_slot_attention
 
 sizes = st.integers(min_value=1, max_value=4)
 
@@ -118,3 +118,32 @@ def test_rejects_non_positive_epsilon():
     queries, keys, values, _ = random_inputs(0, 1, 2, 3, 4)
     with pytest.raises(ValueError, match="epsilon"):
         masked_slot_attention(queries, keys, values, epsilon=0.0)
+
+
+@given(
+    seed=st.integers(0, 2**31),
+    batch=sizes,
+    slots=st.integers(1, 5),
+    tokens=sizes,
+    width=sizes,
+    channels=sizes,
+    scale=st.floats(0.0, 2.0),
+)
+def test_unprojected_feature_noise_equals_projecting_noisy_features(
+    seed, batch, slots, tokens, width, channels, scale
+):
+    generator = torch.Generator().manual_seed(seed)
+    queries = torch.randn(batch, slots, width, generator=generator)
+    features = torch.randn(batch, tokens, channels, generator=generator)
+    unit = torch.randn(batch, tokens, channels, generator=generator)
+    key_weight = torch.randn(width, channels, generator=generator)
+    value_weight = torch.randn(width, channels, generator=generator)
+    keep = torch.rand(batch, slots, generator=generator) < 0.6
+    noisy = features + scale * unit
+    expected = masked_slot_attention(queries, noisy @ key_weight.T, noisy @ value_weight.T, keep)
+    noise = FeatureNoise(unit, scale, key_weight, value_weight)
+    updates, attention = masked_slot_attention(
+        queries, features @ key_weight.T, features @ value_weight.T, keep, noise=noise
+    )
+    torch.testing.assert_close(attention, expected[1], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(updates, expected[0], rtol=1e-4, atol=1e-4)

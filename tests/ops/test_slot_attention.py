@@ -36,12 +36,12 @@ class TinyWeights(nn.Module):
         new = self.gru(updates.reshape(-1, WIDTH), slots.reshape(-1, WIDTH)).reshape(slots.shape)
         return new + self.mlp(new)
 
-    def step(self, linear_keys_values: bool = False) -> SlotAttentionStep:
+    def step(self, linear: bool = False) -> SlotAttentionStep:
         return SlotAttentionStep(
             project_queries=lambda slots: self.project_q(self.norm_queries(slots)),
             project_keys_values=self.keys_values,
             update=self.update,
-            linear_keys_values=linear_keys_values,
+            key_value_weights=(lambda: (self.project_k.weight, self.project_v.weight)) if linear else None,
         )
 
     def initial_slots(self) -> torch.Tensor:
@@ -166,8 +166,8 @@ def test_rejects_noise_with_the_wrong_number_of_iterations_and_bad_counts():
         aggregate(slots, features(), weights.step(), 2, noise_weight=-0.1)
 
 
-def test_linear_projection_shortcut_gives_the_same_values_and_gradients():
-    """clean + project(σ·ε) equals project(features + σ·ε) for bias-free linear keys/values."""
+def test_unprojected_noise_gives_the_same_values_and_gradients():
+    """Noise through (q·W_k)·εᵀ and (A·ε)·W_vᵀ equals projecting features + σ·ε, values and gradients."""
     results = []
     for linear in (False, True):
         weights = TinyWeights()
@@ -176,7 +176,7 @@ def test_linear_projection_shortcut_gives_the_same_values_and_gradients():
         output = aggregate(
             initial.detach(),
             inputs,
-            weights.step(linear_keys_values=linear),
+            weights.step(linear=linear),
             3,
             noise_weight=0.5,
             generator=torch.Generator().manual_seed(5),

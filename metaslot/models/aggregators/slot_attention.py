@@ -46,7 +46,7 @@ class SlotAttentionWeights(nn.Module):
             project_queries=self._queries,
             project_keys_values=self._keys_values,
             update=self._update,
-            linear_keys_values=True,  # bias-free nn.Linear projections
+            key_value_weights=self._key_value_weights,  # bias-free nn.Linear projections
         )
 
     def _zero_biases(self) -> None:
@@ -65,6 +65,9 @@ class SlotAttentionWeights(nn.Module):
         self, features_normed: Float[Tensor, "b n c"]
     ) -> tuple[Float[Tensor, "b n d"], Float[Tensor, "b n d"]]:
         return self.project_keys(features_normed), self.project_values(features_normed)
+
+    def _key_value_weights(self) -> tuple[Float[Tensor, "d c"], Float[Tensor, "d c"]]:
+        return self.project_keys.weight, self.project_values.weight
 
     def _update(
         self, slots: Float[Tensor, "b k d"], updates: Float[Tensor, "b k d"]
