@@ -35,7 +35,7 @@ from metaslot.eval.evaluate import EvaluationResult, PictureSamples, evaluate  #
 from metaslot.train.checkpoint import latest_checkpoint, load_model_checkpoint, read_sidecar  # noqa: E402
 from metaslot.train.config import TrainConfig  # noqa: E402
 from metaslot.train.loop import train  # noqa: E402
-from metaslot.train.presets import preset  # noqa: E402
+from metaslot.train.presets import preset, prune_growth_reaching_one_at  # noqa: E402
 
 AGGREGATORS = ("slot-attention", "metaslot")
 METRICS = (
@@ -65,11 +65,11 @@ class Study:
     """What to train and where to write; every run uses the `autoencoder_shapes` preset with these changes."""
 
     seeds: tuple[int, ...] = (0, 1, 2)
-    steps: int = 2_000
+    steps: int = 3_000
     num_slots: int = 7
     min_objects: int = 1
     max_objects: int = 6
-    size_range: tuple[float, float] = (0.12, 0.25)
+    size_range: tuple[float, float] = (0.1, 0.22)
     test_images: int = 512
     picture_images: int = 8
     runs_dir: Path = Path("runs/shapes-study")
@@ -83,9 +83,13 @@ def run_config(study: Study, aggregator: str, seed: int) -> TrainConfig:
     model = attrs.evolve(
         base.model, aggregator=attrs.evolve(base.model.aggregator, num_slots=study.num_slots)
     )
-    if hasattr(model.aggregator, "buffer_capacity"):
-        capacity = 4 * base.loop.batch_size * study.num_slots
-        model = attrs.evolve(model, aggregator=attrs.evolve(model.aggregator, buffer_capacity=capacity))
+    if hasattr(model.aggregator, "buffer_capacity"):  # MetaSlot: buffer and prune schedule follow the run
+        aggregator = attrs.evolve(
+            model.aggregator,
+            buffer_capacity=4 * base.loop.batch_size * study.num_slots,
+            prune_growth=prune_growth_reaching_one_at(max(study.steps * 2 // 3, 1)),
+        )
+        model = attrs.evolve(model, aggregator=aggregator)
     data = attrs.evolve(
         base.data,
         min_objects=study.min_objects,
