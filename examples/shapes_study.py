@@ -65,7 +65,7 @@ class Study:
     """What to train and where to write; every run uses the `autoencoder_shapes` preset with these changes."""
 
     seeds: tuple[int, ...] = (0, 1, 2)
-    steps: int = 3_000
+    steps: int = 2_000
     num_slots: int = 7
     min_objects: int = 1
     max_objects: int = 6

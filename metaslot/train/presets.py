@@ -168,7 +168,7 @@ def autoencoder_shapes() -> TrainConfig:
     from metaslot.models.encoders import CNNEncoderSpec
     from metaslot.models.pipelines import AutoencoderSpec
 
-    resolution, batch_size, slots, width, steps = 32, 16, 5, 32, 3_000
+    resolution, batch_size, slots, width, steps = 32, 16, 5, 32, 2_000
     aggregator = attrs.evolve(
         _metaslot(slots, width, batch_size, codebook_size=64),
         codebook_update="both",
