@@ -21,6 +21,7 @@ import json
 import math
 import statistics
 from pathlib import Path
+from typing import Literal
 
 import attrs
 import matplotlib
@@ -65,6 +66,7 @@ class Study:
     """What to train and where to write; every run uses the `autoencoder_shapes` preset with these changes."""
 
     seeds: tuple[int, ...] = (0, 1, 2)
+    aggregators: tuple[Literal["slot-attention", "metaslot"], ...] = AGGREGATORS
     steps: int = 2_000
     num_slots: int = 7
     min_objects: int = 1
@@ -84,12 +86,12 @@ def run_config(study: Study, aggregator: str, seed: int) -> TrainConfig:
         base.model, aggregator=attrs.evolve(base.model.aggregator, num_slots=study.num_slots)
     )
     if hasattr(model.aggregator, "buffer_capacity"):  # MetaSlot: buffer and prune schedule follow the run
-        aggregator = attrs.evolve(
+        metaslot = attrs.evolve(
             model.aggregator,
             buffer_capacity=4 * base.loop.batch_size * study.num_slots,
             prune_growth=prune_growth_reaching_one_at(max(study.steps * 2 // 3, 1)),
         )
-        model = attrs.evolve(model, aggregator=aggregator)
+        model = attrs.evolve(model, aggregator=metaslot)
     data = attrs.evolve(
         base.data,
         min_objects=study.min_objects,
@@ -279,10 +281,10 @@ def save_count_histograms(histograms: dict[str, numpy.ndarray], path: Path) -> P
 def run_study(study: Study) -> dict[str, list[dict[str, float]]]:
     """Train (or reuse) every run, evaluate, write JSON, markdown and pictures; returns per-run metrics."""
     study.output.mkdir(parents=True, exist_ok=True)
-    per_run: dict[str, list[dict[str, float]]] = {name: [] for name in AGGREGATORS}
+    per_run: dict[str, list[dict[str, float]]] = {name: [] for name in study.aggregators}
     first_seed_samples: dict[str, PictureSamples] = {}
     histograms: dict[str, numpy.ndarray] = {}
-    for aggregator in AGGREGATORS:
+    for aggregator in study.aggregators:
         for seed in study.seeds:
             config = run_config(study, aggregator, seed)
             sidecar = train_or_resume(config)
