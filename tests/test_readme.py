@@ -260,3 +260,13 @@ def test_readme_weights_table_names_the_files_the_code_asks_for() -> None:
         name = quoted(row[0])[0]
         assert f"https://huggingface.co/{hub_repository(name)}/resolve/main/model.safetensors" in row[1], name
         assert ("(default)" in row[0]) == (name == DEFAULT_VIT), name
+
+
+def test_relative_links_point_at_files() -> None:
+    documents = (*DOCUMENTS, *sorted((ROOT / "docs").glob("*.md")))
+    for document in documents:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", document.read_text()):
+            if "://" not in target:
+                assert (document.parent / target).exists(), (
+                    f"{document.relative_to(ROOT)} links to missing {target}"
+                )
