@@ -7,8 +7,9 @@ by default because it costs Python time on every call and cannot be traced by ``
 
 from __future__ import annotations
 
-import importlib
 import os
+
+from metaslot._lazy import lazy_exports
 
 if os.environ.get("METASLOT_TYPECHECK", "0") not in ("", "0", "false", "False"):
     from jaxtyping import install_import_hook
@@ -28,10 +29,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'metaslot' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 def typechecking_enabled() -> bool:

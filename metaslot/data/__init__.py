@@ -7,8 +7,7 @@ dataset is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from metaslot._lazy import lazy_exports
 
 # Public name → the module that defines it.
 _LAZY = {
@@ -33,14 +32,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'metaslot.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = list(_LAZY)

@@ -7,9 +7,7 @@ without it.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from metaslot._lazy import lazy_exports
 from metaslot.models.decoders.autoregressive import ARDecoder, ARDecoderSpec
 from metaslot.models.decoders.broadcast_mlp import FeatureDecoderOutput, MLPDecoder, MLPDecoderSpec
 from metaslot.models.decoders.broadcast_pixel import (
@@ -26,14 +24,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'metaslot.models.decoders' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -8,9 +8,7 @@ SlotDiffusion from :class:`StageTwoPipeline` (plus the frozen stage-1 VQ-VAE). S
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from metaslot._lazy import lazy_exports
 from metaslot.models.pipelines.autoencoder import Autoencoder, AutoencoderSpec
 from metaslot.models.pipelines.checkpoint_mapping import (
     CheckpointMismatchError,
@@ -42,14 +40,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'metaslot.models.pipelines' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [
