@@ -33,6 +33,7 @@ import torch  # noqa: E402
 import tyro  # noqa: E402
 
 from metaslot.eval.evaluate import EvaluationResult, PictureSamples, evaluate  # noqa: E402
+from metaslot.eval.pictures import displayable  # noqa: E402
 from metaslot.train.checkpoint import latest_checkpoint, load_model_checkpoint, read_sidecar  # noqa: E402
 from metaslot.train.config import TrainConfig  # noqa: E402
 from metaslot.train.loop import train  # noqa: E402
@@ -193,11 +194,6 @@ def markdown_table(per_run: dict[str, list[dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def _display(image: torch.Tensor) -> numpy.ndarray:
-    low, high = image.amin(), image.amax()
-    return ((image - low) / (high - low).clamp(min=1e-8)).permute(1, 2, 0).numpy()
-
-
 def _segmentation_overlay(picture: numpy.ndarray, labels: numpy.ndarray) -> numpy.ndarray:
     colours = matplotlib.colormaps["tab10"](numpy.arange(10))[:, :3]
     return 0.4 * picture + 0.6 * colours[labels % 10]
@@ -213,7 +209,7 @@ def save_comparison_grid(samples: dict[str, PictureSamples], path: Path) -> Path
         images.shape[0], columns, figsize=(1.7 * columns, 1.7 * images.shape[0]), squeeze=False
     )
     for row in range(images.shape[0]):
-        picture = _display(images[row])
+        picture = displayable(images[row])
         objects = int((segments[row].unique() > 0).sum())
         panels = [
             ("image", picture),

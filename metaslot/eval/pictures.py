@@ -19,7 +19,7 @@ import torch.nn.functional  # noqa: E402
 from metaslot.eval.evaluate import EvaluationResult, PictureSamples  # noqa: E402
 
 
-def _display(image: torch.Tensor) -> numpy.ndarray:
+def displayable(image: torch.Tensor) -> numpy.ndarray:
     """(3, h, w) in any range → (h, w, 3) in [0, 1]."""
     image = image.float()
     low, high = image.amin(), image.amax()
@@ -70,7 +70,7 @@ def save_segmentation_grid(samples: PictureSamples, path: Path, max_images: int 
     rows = images.shape[0]
     figure, axes = pyplot.subplots(rows, columns, figsize=(1.6 * columns, 1.6 * rows), squeeze=False)
     for row in range(rows):
-        picture = _display(images[row])
+        picture = displayable(images[row])
         size = tuple(images.shape[-2:])
         panels: list[tuple[str, numpy.ndarray]] = [
             ("image", picture),
@@ -82,7 +82,7 @@ def save_segmentation_grid(samples: PictureSamples, path: Path, max_images: int 
             overlay = 0.45 * picture + 0.55 * _palette(num_slots)[labels.numpy()]
             panels.append(("prediction", overlay))
         if reconstructions is not None:
-            panels.append(("reconstruction", _display(reconstructions[row])))
+            panels.append(("reconstruction", displayable(reconstructions[row])))
         for column, (title, panel) in enumerate(panels):
             axes[row, column].imshow(numpy.clip(panel, 0, 1))
             if row == 0:
@@ -177,7 +177,7 @@ def save_prototype_gallery(
         axes[row, 0].text(0.5, 0.5, f"code {code}\n{usage[code]} slots", ha="center", va="center", fontsize=8)
         positions = torch.nonzero((codes == code) & keep).tolist()[:examples]
         for column, (image_index, slot) in enumerate(positions, start=1):
-            picture = _display(images[image_index])
+            picture = displayable(images[image_index])
             mask = _resize_masks(masks[image_index], tuple(images.shape[-2:]))[slot].clamp(0, 1).numpy()
             axes[row, column].imshow(numpy.clip(_crop_to_mask(picture, mask), 0, 1))
     for axis in axes.flat:

@@ -31,6 +31,20 @@ TINY_AGGREGATOR = [
     "--model.aggregator.buffer-capacity",
     "16",
 ]
+# The autoencoder's own parts at their smallest (with TINY_AGGREGATOR): two 3×3 convs of 8 channels.
+TINY_AUTOENCODER = [
+    *TINY_AGGREGATOR,
+    "--model.encoder.channels",
+    "8",
+    "8",
+    "--model.encoder.strides",
+    "2",
+    "1",
+    "--model.encoder.kernel-size",
+    "3",
+    "--model.decoder.hidden-channels",
+    "8",
+]
 TINY_VIT = [
     "--model.encoder.model-name",
     "vit_tiny_patch16_224",
@@ -95,20 +109,7 @@ def model_args(model: str) -> list[str]:
     """Selectors and overrides that make ``model`` tiny on 32×32 shapes."""
     common = ["--model", model, "--data", "shapes", *TINY_DATA, "--model.image-size", "32"]
     if model == "autoencoder":
-        return [
-            *common,
-            *TINY_AGGREGATOR,
-            "--model.encoder.channels",
-            "8",
-            "8",
-            "--model.encoder.strides",
-            "2",
-            "1",
-            "--model.encoder.kernel-size",
-            "3",
-            "--model.decoder.hidden-channels",
-            "8",
-        ]
+        return [*common, *TINY_AUTOENCODER]
     if model == "dinosaur":
         return [*common, *TINY_AGGREGATOR, *TINY_VIT, "--model.decoder.hidden-channels", "16"]
     if model == "vqvae":

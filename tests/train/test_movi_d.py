@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy
 import pytest
 import torch
-from cli_args import TINY_AGGREGATOR, loop_args, without_codebook
+from cli_args import TINY_AUTOENCODER, loop_args, without_codebook
 from movi_fixture import write_movi_d
 
 from metaslot.cli import eval as eval_cli
@@ -58,17 +58,7 @@ def _movi_arguments(root: Path, runs: Path, name: str) -> list[str]:
         "2",
         "--model.image-size",
         str(SIZE),
-        *TINY_AGGREGATOR,
-        "--model.encoder.channels",
-        "8",
-        "8",
-        "--model.encoder.strides",
-        "2",
-        "1",
-        "--model.encoder.kernel-size",
-        "3",
-        "--model.decoder.hidden-channels",
-        "8",
+        *TINY_AUTOENCODER,
         *loop_args(runs),
         "--name",
         name,
