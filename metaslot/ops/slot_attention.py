@@ -85,6 +85,11 @@ def aggregate(
     for iteration in range(num_iterations):
         sigma = noise_scale(iteration, num_iterations, noise_weight)
         feature_noise: FeatureNoise | None = None
+        project_noisy = sigma > 0 and step.key_value_weights is None
+        if not project_noisy:
+            if clean is None:
+                clean = step.project_keys_values(features)
+            keys, values = clean
         if sigma > 0:
             if noise is not None:
                 unit_noise = noise[iteration]
@@ -93,18 +98,11 @@ def aggregate(
                     features.shape, generator=generator, device=features.device, dtype=features.dtype
                 )
             # The same noisy features feed keys and values, as in the reference's `noisy`.
-            if step.key_value_weights is not None:
-                if clean is None:
-                    clean = step.project_keys_values(features)
-                keys, values = clean
+            if project_noisy:
+                keys, values = step.project_keys_values(features + sigma * unit_noise)
+            else:
                 key_weight, value_weight = step.key_value_weights()
                 feature_noise = FeatureNoise(unit_noise, sigma, key_weight, value_weight)
-            else:
-                keys, values = step.project_keys_values(features + sigma * unit_noise)
-        else:
-            if clean is None:
-                clean = step.project_keys_values(features)
-            keys, values = clean
         if straight_through is not None and iteration == num_iterations - 1:
             slots = slots + straight_through - straight_through.detach()
         queries = step.project_queries(slots)
