@@ -23,6 +23,7 @@ from torch import Tensor
 from metaslot.bench.timing import Timing, time_interleaved
 from metaslot.bench.variants import Variant
 from metaslot.models.aggregators import MetaSlotSpec, SlotAttentionSpec
+from metaslot.models.aggregators.specs import AttentionPath
 
 BATCH_SIZE = 32
 TOKENS = 256
@@ -77,6 +78,15 @@ def cases(scale: Scale) -> list[Case]:
     if scale == "smoke":
         return [smoke_case()]
     return [preset_case(dataset) for dataset in (DATASETS[:1] if scale == "quick" else DATASETS)]
+
+
+def with_attention_path(case: Case, path: AttentionPath) -> Case:
+    """The same shape with both aggregators reading the features along ``path``."""
+    return attrs.evolve(
+        case,
+        metaslot=attrs.evolve(case.metaslot, attention_path=path),
+        slot_attention=attrs.evolve(case.slot_attention, attention_path=path),
+    )
 
 
 def build_modules(case: Case, device: torch.device) -> dict[str, torch.nn.Module]:
@@ -144,6 +154,7 @@ def benchmark_case(case: Case, device: torch.device, variant: Variant, repeats: 
         "tokens": case.tokens,
         "width": case.metaslot.slot_dim,
         "codebook_size": case.metaslot.codebook_size,
+        "attention_path": case.metaslot.attention_path,
         "variant": variant.name,
     }
     timings: dict[str, Timing] = {}
@@ -162,12 +173,18 @@ def benchmark_case(case: Case, device: torch.device, variant: Variant, repeats: 
 
 
 def benchmark_aggregators(
-    scale: Scale, device: torch.device, variants: list[Variant], repeats: int, warmup: int
+    scale: Scale,
+    device: torch.device,
+    variants: list[Variant],
+    repeats: int,
+    warmup: int,
+    attention_paths: tuple[AttentionPath, ...] = ("auto", "projected"),
 ) -> list[dict]:
-    """One row per shape and variant."""
+    """One row per shape, attention path and variant ('projected' is the reference's formulation)."""
     return [
-        benchmark_case(case, device, variant, repeats, warmup)
+        benchmark_case(with_attention_path(case, path), device, variant, repeats, warmup)
         for case in cases(scale)
+        for path in attention_paths
         for variant in variants
     ]
 
@@ -209,7 +226,7 @@ def check_sync_free(device: torch.device, scale: Scale) -> dict:
 
 def format_table(rows: list[dict]) -> str:
     header = (
-        f"{'shape':<9} {'k':>3} {'variant':<13} {'SA train':>22} {'MS train':>22} {'ratio':>6}  "
+        f"{'shape':<9} {'k':>3} {'path':<13} {'variant':<13} {'SA train':>22} {'MS train':>22} {'ratio':>6}  "
         f"{'SA eval':>22} {'MS eval':>22} {'ratio':>6}"
     )
     lines = [
@@ -219,7 +236,7 @@ def format_table(rows: list[dict]) -> str:
     ]
     for row in rows:
         lines.append(
-            f"{row['dataset']:<9} {row['k']:>3} {row['variant']:<13} "
+            f"{row['dataset']:<9} {row['k']:>3} {row['attention_path']:<13} {row['variant']:<13} "
             f"{_spread(row['slot_attention_train']):>22} {_spread(row['metaslot_train']):>22} "
             f"{row['ratio_train']:>5.2f}×  "
             f"{_spread(row['slot_attention_eval']):>22} {_spread(row['metaslot_eval']):>22} "

@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows for the aggregators")
     parser.add_argument(
+        "--attention-paths",
+        nargs="+",
+        choices=("auto", "projected", "feature_space"),
+        default=["auto", "projected"],
+        help="how the aggregators read the features, one row each (default: auto and projected, the "
+        "reference's formulation)",
+    )
+    parser.add_argument(
         "--autocast",
         choices=("bf16",),
         default=None,
@@ -150,6 +158,7 @@ def _run_groups(arguments: argparse.Namespace, device, scale: str) -> dict:
             "scale": scale,
             "device": str(device),
             "variants": [variant.name for variant in chosen_variants],
+            "attention_paths": list(arguments.attention_paths),
             "pipeline_sizes": list(sizes),
             "torch_threads": torch.get_num_threads(),
             "counts": {},  # per group: {"repeats": ..., "warmup": ...}
@@ -159,7 +168,14 @@ def _run_groups(arguments: argparse.Namespace, device, scale: str) -> dict:
     if "aggregators" in groups:
         repeats, warmup = _counts(arguments, quick=3, full=10, warmup=1 if scale == "quick" else 2)
         results["settings"]["counts"]["aggregators"] = {"repeats": repeats, "warmup": warmup}
-        rows = aggregators.benchmark_aggregators(scale, device, chosen_variants, repeats, warmup)  # type: ignore[arg-type]
+        rows = aggregators.benchmark_aggregators(
+            scale,  # type: ignore[arg-type]
+            device,
+            chosen_variants,
+            repeats,
+            warmup,
+            tuple(arguments.attention_paths),
+        )
         results["aggregators"] = rows
         results["sync_check"] = aggregators.check_sync_free(device, scale)  # type: ignore[arg-type]
         print("\n" + aggregators.format_table(rows), flush=True)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from metaslot.ops.attention import FeatureNoise, masked_slot_attention
+from metaslot.ops.attention import (
+    feature_space_is_cheaper,
+    feature_space_slot_attention,
+    masked_slot_attention,
+)
 from metaslot.ops.codebook import (
     RingBuffer,
     dead_code_timeout_steps,
@@ -26,11 +30,12 @@ __all__ = [
     "SlotAttentionStep",
     "aggregate",
     "dead_code_timeout_steps",
+    "feature_space_is_cheaper",
+    "feature_space_slot_attention",
     "empty_ring_buffer",
     "filled_rows",
     "kmeans",
     "kmeans_ema_step",
-    "FeatureNoise",
     "masked_slot_attention",
     "noise_scale",
     "prune_duplicates",

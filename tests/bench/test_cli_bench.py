@@ -36,17 +36,25 @@ def test_aggregators_group_writes_rows_ratios_and_the_machine(tmp_path: Path, ca
     assert MACHINE_KEYS <= set(results["machine"])
     assert results["machine"]["torch"] == torch.__version__
     assert results["settings"]["groups"] == ["aggregators"] and "pipelines" not in results
-    (row,) = results["aggregators"]
-    assert row["variant"] == "fp32" and row["k"] == 3
-    for name in ("slot_attention_train", "metaslot_train", "slot_attention_eval", "metaslot_eval"):
-        assert set(row[name]) == SPREAD_MS and row[name]["repeats"] == 2
-        assert_ordered(row[name], "min_ms", "median_ms", "max_ms")
-    assert row["ratio_train"] == pytest.approx(
-        row["metaslot_train"]["median_ms"] / row["slot_attention_train"]["median_ms"]
-    )
+    auto, projected = results["aggregators"]
+    assert [auto["attention_path"], projected["attention_path"]] == ["auto", "projected"]
+    assert results["settings"]["attention_paths"] == ["auto", "projected"]
+    for row in (auto, projected):
+        assert row["variant"] == "fp32" and row["k"] == 3
+        for name in ("slot_attention_train", "metaslot_train", "slot_attention_eval", "metaslot_eval"):
+            assert set(row[name]) == SPREAD_MS and row[name]["repeats"] == 2
+            assert_ordered(row[name], "min_ms", "median_ms", "max_ms")
+        assert row["ratio_train"] == pytest.approx(
+            row["metaslot_train"]["median_ms"] / row["slot_attention_train"]["median_ms"]
+        )
     assert results["sync_check"]["status"] == ("pass" if torch.cuda.is_available() else "skipped")
     printed = capsys.readouterr().out
-    assert "MetaSlot/Slot Attention" in printed and "smoke" in printed
+    assert "MetaSlot/Slot Attention" in printed and "smoke" in printed and "projected" in printed
+
+
+def test_one_attention_path_gives_one_row(tmp_path: Path) -> None:
+    results = run_group("aggregators", tmp_path, "--attention-paths", "feature_space")
+    assert [row["attention_path"] for row in results["aggregators"]] == ["feature_space"]
 
 
 def test_pipelines_group_times_every_pipeline(tmp_path: Path) -> None:

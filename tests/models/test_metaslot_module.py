@@ -73,6 +73,7 @@ def test_state_is_declared_and_initialised_without_filler() -> None:
         ({"prune_growth": 0.9}, "prune_growth"),
         ({"replacement_rate": 1.5}, "replacement_rate"),
         ({"kmeans_decay": -0.1}, "kmeans_decay"),
+        ({"attention_path": "fused"}, "attention_path"),
     ],
 )
 def test_bad_spec_values_explain_themselves(overrides: dict, message: str) -> None:
@@ -109,10 +110,11 @@ def _stage_one(module: MetaSlot, features: torch.Tensor, initial: torch.Tensor) 
         return aggregate(initial, module.norm_features(features), module.step(), module.num_iterations).slots
 
 
+@pytest.mark.parametrize("attention_path", ["projected", "feature_space"])
 @given(seed=st.integers(0, 2**16), duplicated=st.integers(0, 3))
-def test_slot_count_invariance_at_evaluation(seed: int, duplicated: int) -> None:
+def test_slot_count_invariance_at_evaluation(attention_path: str, seed: int, duplicated: int) -> None:
     torch.manual_seed(seed)
-    module = MetaSlot(tiny_spec()).eval()
+    module = MetaSlot(tiny_spec(attention_path=attention_path)).eval()
     features = torch.randn(2, 6, 5)
     initial = torch.randn(2, 4, 8)
     initial[:, 3] = initial[:, 0]  # one duplicate already: the original run prunes slot 3
@@ -295,20 +297,23 @@ COMPILE_SCRIPT = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     from metaslot import MetaSlot
-    torch.manual_seed(0)
-    module = MetaSlot(num_slots=3, slot_dim=8, feature_dim=5, codebook_size=16, buffer_capacity=12)
-    compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
-    features = torch.randn(2, 6, 5)
-    output = compiled(features)
-    output.slots.sum().backward()
-    assert module.project_keys.weight.grad is not None
-    module.update_codebook(output)
-    module.eval()
-    with torch.no_grad():
-        compiled_eval, eager_eval = compiled(features), module(features)
-    torch.testing.assert_close(compiled_eval.slots, eager_eval.slots)
-    assert torch.equal(compiled_eval.keep, eager_eval.keep)
-    print("compiled ok")
+    for path in ("projected", "feature_space"):
+        torch.manual_seed(0)
+        module = MetaSlot(
+            num_slots=3, slot_dim=8, feature_dim=5, codebook_size=16, buffer_capacity=12, attention_path=path
+        )
+        compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
+        features = torch.randn(2, 6, 5)
+        output = compiled(features)
+        output.slots.sum().backward()
+        assert module.project_keys.weight.grad is not None
+        module.update_codebook(output)
+        module.eval()
+        with torch.no_grad():
+            compiled_eval, eager_eval = compiled(features), module(features)
+        torch.testing.assert_close(compiled_eval.slots, eager_eval.slots)
+        assert torch.equal(compiled_eval.keep, eager_eval.keep)
+        print("compiled ok", path)
     """
 )
 
@@ -321,4 +326,4 @@ def test_torch_compile_fullgraph() -> None:
         [sys.executable, "-c", COMPILE_SCRIPT], capture_output=True, text=True, env=environment, timeout=300
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "compiled ok" in result.stdout
+    assert "compiled ok projected" in result.stdout and "compiled ok feature_space" in result.stdout

@@ -81,6 +81,7 @@ def test_given_initial_slots_are_used_and_checked() -> None:
         ({"num_iterations": 0}, "num_iterations"),
         ({"initializer": "uniform"}, "initializer"),
         ({"epsilon": 0.0}, "epsilon"),
+        ({"attention_path": "fused"}, "attention_path"),
     ],
 )
 def test_bad_spec_values_explain_themselves(overrides: dict, message: str) -> None:

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metaslot.ops import FeatureNoise, masked_slot_attention
+from metaslot.ops import feature_space_is_cheaper, feature_space_slot_attention, masked_slot_attention
 
 sizes = st.integers(min_value=1, max_value=4)
 
@@ -127,23 +127,38 @@ def test_rejects_non_positive_epsilon():
     tokens=sizes,
     width=sizes,
     channels=sizes,
-    scale=st.floats(0.0, 2.0),
 )
-def test_unprojected_feature_noise_equals_projecting_noisy_features(
-    seed, batch, slots, tokens, width, channels, scale
-):
+def test_feature_space_read_out_equals_projecting_the_features(seed, batch, slots, tokens, width, channels):
     generator = torch.Generator().manual_seed(seed)
-    queries = torch.randn(batch, slots, width, generator=generator)
-    features = torch.randn(batch, tokens, channels, generator=generator)
-    unit = torch.randn(batch, tokens, channels, generator=generator)
-    key_weight = torch.randn(width, channels, generator=generator)
-    value_weight = torch.randn(width, channels, generator=generator)
+    queries = torch.randn(batch, slots, width, generator=generator, requires_grad=True)
+    features = torch.randn(batch, tokens, channels, generator=generator, requires_grad=True)
+    key_weight = torch.randn(width, channels, generator=generator, requires_grad=True)
+    value_weight = torch.randn(width, channels, generator=generator, requires_grad=True)
     keep = torch.rand(batch, slots, generator=generator) < 0.6
-    noisy = features + scale * unit
-    expected = masked_slot_attention(queries, noisy @ key_weight.T, noisy @ value_weight.T, keep)
-    noise = FeatureNoise(unit, scale, key_weight, value_weight)
-    updates, attention = masked_slot_attention(
-        queries, features @ key_weight.T, features @ value_weight.T, keep, noise=noise
-    )
+    inputs = (queries, features, key_weight, value_weight)
+
+    def gradients(updates, attention):
+        loss = (
+            updates * torch.linspace(-1, 1, updates.numel()).view_as(updates)
+        ).sum() + attention.sin().sum()
+        return torch.autograd.grad(loss, inputs)
+
+    expected = masked_slot_attention(queries, features @ key_weight.T, features @ value_weight.T, keep)
+    updates, attention = feature_space_slot_attention(queries, features, key_weight, value_weight, keep)
     torch.testing.assert_close(attention, expected[1], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(updates, expected[0], rtol=1e-4, atol=1e-4)
+    for got, want in zip(gradients(updates, attention), gradients(*expected), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
+
+
+def test_feature_space_is_cheaper_when_slot_read_outs_are_few_next_to_tokens():
+    # With c = d the comparison is T·k < n.
+    assert feature_space_is_cheaper(tokens=256, feature_dim=256, slot_dim=256, num_slots=6, num_iterations=6)
+    assert not feature_space_is_cheaper(tokens=30, feature_dim=64, slot_dim=64, num_slots=6, num_iterations=6)
+    assert not feature_space_is_cheaper(tokens=36, feature_dim=64, slot_dim=64, num_slots=6, num_iterations=6)
+    assert feature_space_is_cheaper(tokens=37, feature_dim=64, slot_dim=64, num_slots=6, num_iterations=6)
+    # Wide features make every feature-space read-out dearer; more read-outs tip the balance.
+    assert feature_space_is_cheaper(tokens=196, feature_dim=768, slot_dim=256, num_slots=7, num_iterations=6)
+    assert not feature_space_is_cheaper(
+        tokens=196, feature_dim=768, slot_dim=256, num_slots=7, num_iterations=60
+    )

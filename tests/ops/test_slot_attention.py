@@ -166,31 +166,54 @@ def test_rejects_noise_with_the_wrong_number_of_iterations_and_bad_counts():
         aggregate(slots, features(), weights.step(), 2, noise_weight=-0.1)
 
 
-def test_unprojected_noise_gives_the_same_values_and_gradients():
-    """Noise through (q·W_k)·εᵀ and (A·ε)·W_vᵀ equals projecting features + σ·ε, values and gradients."""
-    results = []
-    for linear in (False, True):
-        weights = TinyWeights()
-        inputs = features().requires_grad_(True)
-        initial = weights.initial_slots()
-        output = aggregate(
-            initial.detach(),
-            inputs,
-            weights.step(linear=linear),
-            3,
-            noise_weight=0.5,
-            generator=torch.Generator().manual_seed(5),
-            straight_through=initial,
-        )
-        (output.slots.square().sum() + output.attention.sin().sum()).backward()
-        gradients = {name: parameter.grad for name, parameter in weights.named_parameters()}
-        results.append((output, inputs.grad, gradients))
-    (plain, plain_input_grad, plain_grads), (linear, linear_input_grad, linear_grads) = results
+def _values_and_gradients(linear: bool, feature_space: bool | None, noise_weight: float):
+    weights = TinyWeights()
+    inputs = features().requires_grad_(True)
+    initial = weights.initial_slots()
+    output = aggregate(
+        initial.detach(),
+        inputs,
+        weights.step(linear=linear),
+        3,
+        noise_weight=noise_weight,
+        generator=torch.Generator().manual_seed(5),
+        straight_through=initial,
+        feature_space=feature_space,
+    )
+    (output.slots.square().sum() + output.attention.sin().sum()).backward()
+    gradients = {name: parameter.grad for name, parameter in weights.named_parameters()}
+    return output, inputs.grad, gradients, weights.keys_values_calls
+
+
+@pytest.mark.parametrize(
+    ("feature_space", "noise_weight", "projections"),
+    [(None, 0.5, 1), (True, 0.5, 0), (False, 0.0, 1), (True, 0.0, 0)],
+)
+def test_reading_features_directly_gives_the_same_values_and_gradients(
+    feature_space, noise_weight, projections
+):
+    """Noisy features read in feature space, and clean ones when asked, equal the projected path."""
+    plain, plain_input_grad, plain_grads, plain_calls = _values_and_gradients(False, None, noise_weight)
+    assert plain_calls == (3 if noise_weight else 1)  # noisy iterations project their own features
+    linear, linear_input_grad, linear_grads, calls = _values_and_gradients(True, feature_space, noise_weight)
+    assert calls == projections  # only the clean iteration(s) may share one projection
     torch.testing.assert_close(linear.slots, plain.slots)
     torch.testing.assert_close(linear.attention, plain.attention)
     torch.testing.assert_close(linear_input_grad, plain_input_grad)
     for name, gradient in plain_grads.items():
         torch.testing.assert_close(linear_grads[name], gradient, msg=name)
+
+
+def test_feature_space_is_chosen_by_cost_and_needs_the_weights():
+    weights = TinyWeights()
+    slots = weights.initial_slots().detach()
+    aggregate(slots, features(), weights.step(linear=True), 3)
+    assert weights.keys_values_calls == 1  # 5 tokens, 3 slots: projecting once is cheaper
+    many_tokens = torch.randn(BATCH, 64, CHANNELS)
+    aggregate(slots, many_tokens, weights.step(linear=True), 3)
+    assert weights.keys_values_calls == 1  # 64 tokens: read in feature space, nothing more projected
+    with pytest.raises(ValueError, match="key_value_weights"):
+        aggregate(slots, features(), weights.step(), 3, feature_space=True)
 
 
 def test_epsilon_reaches_the_attention_average():

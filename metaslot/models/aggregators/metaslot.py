@@ -96,8 +96,10 @@ class MetaSlot(SlotAttentionWeights):
         features_normed = self.norm_features(features)
         step = self.step()
         noisy = self.training or spec.noise_at_eval
-        # The last iteration of each stage is noise-free (σ_{T−1} = 0): project the clean features once.
-        clean_keys_values = step.project_keys_values(features_normed)
+        # Clean read-outs of both stages share one projection, unless reading the features directly is cheaper.
+        clean_keys_values = self.shared_keys_values(
+            features_normed, initial.shape[1], 2 * self.num_iterations
+        )
 
         # Stage 2 starts from (detached) prototypes, so stage 1 never needs a graph.
         with torch.no_grad():
@@ -109,6 +111,7 @@ class MetaSlot(SlotAttentionWeights):
                 noise_weight=spec.noise_weight if noisy and spec.noise_stages == "both" else 0.0,
                 generator=generator,
                 clean_keys_values=clean_keys_values,
+                feature_space=clean_keys_values is None,
                 epsilon=self.epsilon,
             ).slots
         quantized = quantize(
@@ -132,6 +135,7 @@ class MetaSlot(SlotAttentionWeights):
             generator=generator,
             straight_through=initial if spec.straight_through else None,
             clean_keys_values=clean_keys_values,
+            feature_space=clean_keys_values is None,
             epsilon=self.epsilon,
         )
         codes: Int[Tensor, "b k"] = torch.where(keep, quantized.codes, torch.full_like(quantized.codes, -1))

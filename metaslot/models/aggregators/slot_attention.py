@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from metaslot.models.aggregators.initializers import build_initializer
 from metaslot.models.aggregators.specs import SlotAttentionSpec, _SlotAttentionFields
 from metaslot.models.records import AggregatorOutput
+from metaslot.ops.attention import feature_space_is_cheaper
 from metaslot.ops.slot_attention import Aggregation, SlotAttentionStep, aggregate
 
 
@@ -27,6 +28,7 @@ class SlotAttentionWeights(nn.Module):
         self.feature_dim = feature_dim
         self.num_iterations = spec.num_iterations
         self.epsilon = spec.epsilon
+        self.attention_path = spec.attention_path
         self.initializer = build_initializer(
             spec.initializer, spec.num_slots, slot_dim, spec.shared_samples_at_eval
         )
@@ -81,6 +83,26 @@ class SlotAttentionWeights(nn.Module):
         """This module's weights as the callables ``metaslot.ops.aggregate`` expects."""
         return self._step
 
+    def shared_keys_values(
+        self, features_normed: Float[Tensor, "b n c"], num_slots: int, num_iterations: int
+    ) -> tuple[Float[Tensor, "b n d"], Float[Tensor, "b n d"]] | None:
+        """Keys and values projected once for the ``num_iterations`` clean read-outs of one forward, or
+        None where those read-outs run in feature space (``attention_path``; 'auto' compares the costs).
+
+        Pass the result to ``aggregate`` as ``clean_keys_values`` with ``feature_space=result is None``.
+        """
+        if self.attention_path == "auto":
+            feature_space = feature_space_is_cheaper(
+                tokens=features_normed.shape[1],
+                feature_dim=self.feature_dim,
+                slot_dim=self.slot_dim,
+                num_slots=num_slots,
+                num_iterations=num_iterations,
+            )
+        else:
+            feature_space = self.attention_path == "feature_space"
+        return None if feature_space else self._keys_values(features_normed)
+
     def initial_slots(
         self,
         features: Float[Tensor, "b n c"],
@@ -134,10 +156,19 @@ class SlotAttention(SlotAttentionWeights):
         initial = self.initial_slots(features, initial_slots, generator)
         features_normed = self.norm_features(features)
         step = self.step()
+        clean_keys_values = self.shared_keys_values(features_normed, initial.shape[1], self.num_iterations)
         if self.spec.bilevel:
-            aggregation = self._bilevel(initial, features_normed, step)
+            aggregation = self._bilevel(initial, features_normed, step, clean_keys_values)
         else:
-            aggregation = aggregate(initial, features_normed, step, self.num_iterations, epsilon=self.epsilon)
+            aggregation = aggregate(
+                initial,
+                features_normed,
+                step,
+                self.num_iterations,
+                clean_keys_values=clean_keys_values,
+                feature_space=clean_keys_values is None,
+                epsilon=self.epsilon,
+            )
         batch, num_slots = initial.shape[:2]
         keep: Bool[Tensor, "b k"] = torch.ones(batch, num_slots, dtype=torch.bool, device=features.device)
         codes: Int[Tensor, "b k"] = torch.full(
@@ -152,11 +183,11 @@ class SlotAttention(SlotAttentionWeights):
         initial: Float[Tensor, "b k d"],
         features_normed: Float[Tensor, "b n c"],
         step: SlotAttentionStep,
+        clean_keys_values: tuple[Tensor, Tensor] | None,
     ) -> Aggregation:
         """BO-QSA: the first T−1 iterations carry no gradient; the last starts from the detached slots
         plus the straight-through term, so the initial slots get the last iteration's gradient."""
         slots = initial
-        clean_keys_values = step.project_keys_values(features_normed)
         if self.num_iterations > 1:
             with torch.no_grad():
                 slots = aggregate(
@@ -165,6 +196,7 @@ class SlotAttention(SlotAttentionWeights):
                     step,
                     self.num_iterations - 1,
                     clean_keys_values=clean_keys_values,
+                    feature_space=clean_keys_values is None,
                     epsilon=self.epsilon,
                 ).slots
         return aggregate(
@@ -174,6 +206,7 @@ class SlotAttention(SlotAttentionWeights):
             1,
             straight_through=initial,
             clean_keys_values=clean_keys_values,
+            feature_space=clean_keys_values is None,
             epsilon=self.epsilon,
         )
 

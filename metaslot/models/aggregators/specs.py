@@ -18,6 +18,7 @@ Initializer = Literal["per-slot", "shared"]
 Quantizer = Literal["argmin", "gumbel"]
 NoiseStages = Literal["both", "second"]
 CodebookUpdate = Literal["gradient", "kmeans", "both"]
+AttentionPath = Literal["auto", "projected", "feature_space"]
 
 
 def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
@@ -72,6 +73,13 @@ class _SlotAttentionFields:
     """Shared initialiser only: draw samples at evaluation too (the reference does; False uses the mean)."""
     epsilon: float = attrs.field(default=1e-5)
     """Added to the per-slot attention mass before the weighted mean over tokens (reference 1e-5)."""
+    attention_path: AttentionPath = attrs.field(
+        default="auto", validator=_one_of("auto", "projected", "feature_space")
+    )
+    """How clean iterations read the features (same results up to rounding, different cost):
+    'projected' projects keys and values once per forward (the reference); 'feature_space' never
+    projects them (queries go to feature space, `metaslot.ops.feature_space_slot_attention`); 'auto'
+    picks whichever costs fewer multiply-adds for the shapes (`metaslot.ops.feature_space_is_cheaper`)."""
 
     @epsilon.validator
     def _check_epsilon(self, attribute: attrs.Attribute, value: float) -> None:
