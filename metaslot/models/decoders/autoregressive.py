@@ -12,15 +12,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
-
-def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
-
-
-def _dropout(instance: object, attribute: attrs.Attribute, value: int | float) -> None:
-    if not 0 <= value < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {value!r}")
+from metaslot.validators import fraction, positive
 
 
 def _heads_divide_width(instance: ARDecoderSpec, attribute: attrs.Attribute, value: int) -> None:
@@ -36,15 +28,15 @@ class ARDecoderSpec:
     everywhere); otherwise a bias-free linear map brings them to ``width``.
     """
 
-    num_tokens: int = attrs.field(default=256, validator=_positive)
-    token_dim: int = attrs.field(default=256, validator=_positive)
-    slot_dim: int = attrs.field(default=256, validator=_positive)
-    vocabulary_size: int = attrs.field(default=4096, validator=_positive)
-    width: int = attrs.field(default=256, validator=_positive)
-    num_layers: int = attrs.field(default=4, validator=_positive)
+    num_tokens: int = attrs.field(default=256, validator=positive)
+    token_dim: int = attrs.field(default=256, validator=positive)
+    slot_dim: int = attrs.field(default=256, validator=positive)
+    vocabulary_size: int = attrs.field(default=4096, validator=positive)
+    width: int = attrs.field(default=256, validator=positive)
+    num_layers: int = attrs.field(default=4, validator=positive)
     num_heads: int = attrs.field(default=4, validator=_heads_divide_width)
-    feedforward: int = attrs.field(default=1024, validator=_positive)
-    dropout: float = attrs.field(default=0.0, validator=_dropout)
+    feedforward: int = attrs.field(default=1024, validator=positive)
+    dropout: float = attrs.field(default=0.0, validator=fraction)
 
     def build(self) -> ARDecoder:
         return ARDecoder(self)

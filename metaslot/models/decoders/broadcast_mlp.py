@@ -12,11 +12,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
 from metaslot.models.masks import slot_alpha
-
-
-def _positive_ints(instance: object, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
-    if len(value) == 0 or any(v < 1 for v in value):
-        raise ValueError(f"{attribute.name} must be a non-empty tuple of positive integers, got {value}")
+from metaslot.validators import positive_ints
 
 
 @attrs.frozen(kw_only=True)
@@ -27,7 +23,7 @@ class MLPDecoderSpec:
     width, encoder grid).
     """
 
-    hidden_channels: tuple[int, ...] = attrs.field(default=(2048, 2048, 2048), validator=_positive_ints)
+    hidden_channels: tuple[int, ...] = attrs.field(default=(2048, 2048, 2048), validator=positive_ints)
     position_std: float = 1.0
     """Std of the truncated-normal (±2) init of the learnt position embedding (reference: 1)."""
 

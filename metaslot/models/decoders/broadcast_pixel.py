@@ -12,21 +12,7 @@ from torch import Tensor, nn
 
 from metaslot.models.encoders.cnn import SoftPositionEmbedding
 from metaslot.models.masks import slot_alpha
-
-
-def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
-
-
-def _odd_positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1 or value % 2 == 0:
-        raise ValueError(f"{attribute.name} must be a positive odd integer, got {value}")
+from metaslot.validators import at_least_one, non_negative, odd_positive
 
 
 @attrs.frozen(kw_only=True)
@@ -40,10 +26,10 @@ class BroadcastPixelDecoderSpec:
     2.1 s / 10.3 s for full-resolution broadcast with two 3×3 convs and 1.1 s / 13 s for 5×5 kernels.
     """
 
-    hidden_channels: int = attrs.field(default=32, validator=_positive)
-    broadcast_size: int = attrs.field(default=8, validator=_positive)
-    num_convs: int = attrs.field(default=1, validator=_non_negative)
-    kernel_size: int = attrs.field(default=3, validator=_odd_positive)
+    hidden_channels: int = attrs.field(default=32, validator=at_least_one)
+    broadcast_size: int = attrs.field(default=8, validator=at_least_one)
+    num_convs: int = attrs.field(default=1, validator=non_negative)
+    kernel_size: int = attrs.field(default=3, validator=odd_positive)
 
     def build(self, slot_dim: int, image_size: int) -> BroadcastPixelDecoder:
         return BroadcastPixelDecoder(self, slot_dim, image_size)

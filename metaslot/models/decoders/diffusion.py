@@ -16,15 +16,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
-
-def _positive(instance: object, attribute: attrs.Attribute, value: int | float) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
-
-
-def _dropout(instance: object, attribute: attrs.Attribute, value: int | float) -> None:
-    if not 0 <= value < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {value!r}")
+from metaslot.validators import fraction, positive
 
 
 def _block_channels(
@@ -57,19 +49,19 @@ class DiffusionDecoderSpec:
     (it acts as the number of heads).
     """
 
-    latent_channels: int = attrs.field(default=4, validator=_positive)
-    latent_size: int = attrs.field(default=16, validator=_positive)
-    slot_dim: int = attrs.field(default=256, validator=_positive)
-    norm_groups: int = attrs.field(default=32, validator=_positive)
+    latent_channels: int = attrs.field(default=4, validator=positive)
+    latent_size: int = attrs.field(default=16, validator=positive)
+    slot_dim: int = attrs.field(default=256, validator=positive)
+    norm_groups: int = attrs.field(default=32, validator=positive)
     block_channels: tuple[int, ...] = attrs.field(
         default=(128, 256, 384, 512), converter=tuple, validator=_block_channels
     )
-    layers_per_block: int = attrs.field(default=2, validator=_positive)
-    attention_head_dim: int = attrs.field(default=8, validator=_positive)
-    dropout: float = attrs.field(default=0.1, validator=_dropout)
-    num_train_timesteps: int = attrs.field(default=1000, validator=_positive)
-    beta_start: float = attrs.field(default=0.0015, validator=_positive)
-    beta_end: float = attrs.field(default=0.0195, validator=_positive)
+    layers_per_block: int = attrs.field(default=2, validator=positive)
+    attention_head_dim: int = attrs.field(default=8, validator=positive)
+    dropout: float = attrs.field(default=0.1, validator=fraction)
+    num_train_timesteps: int = attrs.field(default=1000, validator=positive)
+    beta_start: float = attrs.field(default=0.0015, validator=positive)
+    beta_end: float = attrs.field(default=0.0195, validator=positive)
 
     def build(self) -> DiffusionDecoder:
         return DiffusionDecoder(self)

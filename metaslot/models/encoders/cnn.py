@@ -10,17 +10,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-
-def _positive_ints(instance: object, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
-    if len(value) == 0 or any(v < 1 for v in value):
-        raise ValueError(f"{attribute.name} must be a non-empty tuple of positive integers, got {value}")
-
-
-def _odd_positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1 or value % 2 == 0:
-        raise ValueError(
-            f"{attribute.name} must be a positive odd integer (keeps 'same' padding), got {value}"
-        )
+from metaslot.validators import odd_positive, positive_ints
 
 
 def _default_strides(instance: CNNEncoderSpec) -> tuple[int, ...]:
@@ -35,11 +25,11 @@ class CNNEncoderSpec:
     above 1 downsamples (fewer tokens, cheaper aggregation on CPU).
     """
 
-    channels: tuple[int, ...] = attrs.field(default=(64, 64, 64, 64), validator=_positive_ints)
+    channels: tuple[int, ...] = attrs.field(default=(64, 64, 64, 64), validator=positive_ints)
     """Output channels of each conv layer; the last one is also the token width c."""
-    kernel_size: int = attrs.field(default=5, validator=_odd_positive)
+    kernel_size: int = attrs.field(default=5, validator=odd_positive)
     strides: tuple[int, ...] = attrs.field(
-        default=attrs.Factory(_default_strides, takes_self=True), validator=_positive_ints
+        default=attrs.Factory(_default_strides, takes_self=True), validator=positive_ints
     )
     """Stride of each conv layer (same length as ``channels``)."""
 

@@ -7,10 +7,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-
-def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
+from metaslot.validators import at_least_one
 
 
 @attrs.frozen(kw_only=True)
@@ -21,7 +18,7 @@ class ProjectionSpec:
     ``feature_dim``, so the three can never disagree. Reference: ``MLP(384, [768, 256], ln="pre")``.
     """
 
-    hidden_multiplier: int = attrs.field(default=2, validator=_positive)
+    hidden_multiplier: int = attrs.field(default=2, validator=at_least_one)
     layer_norm: bool = True
 
     def build(self, in_channels: int, out_channels: int) -> Projection:

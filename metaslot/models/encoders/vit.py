@@ -18,6 +18,8 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from torch.nn import functional
 
+from metaslot.validators import at_least_one
+
 DEFAULT_VIT = "vit_small_patch14_dinov2.lvd142m"
 KNOWN_VITS = (
     "vit_small_patch14_dinov2.lvd142m",
@@ -54,11 +56,6 @@ def _check_model_name(instance: object, attribute: attrs.Attribute, value: str) 
         raise ValueError(
             f"unknown timm model {value!r}: pass a timm ViT name such as {', '.join(repr(n) for n in KNOWN_VITS)}"
         )
-
-
-def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
 
 
 def resolve_weights_file(model_name: str, weights: Path) -> Path:
@@ -98,7 +95,7 @@ class DinoViTSpec:
     model_name: str = attrs.field(default=DEFAULT_VIT, validator=_check_model_name)
     pretrained: bool = True
     weights: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
-    image_size: int = attrs.field(default=224, validator=_positive)
+    image_size: int = attrs.field(default=224, validator=at_least_one)
     """Side of the square the image is resized to (reference: 256 × 0.875 = 224)."""
     final_norm: bool = True
     """Apply the ViT's final LayerNorm (reference: True except SPOT, which uses the last block's output)."""

@@ -15,11 +15,11 @@ from metaslot.models.masks import alpha_to_masks
 from metaslot.models.pipelines.frontend import AggregatorSpec
 from metaslot.models.pipelines.slot_pipeline import (
     SlotPipeline,
-    at_least_one,
     reconstruction_output,
     require_image_size,
 )
 from metaslot.models.records import PipelineOutput
+from metaslot.validators import at_least_one
 
 
 def _default_aggregator() -> AggregatorSpec:

@@ -16,10 +16,11 @@ from torch import Tensor
 from metaslot.models.decoders.autoregressive import ARDecoderSpec
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.pipelines.frontend import AggregatorSpec
-from metaslot.models.pipelines.slot_pipeline import at_least_one, attention_masks, slot_output
+from metaslot.models.pipelines.slot_pipeline import attention_masks, slot_output
 from metaslot.models.pipelines.stage_two import StageTwoPipeline
 from metaslot.models.pipelines.vqvae import VQVAESpec, latent_grid, vqvae_c256
 from metaslot.models.records import PipelineOutput
+from metaslot.validators import at_least_one
 
 
 @attrs.frozen(kw_only=True)

@@ -8,7 +8,6 @@ SlotDiffusion) or from a decoder's alpha (see :func:`reconstruction_output`), pr
 
 from __future__ import annotations
 
-import attrs
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 from torch.nn import functional
@@ -17,12 +16,6 @@ from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.masks import attention_to_masks
 from metaslot.models.pipelines.frontend import AggregatorSpec, FrontEndOutput, build_frontend, honours_keep
 from metaslot.models.records import AggregatorOutput, PipelineOutput
-
-
-def at_least_one(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    """attrs validator for sizes and step counts of pipeline specs."""
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
 
 
 def require_image_size(image: Float[Tensor, "b 3 h w"], size: int, pipeline: str, spec: str) -> None:

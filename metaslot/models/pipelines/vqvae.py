@@ -26,20 +26,11 @@ from metaslot.models.taesd import (
     unit_to_imagenet,
 )
 from metaslot.models.vqvae import GridCodebook, GridQuantized, VQDecoder, VQEncoder
+from metaslot.validators import non_negative, positive
 
 
 class LPIPSUnavailableError(RuntimeError):
     """LPIPS was asked for but the ``lpips`` package or its weights are not available."""
-
-
-def _positive(instance: object, attribute: attrs.Attribute, value: int | float) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute, value: int | float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be ≥ 0, got {value!r}")
 
 
 def _scale(instance: object, attribute: attrs.Attribute, value: int | float) -> None:
@@ -64,13 +55,13 @@ class VQVAESpec:
     ``lpips_weight`` > 0 adds LPIPS(alex) and needs the ``lpips`` package with its weights.
     """
 
-    code_dim: int = attrs.field(default=256, validator=_positive)
-    codebook_size: int = attrs.field(default=4096, validator=_positive)
-    width: int = attrs.field(default=64, validator=_positive)
+    code_dim: int = attrs.field(default=256, validator=positive)
+    codebook_size: int = attrs.field(default=4096, validator=positive)
+    width: int = attrs.field(default=64, validator=positive)
     input_scale: float = attrs.field(default=0.5, validator=_scale)
-    align_weight: float = attrs.field(default=1.0, validator=_non_negative)
-    commit_weight: float = attrs.field(default=0.25, validator=_non_negative)
-    lpips_weight: float = attrs.field(default=0.0, validator=_non_negative)
+    align_weight: float = attrs.field(default=1.0, validator=non_negative)
+    commit_weight: float = attrs.field(default=0.25, validator=non_negative)
+    lpips_weight: float = attrs.field(default=0.0, validator=non_negative)
     pretrained: Path | None = attrs.field(default=None, converter=_optional_path)
     freeze_pretrained: bool = True
 
