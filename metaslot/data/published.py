@@ -23,18 +23,9 @@ from metaslot.data.lmdb_io import RecordFile
 from metaslot.data.records import Sample
 from metaslot.data.sampling import ItemKey, item_epoch, item_index
 from metaslot.data.transforms import compact_labels, normalize, sample_generator, transform_pair
+from metaslot.validators import non_negative, positive
 
 SPLITS = ("train", "val")
-
-
-def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value}")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be non-negative, got {value}")
 
 
 def _check_split(split: str) -> None:
@@ -125,8 +116,8 @@ class PublishedImageSpec:
 
     folder: ClassVar[str]
     root: Path = attrs.field(converter=Path)
-    resolution: int = attrs.field(default=256, validator=_positive)
-    seed: int = attrs.field(default=0, validator=_non_negative)
+    resolution: int = attrs.field(default=256, validator=positive)
+    seed: int = attrs.field(default=0, validator=non_negative)
 
     def stuff_is_background(self) -> bool:
         """Whether stuff segments become background (only COCO records carry the ``isthing`` flags)."""

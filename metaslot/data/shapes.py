@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from metaslot.data.records import Sample
 from metaslot.data.sampling import ItemKey, item_index
 from metaslot.data.transforms import normalize
+from metaslot.validators import positive
 
 SHAPE_KINDS = ("circle", "ellipse", "square", "triangle", "diamond")
 # Saturated, well separated colours (0-255); objects in one image get distinct ones.
@@ -50,25 +51,20 @@ Background = Literal["black", "coloured", "textured"]
 _SPLIT_STREAM = {"train": 0, "val": 1, "test": 2}
 
 
-def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value}")
-
-
 @attrs.frozen
 class ShapesSpec:
     """Synthetic shapes dataset. ``build(split)`` gives train/val/test streams that never overlap."""
 
-    resolution: int = attrs.field(default=64, validator=_positive)
-    min_objects: int = attrs.field(default=1, validator=_positive)
-    max_objects: int = attrs.field(default=6, validator=_positive)
+    resolution: int = attrs.field(default=64, validator=positive)
+    min_objects: int = attrs.field(default=1, validator=positive)
+    max_objects: int = attrs.field(default=6, validator=positive)
     size_range: tuple[float, float] = attrs.field(default=(0.08, 0.2))  # shape radius / image side
     background: Background = attrs.field(
         default="black", validator=attrs.validators.in_(("black", "coloured", "textured"))
     )
     kinds: tuple[str, ...] = attrs.field(default=SHAPE_KINDS)
-    train_size: int = attrs.field(default=10_000, validator=_positive)
-    val_size: int = attrs.field(default=500, validator=_positive)
+    train_size: int = attrs.field(default=10_000, validator=positive)
+    val_size: int = attrs.field(default=500, validator=positive)
     seed: int = 0
 
     @max_objects.validator

@@ -31,6 +31,7 @@ from metaslot.data.lmdb_io import RecordFile
 from metaslot.data.records import Batch
 from metaslot.data.sampling import ItemKey, item_epoch, item_index
 from metaslot.data.transforms import compact_labels, normalize, sample_generator, transform_pair
+from metaslot.validators import positive_or_none
 
 
 @dataclass(frozen=True)
@@ -173,11 +174,6 @@ class MoviDDataset(Dataset[VideoSample]):
         return VideoSample(video=normalize(frames), segment=labels, num_objects=num_objects)
 
 
-def _positive(instance: object, attribute: attrs.Attribute, value: int | None) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value}")
-
-
 @attrs.frozen
 class MoviDSpec:
     """MOVi-D clips (24 frames of 256x256); ``<root>/movi_d/{train,val}.lmdb``.
@@ -187,9 +183,9 @@ class MoviDSpec:
     """
 
     root: Path = attrs.field(converter=Path)
-    resolution: int = attrs.field(default=256, validator=_positive)
+    resolution: int = attrs.field(default=256, validator=positive_or_none)
     seed: int = 0
-    train_frames: int | None = attrs.field(default=6, validator=_positive)
+    train_frames: int | None = attrs.field(default=6, validator=positive_or_none)
     """Frames per training clip, evenly strided (reference STEVE: 6); None: all 24. Validation uses all."""
 
     def build(self, split: str = "train", train: bool = False) -> MoviDDataset:
