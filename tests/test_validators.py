@@ -8,6 +8,8 @@ import attrs
 import pytest
 
 from metaslot import validators
+from metaslot.train.config import EvalSpec, LoopSpec, OptimSpec, ScheduleSpec
+from metaslot.train.errors import ConfigError
 
 
 def one_field_spec(validator: validators.Validator) -> type:
@@ -62,3 +64,15 @@ def test_refuses_values_out_of_range_naming_field_and_value(
     with pytest.raises(ValueError) as error:
         one_field_spec(check)(value)
     assert str(error.value) == f"width {expected}, got {value}"
+
+
+def test_training_options_keep_raising_config_error() -> None:
+    """The training specs wrap the shared checks so a bad option is a ConfigError (a ValueError too)."""
+    with pytest.raises(ConfigError, match=r"^steps must be positive, got 0$"):
+        LoopSpec(steps=0)
+    with pytest.raises(ConfigError, match=r"^weight_decay must be >= 0, got -1"):
+        OptimSpec(weight_decay=-1.0)
+    with pytest.raises(ConfigError, match=r"^warmup_fraction must be in \[0, 1\), got 1.0$"):
+        ScheduleSpec(warmup_fraction=1.0)
+    assert OptimSpec(clip_norm=None).clip_norm is None
+    assert EvalSpec(max_batches=None, pictures=0).pictures == 0

@@ -18,34 +18,38 @@ from typing import Any, Literal
 import attrs
 import torch
 
+from metaslot import validators
 from metaslot.train.device import DeviceChoice, PrecisionChoice
 from metaslot.train.errors import CheckpointError, ConfigError
 
 
-def _positive(instance: object, attribute: attrs.Attribute, value: float | int | None) -> None:
-    if value is not None and value <= 0:
-        raise ConfigError(f"{attribute.name} must be > 0, got {value}")
+def _as_config_error(check: validators.Validator) -> validators.Validator:
+    """The shared ``check``, raising ConfigError: the type every bad training option is reported as."""
+
+    def checked(instance: object, attribute: attrs.Attribute, value: Any) -> None:
+        try:
+            check(instance, attribute, value)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+
+    return checked
 
 
-def _non_negative(instance: object, attribute: attrs.Attribute, value: float | int) -> None:
-    if value < 0:
-        raise ConfigError(f"{attribute.name} must be >= 0, got {value}")
-
-
-def _fraction(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value < 1.0:
-        raise ConfigError(f"{attribute.name} must be in [0, 1), got {value}")
+# None passes every positive count and rate here, not only the Optional ones where it means "no limit".
+_positive_or_none = _as_config_error(validators.positive_or_none)
+_non_negative = _as_config_error(validators.non_negative)
+_fraction = _as_config_error(validators.fraction)
 
 
 @attrs.frozen
 class OptimSpec:
     """Adam as in every reference config (betas 0.9/0.999, eps 1e-8, no weight decay) plus gradient clipping."""
 
-    learning_rate: float = attrs.field(default=2e-4, validator=_positive)
+    learning_rate: float = attrs.field(default=2e-4, validator=_positive_or_none)
     betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = attrs.field(default=1e-8, validator=_positive)
+    eps: float = attrs.field(default=1e-8, validator=_positive_or_none)
     weight_decay: float = attrs.field(default=0.0, validator=_non_negative)
-    clip_norm: float | None = attrs.field(default=1.0, validator=_positive)
+    clip_norm: float | None = attrs.field(default=1.0, validator=_positive_or_none)
     """Maximum gradient norm; None disables clipping."""
     clip_norm_type: Literal["l2", "inf"] = "l2"
 
@@ -67,21 +71,21 @@ class ScheduleSpec:
 class LoopSpec:
     """How long to train and how often to validate, log and checkpoint (all counted in optimiser steps)."""
 
-    steps: int = attrs.field(default=50_000, validator=_positive)
-    batch_size: int = attrs.field(default=32, validator=_positive)
+    steps: int = attrs.field(default=50_000, validator=_positive_or_none)
+    batch_size: int = attrs.field(default=32, validator=_positive_or_none)
     """Global batch per optimiser step, split over processes and accumulation micro-steps."""
-    accumulate: int = attrs.field(default=1, validator=_positive)
-    val_every: int = attrs.field(default=1250, validator=_positive)
-    val_batches: int | None = attrs.field(default=20, validator=_positive)
+    accumulate: int = attrs.field(default=1, validator=_positive_or_none)
+    val_every: int = attrs.field(default=1250, validator=_positive_or_none)
+    val_batches: int | None = attrs.field(default=20, validator=_positive_or_none)
     """Cap on validation batches during training (None: the whole split)."""
-    checkpoint_every: int = attrs.field(default=1000, validator=_positive)
-    keep_checkpoints: int = attrs.field(default=2, validator=_positive)
+    checkpoint_every: int = attrs.field(default=1000, validator=_positive_or_none)
+    keep_checkpoints: int = attrs.field(default=2, validator=_positive_or_none)
     best_metric: str = "fg_ari"
     best_mode: Literal["max", "min"] = "max"
-    log_every: int = attrs.field(default=50, validator=_positive)
+    log_every: int = attrs.field(default=50, validator=_positive_or_none)
     seed: int = 42
     num_workers: int = attrs.field(default=4, validator=_non_negative)
-    stop_at: int | None = attrs.field(default=None, validator=_positive)
+    stop_at: int | None = attrs.field(default=None, validator=_positive_or_none)
     """Save a checkpoint and stop after this step (schedules still span ``steps``); for time-sliced jobs."""
 
 
@@ -90,13 +94,13 @@ class EvalSpec:
     """Evaluation after training and in `cli.eval`: split, batch cap, pictures."""
 
     split: str = "val"
-    max_batches: int | None = attrs.field(default=None, validator=_positive)
-    batch_size: int | None = attrs.field(default=None, validator=_positive)
+    max_batches: int | None = attrs.field(default=None, validator=_positive_or_none)
+    batch_size: int | None = attrs.field(default=None, validator=_positive_or_none)
     """None: the training batch size."""
     pictures: int = attrs.field(default=8, validator=_non_negative)
     """Images in the segmentation grid (0: no pictures)."""
     gallery_codes: int = attrs.field(default=12, validator=_non_negative)
-    gallery_examples: int = attrs.field(default=6, validator=_positive)
+    gallery_examples: int = attrs.field(default=6, validator=_positive_or_none)
 
 
 @attrs.frozen
