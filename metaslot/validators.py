@@ -30,32 +30,42 @@ Validator = Callable[[object, attrs.Attribute, Any], None]
 """What attrs calls with ``(instance, attribute, value)``; raises when ``value`` is out of range."""
 
 
-def positive(instance: object, attribute: attrs.Attribute, value: float | int) -> None:
+def _require_number(attribute: attrs.Attribute, value: object) -> None:
+    # attrs does not check types: a null in a config file would otherwise surface as a TypeError later.
+    if not isinstance(value, (int, float)):
+        raise ValueError(f"{attribute.name} must be a number, got {value!r}")
+
+
+def positive(instance: object, attribute: attrs.Attribute, value: Any) -> None:
     """Greater than 0, for counts and real-valued rates alike (a learning rate of 1e-4 passes)."""
+    _require_number(attribute, value)
     if value <= 0:
         raise ValueError(f"{attribute.name} must be positive, got {value}")
 
 
-def positive_or_none(instance: object, attribute: attrs.Attribute, value: float | int | None) -> None:
+def positive_or_none(instance: object, attribute: attrs.Attribute, value: Any) -> None:
     """`positive`, or None where None means "no limit" (a batch cap, clipping off)."""
     if value is not None:
         positive(instance, attribute, value)
 
 
-def at_least_one(instance: object, attribute: attrs.Attribute, value: int) -> None:
+def at_least_one(instance: object, attribute: attrs.Attribute, value: Any) -> None:
     """1 or more, for integer counts and sizes (image side, number of layers)."""
+    _require_number(attribute, value)
     if value < 1:
         raise ValueError(f"{attribute.name} must be at least 1, got {value}")
 
 
-def non_negative(instance: object, attribute: attrs.Attribute, value: float | int) -> None:
+def non_negative(instance: object, attribute: attrs.Attribute, value: Any) -> None:
     """0 or more, for loss weights, worker counts and seeds where 0 means "off" or "none"."""
+    _require_number(attribute, value)
     if value < 0:
         raise ValueError(f"{attribute.name} must be >= 0, got {value}")
 
 
-def fraction(instance: object, attribute: attrs.Attribute, value: float | int) -> None:
+def fraction(instance: object, attribute: attrs.Attribute, value: Any) -> None:
     """In [0, 1), for dropout and warm-up shares: 1 would drop everything or never leave warm-up."""
+    _require_number(attribute, value)
     if not 0 <= value < 1:
         raise ValueError(f"{attribute.name} must be in [0, 1), got {value}")
 

@@ -66,6 +66,16 @@ def test_refuses_values_out_of_range_naming_field_and_value(
     assert str(error.value) == f"width {expected}, got {value}"
 
 
+@pytest.mark.parametrize(
+    "check", [validators.positive, validators.at_least_one, validators.non_negative, validators.fraction]
+)
+@pytest.mark.parametrize("value", [None, "3"])
+def test_refuses_what_is_not_a_number(check: validators.Validator, value: object) -> None:
+    """A null or a string in a config file is named at once, not left to fail as a TypeError later."""
+    with pytest.raises(ValueError, match=rf"^width must be a number, got {value!r}$"):
+        one_field_spec(check)(value)
+
+
 def test_training_options_keep_raising_config_error() -> None:
     """The training specs wrap the shared checks so a bad option is a ConfigError (a ValueError too)."""
     with pytest.raises(ConfigError, match=r"^steps must be positive, got 0$"):
@@ -74,5 +84,7 @@ def test_training_options_keep_raising_config_error() -> None:
         OptimSpec(weight_decay=-1.0)
     with pytest.raises(ConfigError, match=r"^warmup_fraction must be in \[0, 1\), got 1.0$"):
         ScheduleSpec(warmup_fraction=1.0)
+    with pytest.raises(ConfigError, match=r"^steps must be a number, got None$"):
+        LoopSpec(steps=None)  # type: ignore[arg-type]
     assert OptimSpec(clip_norm=None).clip_norm is None
     assert EvalSpec(max_batches=None, pictures=0).pictures == 0

@@ -31,7 +31,7 @@ from metaslot.data.lmdb_io import RecordFile
 from metaslot.data.records import Batch
 from metaslot.data.sampling import ItemKey, item_epoch, item_index
 from metaslot.data.transforms import compact_labels, normalize, sample_generator, transform_pair
-from metaslot.validators import positive_or_none
+from metaslot.validators import positive, positive_or_none
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ class MoviDSpec:
     """
 
     root: Path = attrs.field(converter=Path)
-    resolution: int = attrs.field(default=256, validator=positive_or_none)
+    resolution: int = attrs.field(default=256, validator=positive)
     seed: int = 0
     train_frames: int | None = attrs.field(default=6, validator=positive_or_none)
     """Frames per training clip, evenly strided (reference STEVE: 6); None: all 24. Validation uses all."""

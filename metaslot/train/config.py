@@ -35,8 +35,8 @@ def _as_config_error(check: validators.Validator) -> validators.Validator:
     return checked
 
 
-# None passes every positive count and rate here, not only the Optional ones where it means "no limit".
-_positive_or_none = _as_config_error(validators.positive_or_none)
+_positive = _as_config_error(validators.positive)
+_positive_or_none = _as_config_error(validators.positive_or_none)  # only for Optional fields: None = no limit
 _non_negative = _as_config_error(validators.non_negative)
 _fraction = _as_config_error(validators.fraction)
 
@@ -45,9 +45,9 @@ _fraction = _as_config_error(validators.fraction)
 class OptimSpec:
     """Adam as in every reference config (betas 0.9/0.999, eps 1e-8, no weight decay) plus gradient clipping."""
 
-    learning_rate: float = attrs.field(default=2e-4, validator=_positive_or_none)
+    learning_rate: float = attrs.field(default=2e-4, validator=_positive)
     betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = attrs.field(default=1e-8, validator=_positive_or_none)
+    eps: float = attrs.field(default=1e-8, validator=_positive)
     weight_decay: float = attrs.field(default=0.0, validator=_non_negative)
     clip_norm: float | None = attrs.field(default=1.0, validator=_positive_or_none)
     """Maximum gradient norm; None disables clipping."""
@@ -71,18 +71,18 @@ class ScheduleSpec:
 class LoopSpec:
     """How long to train and how often to validate, log and checkpoint (all counted in optimiser steps)."""
 
-    steps: int = attrs.field(default=50_000, validator=_positive_or_none)
-    batch_size: int = attrs.field(default=32, validator=_positive_or_none)
+    steps: int = attrs.field(default=50_000, validator=_positive)
+    batch_size: int = attrs.field(default=32, validator=_positive)
     """Global batch per optimiser step, split over processes and accumulation micro-steps."""
-    accumulate: int = attrs.field(default=1, validator=_positive_or_none)
-    val_every: int = attrs.field(default=1250, validator=_positive_or_none)
+    accumulate: int = attrs.field(default=1, validator=_positive)
+    val_every: int = attrs.field(default=1250, validator=_positive)
     val_batches: int | None = attrs.field(default=20, validator=_positive_or_none)
     """Cap on validation batches during training (None: the whole split)."""
-    checkpoint_every: int = attrs.field(default=1000, validator=_positive_or_none)
-    keep_checkpoints: int = attrs.field(default=2, validator=_positive_or_none)
+    checkpoint_every: int = attrs.field(default=1000, validator=_positive)
+    keep_checkpoints: int = attrs.field(default=2, validator=_positive)
     best_metric: str = "fg_ari"
     best_mode: Literal["max", "min"] = "max"
-    log_every: int = attrs.field(default=50, validator=_positive_or_none)
+    log_every: int = attrs.field(default=50, validator=_positive)
     seed: int = 42
     num_workers: int = attrs.field(default=4, validator=_non_negative)
     stop_at: int | None = attrs.field(default=None, validator=_positive_or_none)
@@ -100,7 +100,7 @@ class EvalSpec:
     pictures: int = attrs.field(default=8, validator=_non_negative)
     """Images in the segmentation grid (0: no pictures)."""
     gallery_codes: int = attrs.field(default=12, validator=_non_negative)
-    gallery_examples: int = attrs.field(default=6, validator=_positive_or_none)
+    gallery_examples: int = attrs.field(default=6, validator=_positive)
 
 
 @attrs.frozen

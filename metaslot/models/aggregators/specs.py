@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+from metaslot.validators import at_least_one, non_negative
+
 if TYPE_CHECKING:
     from metaslot.models.aggregators.metaslot import MetaSlot
     from metaslot.models.aggregators.slot_attention import SlotAttention
@@ -19,11 +21,6 @@ Quantizer = Literal["argmin", "gumbel"]
 NoiseStages = Literal["both", "second"]
 CodebookUpdate = Literal["gradient", "kmeans", "both"]
 AttentionPath = Literal["auto", "projected", "feature_space"]
-
-
-def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value}: pass a positive integer")
 
 
 def _one_of(*choices: str):
@@ -41,11 +38,6 @@ def _unit_interval(instance: object, attribute: attrs.Attribute, value: float) -
         raise ValueError(f"{attribute.name} must lie in [0, 1], got {value}")
 
 
-def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
-
-
 def _default_hidden(instance: _SlotAttentionFields) -> int:
     return 4 * instance.slot_dim
 
@@ -54,16 +46,16 @@ def _default_hidden(instance: _SlotAttentionFields) -> int:
 class _SlotAttentionFields:
     """Fields shared by Slot Attention and MetaSlot (the weights are the same, as in the reference)."""
 
-    num_slots: int = attrs.field(validator=_positive)
+    num_slots: int = attrs.field(validator=at_least_one)
     """k: slots per image (MetaSlot: the maximum; pruning only ever removes slots)."""
-    slot_dim: int = attrs.field(validator=_positive)
+    slot_dim: int = attrs.field(validator=at_least_one)
     """d: slot width."""
-    feature_dim: int = attrs.field(validator=_positive)
+    feature_dim: int = attrs.field(validator=at_least_one)
     """c: width of the encoder features the slots attend to."""
-    num_iterations: int = attrs.field(default=3, validator=_positive)
+    num_iterations: int = attrs.field(default=3, validator=at_least_one)
     """T: Slot Attention iterations (per stage for MetaSlot, so 2T in all)."""
     mlp_hidden_dim: int = attrs.field(
-        default=attrs.Factory(_default_hidden, takes_self=True), validator=_positive
+        default=attrs.Factory(_default_hidden, takes_self=True), validator=at_least_one
     )
     """Hidden width of the residual MLP after the GRU (4·d as in the reference)."""
     initializer: Initializer = attrs.field(default="per-slot", validator=_one_of("per-slot", "shared"))
@@ -110,13 +102,13 @@ class MetaSlotSpec(_SlotAttentionFields):
     Defaults follow the paper-era reference code with its bugs fixed (``DESIGN.md``).
     """
 
-    codebook_size: int = attrs.field(default=512, validator=_positive)
+    codebook_size: int = attrs.field(default=512, validator=at_least_one)
     """m: number of prototypes."""
     quantizer: Quantizer = attrs.field(default="argmin", validator=_one_of("argmin", "gumbel"))
     """'argmin': exact nearest prototype (paper text, and the reference at evaluation);
     'gumbel': the reference's training quantiser (hard Gumbel-softmax over negative squared distances,
     drawn from the forward's generator). Evaluation and the codebook upkeep always use argmin."""
-    noise_weight: float = attrs.field(default=0.5, validator=_non_negative)
+    noise_weight: float = attrs.field(default=0.5, validator=non_negative)
     """w in σ_t = w·(1 − t/(T−1)) added to the layer-normed features before the key/value projections."""
     noise_stages: NoiseStages = attrs.field(default="both", validator=_one_of("both", "second"))
     """'both': noise in both stages (reference code); 'second': only the masked stage (paper figure)."""
@@ -138,13 +130,13 @@ class MetaSlotSpec(_SlotAttentionFields):
     kmeans_init: bool = True
     """Run a one-off k-means once the ring buffer first holds at least min(codebook_size, buffer_capacity)
     real slots (the reference ran it at step 1 on a buffer of random filler)."""
-    kmeans_init_iterations: int = attrs.field(default=100, validator=_positive)
+    kmeans_init_iterations: int = attrs.field(default=100, validator=at_least_one)
     """Lloyd iterations of the one-off k-means (the reference: at most 100)."""
-    dead_code_timeout: int = attrs.field(default=4096, validator=_positive)
+    dead_code_timeout: int = attrs.field(default=4096, validator=at_least_one)
     """Timeout in slot vectors; converted to upkeep steps as ceil(timeout·m / buffer_capacity)."""
     replacement_rate: float = attrs.field(default=0.8, validator=_unit_interval)
     """A dead code moves this far towards its replacement vector."""
-    replacement_noise: float = attrs.field(default=0.01, validator=_non_negative)
+    replacement_noise: float = attrs.field(default=0.01, validator=non_negative)
     """Relative noise on replacement vectors (x + ρ‖x‖ε)."""
     buffer_capacity: int = attrs.field(default=768)
     """Ring buffer of recent kept final slots (the reference used 4·batch·k; may be smaller than m)."""
