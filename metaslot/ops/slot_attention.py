@@ -116,7 +116,7 @@ def aggregate(
         if sigma > 0:
             unit_noise = noise[iteration] if noise is not None else _unit_noise(features, generator)
             # The same noisy features feed keys and values, as in the reference's `noisy`.
-            noisy = features + sigma * unit_noise
+            noisy = torch.add(features, unit_noise, alpha=sigma)
             if weights is not None:
                 updates, attention = feature_space_slot_attention(queries, noisy, *weights, keep, epsilon)
             else:
