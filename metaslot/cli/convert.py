@@ -10,7 +10,10 @@ from pathlib import Path
 
 import tyro
 
+from metaslot.cli._errors import user_errors
 from metaslot.data.convert import ConversionReport, convert_clevrtex, convert_coco, convert_voc
+
+PROGRAM = "python -m cli.convert"
 
 
 def _print_report(report: ConversionReport, out: Path) -> None:
@@ -40,7 +43,12 @@ def clevrtex(raw_dir: Path, out: Path, progress: bool = True) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    tyro.extras.subcommand_cli_from_dict({"voc": voc, "coco": coco, "clevrtex": clevrtex}, args=args)
+    """Console entry point (``metaslot-convert``); ``args`` defaults to ``sys.argv[1:]``."""
+    # Without prog, tyro names the program after sys.argv[0]: the shim's file path under `python -m`.
+    with user_errors("convert"):
+        tyro.extras.subcommand_cli_from_dict(
+            {"voc": voc, "coco": coco, "clevrtex": clevrtex}, prog=PROGRAM, args=args
+        )
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
     from metaslot.train.device import resolve_device, resolve_precision
     from metaslot.train.presets import DATASETS, data_spec
 
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    # prog: argparse would otherwise name the program after sys.argv[0] (the shim's file) in its errors.
+    parser = argparse.ArgumentParser(prog=program, add_help=False, allow_abbrev=False)
     parser.add_argument("checkpoint", nargs="?")
     parser.add_argument("--data", default=None)
     parser.add_argument("--images", type=int, default=8)

@@ -19,7 +19,8 @@ PROGRAM = "python -m cli.train"
 def selector_parser() -> argparse.ArgumentParser:
     from metaslot.train.presets import AGGREGATORS, DATASETS, MODELS, VQVAE_VARIANTS
 
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    # prog: argparse would otherwise name the program after sys.argv[0] (the shim's file) in its errors.
+    parser = argparse.ArgumentParser(prog=PROGRAM, add_help=False, allow_abbrev=False)
     parser.add_argument("--model", default="autoencoder", help=f"one of {', '.join(MODELS)}")
     parser.add_argument("--data", default="shapes", help=f"one of {', '.join(DATASETS)}")
     parser.add_argument("--aggregator", default="metaslot", help=f"one of {', '.join(AGGREGATORS)}")
