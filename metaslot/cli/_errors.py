@@ -55,7 +55,11 @@ def user_errors(program: str) -> Iterator[None]:
     try:
         yield
     except TrainingInterrupted as interrupt:
-        print(f"{program}: {one_line(interrupt)}", file=sys.stderr)
+        # Every torchrun rank stops with the same message; rank 0 alone says where the checkpoint is.
+        from metaslot.train.distributed import context_from_environment
+
+        if context_from_environment().is_main:
+            print(f"{program}: {one_line(interrupt)}", file=sys.stderr)
         raise SystemExit(128 + interrupt.signal_number) from None
     except BaseException as error:  # noqa: BLE001 - re-raised below unless it is a known user error
         if isinstance(error, (SystemExit, KeyboardInterrupt)) or not _is_known(error):
