@@ -8,6 +8,7 @@ the training loop and the metrics only ever see images.
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy
@@ -35,6 +36,25 @@ def _quiet_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     numpy.random.seed(seed)
     random.seed(seed)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity mask where the OS has one (Linux), else the machine's count.
+
+    The same measure torch's DataLoader uses when it warns that there are more workers than CPUs.
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def worker_count(requested: int, available: int) -> int:
+    """Loader worker processes to start: ``requested``, but never more than the ``available`` CPUs.
+
+    Extra workers only compete for the same cores with each other and with the training process
+    (and make torch warn). Configs keep the requested number, so a run records what it asked for.
+    """
+    return min(requested, available)
 
 
 def loader_generator(seed: int, epoch: int, start_index: int) -> torch.Generator:
@@ -69,13 +89,14 @@ def make_loader(
     run continues where it stopped. With ``drop_last``, ``global_batch_size`` (the samples of all
     ranks and accumulation steps of one optimiser step) cuts the epoch to whole optimiser steps.
     Augmentation randomness is per (seed, epoch, index), so it differs across workers and epochs and
-    does not depend on ``num_workers``. Call ``loader.sampler.set_epoch(e)`` or build a new loader
-    per epoch.
+    does not depend on ``num_workers``, which is capped at the CPUs available (`worker_count`). Call
+    ``loader.sampler.set_epoch(e)`` or build a new loader per epoch.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    num_workers = worker_count(num_workers, available_cpus())
     rank, world_size = 0, 1
     if distributed:
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):

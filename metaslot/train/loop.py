@@ -30,7 +30,7 @@ import torch
 import torch.nn
 from tqdm import tqdm
 
-from metaslot.data.loader import make_loader
+from metaslot.data.loader import available_cpus, make_loader, worker_count
 from metaslot.data.records import Batch
 from metaslot.eval.evaluate import EvaluationResult, evaluate
 from metaslot.eval.session import evaluate_and_report
@@ -227,12 +227,15 @@ def _train(
     total = config.loop.steps
     stop_at = min(config.loop.stop_at or total, total)
     warmup = int(total * config.schedule.warmup_fraction)
+    num_workers = worker_count(config.loop.num_workers, available_cpus())
+    if context.is_main and num_workers < config.loop.num_workers:
+        print(fewer_workers_note(config.loop.num_workers, num_workers), file=sys.stderr)
     batches = training_batches(
         train_set,
         layout,
         start_step=state.step,
         seed=config.loop.seed,
-        num_workers=config.loop.num_workers,
+        num_workers=num_workers,
         distributed=context.enabled,
         pin_memory=device.type == "cuda",
     )
@@ -407,6 +410,14 @@ class _null:
 
     def __exit__(self, *exc_info: object) -> None:
         return None
+
+
+def fewer_workers_note(requested: int, used: int) -> str:
+    """The one line that says the loader starts fewer workers than ``--loop.num-workers`` asked for."""
+    return (
+        f"data loader: {used} worker{'s' if used != 1 else ''} instead of --loop.num-workers {requested}, "
+        f"one per available CPU"
+    )
 
 
 def _format_validation(step: int, metrics: dict[str, float]) -> str:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from metaslot.data import loader
 from metaslot.data.decoding import encode_image, encode_index_map_png
 from metaslot.data.lmdb_io import write_records
-from metaslot.data.loader import make_loader
+from metaslot.data.loader import available_cpus, make_loader, worker_count
 from metaslot.data.published import LmdbImageDataset
 from metaslot.data.records import Batch
 from metaslot.data.sampling import ItemKey, ResumableSampler
@@ -74,6 +77,20 @@ def test_loader_gives_batches_and_resumes() -> None:
     assert len(resumed) == 2
     assert torch.equal(resumed[0].segment, batches[1].segment)
     assert len(list(make_loader(dataset, 4, drop_last=True))) == 2
+
+
+def test_worker_count_is_the_request_capped_at_the_cpus() -> None:
+    assert worker_count(4, 2) == 2  # a 128-px shapes preset (4 workers) on a 2-core machine
+    assert worker_count(4, 16) == 4
+    assert worker_count(0, 2) == 0
+    assert 1 <= available_cpus() <= (os.cpu_count() or 1)
+
+
+def test_loader_starts_no_more_workers_than_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loader, "available_cpus", lambda: 2)
+    dataset = ShapesSpec(resolution=32, val_size=4).build("val")
+    assert make_loader(dataset, 2, num_workers=4).num_workers == 2  # built, not iterated: no processes
+    assert make_loader(dataset, 2, num_workers=1).num_workers == 1
 
 
 @pytest.mark.distributed  # DataLoader worker processes

@@ -15,7 +15,7 @@ from metaslot.data.records import Sample
 from metaslot.data.sampling import ItemKey, ResumableSampler, epoch_order, evaluation_batches, item_index
 from metaslot.train.checkpoint import LoopState, latest_checkpoint, prune_checkpoints, save_checkpoint
 from metaslot.train.errors import ConfigError
-from metaslot.train.loop import BatchLayout, training_batches
+from metaslot.train.loop import BatchLayout, fewer_workers_note, training_batches
 from metaslot.train.schedules import warmup_cosine
 
 
@@ -117,6 +117,12 @@ def test_batch_not_divisible_or_too_large_is_an_error() -> None:
         BatchLayout(100, 6, accumulate=4)
     with pytest.raises(ConfigError, match="fewer than --loop.batch-size"):
         BatchLayout(3, 4)
+
+
+def test_fewer_workers_note_names_the_flag_and_both_counts() -> None:
+    note = fewer_workers_note(4, 2)
+    assert "\n" not in note and "2 workers" in note and "--loop.num-workers 4" in note
+    assert "1 worker " in fewer_workers_note(4, 1)
 
 
 def test_evaluation_batches_count_every_sample_once() -> None:
