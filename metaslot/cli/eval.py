@@ -2,8 +2,9 @@
 
 RUN_OR_CHECKPOINT is a run folder (its best checkpoint, else the latest), a ``checkpoints/`` folder, a
 ``step-*.json`` sidecar or a ``.safetensors`` file; it comes first. The run's ``config.json`` rebuilds
-the model; ``--data NAME`` evaluates on another dataset's preset data, and every field of the
-evaluation config stays overridable (``--data.root``, ``--evaluation.split``, ``--evaluation.max-batches`` ...).
+the model; ``--data NAME`` evaluates on another dataset's preset data, at the run's training
+resolution unless ``--data.resolution`` says otherwise. Every field of the evaluation config stays
+overridable (``--data.root``, ``--evaluation.split``, ``--evaluation.max-batches`` ...).
 """
 
 from __future__ import annotations
@@ -43,6 +44,32 @@ def _load_run_config(run_dir: Path):
     return config_from_json(path.read_text())
 
 
+def named_data(name: str, trained: object) -> object:
+    """The preset data ``name`` at the resolution the run trained at (``trained``, its data spec).
+
+    A model usually reads only the image size it trained at (an autoencoder's broadcast decoder, a
+    ViT's position grid), so that, not the dataset's default, is the sensible size to evaluate at;
+    ``--data.resolution`` still overrides it. Specs without a ``resolution`` field are left as they are.
+    """
+    from metaslot.train.presets import data_spec
+
+    spec = data_spec(name)
+    resolution = getattr(trained, "resolution", None)
+    if resolution is None or "resolution" not in attrs.fields_dict(type(spec)):
+        return spec
+    with attrs.validators.disabled():  # checked once the flags are in (a bad size can still be overridden)
+        return attrs.evolve(spec, resolution=resolution)
+
+
+def resolution_note(name: str, used: int, trained: int | None) -> str:
+    """The line that says at which resolution ``--data NAME`` is evaluated, and why."""
+    if trained is None:
+        return f"data: {name} at {used} px (the run's data has no resolution to follow)"
+    if used == trained:
+        return f"data: {name} at {used} px, the run's training resolution (--data.resolution to change)"
+    return f"data: {name} at {used} px from --data.resolution (the run trained at {trained} px)"
+
+
 def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
     import torch
     import tyro
@@ -51,7 +78,7 @@ def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
     from metaslot.train.checkpoint import load_model_checkpoint, resolve_checkpoint
     from metaslot.train.config import rebuild
     from metaslot.train.device import resolve_device, resolve_precision
-    from metaslot.train.presets import DATASETS, data_spec
+    from metaslot.train.presets import DATASETS
 
     # prog: argparse would otherwise name the program after sys.argv[0] (the shim's file) in its errors.
     parser = argparse.ArgumentParser(prog=program, add_help=False, allow_abbrev=False)
@@ -73,7 +100,7 @@ def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
         name = known.data.replace("-", "_")
         if name not in DATASETS:
             raise ConfigError(f"unknown --data {known.data!r}: choose one of {', '.join(DATASETS)}")
-        data = data_spec(name)
+        data = named_data(name, config.data)
     evaluation = config.evaluation
     if pictures_only:
         batch_size = evaluation.batch_size or config.loop.batch_size
@@ -92,6 +119,8 @@ def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
             config=(tyro.conf.AvoidSubcommands,),
         )
     options = rebuild(options)
+    if known.data is not None and hasattr(options.data, "resolution"):
+        print(resolution_note(name, options.data.resolution, getattr(config.data, "resolution", None)))
 
     device = resolve_device(options.device)
     dtype = resolve_precision(options.precision, device)
