@@ -35,8 +35,9 @@ def _forbid_host_reads(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("codebook_update", ["gradient", "both"])
 @pytest.mark.parametrize("quantizer", ["argmin", "gumbel"])
+@pytest.mark.parametrize("attention_path", ["projected", "feature_space"])
 def test_training_forward_and_upkeep_have_no_host_sync(
-    monkeypatch: pytest.MonkeyPatch, codebook_update: str, quantizer: str
+    monkeypatch: pytest.MonkeyPatch, codebook_update: str, quantizer: str, attention_path: str
 ) -> None:
     spec = MetaSlotSpec(
         num_slots=3,
@@ -48,6 +49,7 @@ def test_training_forward_and_upkeep_have_no_host_sync(
         prune_start=0.5,
         codebook_update=codebook_update,
         quantizer=quantizer,
+        attention_path=attention_path,
     )
     module = MetaSlot(spec)
     generator = torch.Generator().manual_seed(0)
