@@ -86,8 +86,9 @@ class SlotAttentionWeights(nn.Module):
     def shared_keys_values(
         self, features_normed: Float[Tensor, "b n c"], num_slots: int, num_iterations: int
     ) -> tuple[Float[Tensor, "b n d"], Float[Tensor, "b n d"]] | None:
-        """Keys and values projected once for the ``num_iterations`` clean read-outs of one forward, or
-        None where those read-outs run in feature space (``attention_path``; 'auto' compares the costs).
+        """Keys and values projected once for the clean read-outs of one forward (at most
+        ``num_iterations``: noisy iterations never use them), or None where those read-outs run in
+        feature space (``attention_path``; 'auto' compares the costs for ``num_iterations``).
 
         Pass the result to ``aggregate`` as ``clean_keys_values`` with ``feature_space=result is None``.
         """
