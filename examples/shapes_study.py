@@ -33,7 +33,7 @@ import torch  # noqa: E402
 import tyro  # noqa: E402
 
 from metaslot.eval.evaluate import EvaluationResult, PictureSamples, evaluate  # noqa: E402
-from metaslot.eval.pictures import displayable  # noqa: E402
+from metaslot.eval.pictures import displayable, kept_slot_labels, label_overlay  # noqa: E402
 from metaslot.train.checkpoint import latest_checkpoint, load_model_checkpoint, read_sidecar  # noqa: E402
 from metaslot.train.config import TrainConfig  # noqa: E402
 from metaslot.train.loop import train  # noqa: E402
@@ -194,11 +194,6 @@ def markdown_table(per_run: dict[str, list[dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def _segmentation_overlay(picture: numpy.ndarray, labels: numpy.ndarray) -> numpy.ndarray:
-    colours = matplotlib.colormaps["tab10"](numpy.arange(10))[:, :3]
-    return 0.4 * picture + 0.6 * colours[labels % 10]
-
-
 def save_comparison_grid(samples: dict[str, PictureSamples], path: Path) -> Path:
     """Rows of test images: image | ground truth | each model's segmentation, titled with its kept slots."""
     first = next(iter(samples.values()))
@@ -215,13 +210,15 @@ def save_comparison_grid(samples: dict[str, PictureSamples], path: Path) -> Path
             ("image", picture),
             (
                 f"truth: {objects} object{'s' * (objects != 1)}",
-                _segmentation_overlay(picture, segments[row].numpy()),
+                label_overlay(picture, segments[row].numpy(), int(segments[row].max()) + 1),
             ),
         ]
         for name, model_samples in samples.items():
             masks, keep = torch.cat(model_samples.masks)[row], torch.cat(model_samples.keep)[row]
-            labels = masks.masked_fill(~keep[:, None, None], float("-inf")).argmax(0).numpy()
-            panels.append((f"{name}: {int(keep.sum())} slots", _segmentation_overlay(picture, labels + 1)))
+            # Slots from colour 1 on, so none shares the truth's background colour (0).
+            labels = kept_slot_labels(masks, keep).numpy() + 1
+            overlay = label_overlay(picture, labels, masks.shape[0] + 1)
+            panels.append((f"{name}: {int(keep.sum())} slots", overlay))
         for column, (title, panel) in enumerate(panels):
             axis = axes[row, column]
             axis.imshow(numpy.clip(panel, 0, 1), interpolation="nearest")

@@ -40,6 +40,19 @@ def _labels_rgb(labels: torch.Tensor, background_black: bool) -> numpy.ndarray:
     return rgb
 
 
+def kept_slot_labels(masks: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Per-pixel index of the kept slot with the largest mask, ``(k, h, w)`` masks → ``(h, w)`` labels.
+
+    Pruned slots never win a pixel, whatever their (meaningless) masks hold.
+    """
+    return masks.masked_fill(~keep[:, None, None], float("-inf")).argmax(0)
+
+
+def label_overlay(picture: numpy.ndarray, labels: numpy.ndarray, count: int) -> numpy.ndarray:
+    """``picture`` (h, w, 3) tinted with one palette colour per label (``count`` labels at most)."""
+    return 0.45 * picture + 0.55 * _palette(count)[labels]
+
+
 def _resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(masks.shape[-2:]) == size:
         return masks
@@ -78,9 +91,8 @@ def save_segmentation_grid(samples: PictureSamples, path: Path, max_images: int 
         ]
         if masks is not None:
             slot_masks = _resize_masks(masks[row], size)
-            labels = slot_masks.masked_fill(~keep[row][:, None, None], float("-inf")).argmax(0)
-            overlay = 0.45 * picture + 0.55 * _palette(num_slots)[labels.numpy()]
-            panels.append(("prediction", overlay))
+            labels = kept_slot_labels(slot_masks, keep[row])
+            panels.append(("prediction", label_overlay(picture, labels.numpy(), num_slots)))
         if reconstructions is not None:
             panels.append(("reconstruction", displayable(reconstructions[row])))
         for column, (title, panel) in enumerate(panels):
