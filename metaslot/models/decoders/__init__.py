@@ -8,11 +8,13 @@ without it.
 from __future__ import annotations
 
 from metaslot._lazy import lazy_exports
+from metaslot.models.decoders.attention_colour import AttentionColourDecoder, AttentionColourDecoderSpec
 from metaslot.models.decoders.autoregressive import ARDecoder, ARDecoderSpec
 from metaslot.models.decoders.broadcast_mlp import FeatureDecoderOutput, MLPDecoder, MLPDecoderSpec
 from metaslot.models.decoders.broadcast_pixel import (
     BroadcastPixelDecoder,
     BroadcastPixelDecoderSpec,
+    PixelDecoder,
     PixelDecoderOutput,
 )
 
@@ -30,11 +32,14 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 __all__ = [
     "ARDecoder",
     "ARDecoderSpec",
+    "AttentionColourDecoder",
+    "AttentionColourDecoderSpec",
     "BroadcastPixelDecoder",
     "BroadcastPixelDecoderSpec",
     "FeatureDecoderOutput",
     "MLPDecoder",
     "MLPDecoderSpec",
+    "PixelDecoder",
     "PixelDecoderOutput",
     *_LAZY,
 ]

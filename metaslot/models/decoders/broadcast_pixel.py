@@ -4,6 +4,7 @@ own into RGB + an alpha logit; alpha is a softmax over slots and the image is th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import attrs
 import torch
@@ -42,6 +43,18 @@ class PixelDecoderOutput:
     reconstruction: Float[Tensor, "b 3 h w"]
     alpha: Float[Tensor, "b k h w"]
     rgb: Float[Tensor, "b k 3 h w"]
+
+
+class PixelDecoder(Protocol):
+    """What the autoencoder needs from its decoder: paint the image from the slots (and, if it wants them,
+    the slots' attention masks at image size)."""
+
+    def paint(
+        self,
+        slots: Float[Tensor, "b k d"],
+        attention: Float[Tensor, "b k h w"],
+        keep: Bool[Tensor, "b k"] | None = None,
+    ) -> PixelDecoderOutput: ...
 
 
 def _upsampling_steps(broadcast_size: int, image_size: int) -> int:
@@ -102,3 +115,12 @@ class BroadcastPixelDecoder(nn.Module):
         alpha = slot_alpha(logits, keep)
         reconstruction = torch.einsum("bkhw,bkchw->bchw", alpha, rgb)
         return PixelDecoderOutput(reconstruction=reconstruction, alpha=alpha, rgb=rgb)
+
+    def paint(
+        self,
+        slots: Float[Tensor, "b k d"],
+        attention: Float[Tensor, "b k h w"],
+        keep: Bool[Tensor, "b k"] | None = None,
+    ) -> PixelDecoderOutput:
+        """`PixelDecoder.paint`: this decoder draws its own alpha, so the attention is unused."""
+        return self(slots, keep)

@@ -1,5 +1,7 @@
-"""The original Slot Attention autoencoder: CNN encoder → aggregator → spatial-broadcast pixel decoder,
-trained with pixel MSE on the (ImageNet-normalised) image. The CPU default on synthetic shapes."""
+"""The original Slot Attention autoencoder: CNN encoder → aggregator → pixel decoder, trained with pixel
+MSE on the (ImageNet-normalised) image. The decoder is the spatial-broadcast one of Locatello et al., or,
+for the CPU default job on flat-coloured shapes, the attention-colour decoder (each slot paints one colour
+through its attention mask)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,13 @@ from jaxtyping import Float
 from torch import Tensor
 
 from metaslot.models.aggregators import MetaSlotSpec
-from metaslot.models.decoders import BroadcastPixelDecoderSpec
+from metaslot.models.decoders import AttentionColourDecoderSpec, BroadcastPixelDecoderSpec, PixelDecoder
 from metaslot.models.encoders import CNNEncoderSpec, EncoderSpec, ProjectionSpec
 from metaslot.models.masks import alpha_to_masks
 from metaslot.models.pipelines.frontend import AggregatorSpec
 from metaslot.models.pipelines.slot_pipeline import (
     SlotPipeline,
+    attention_masks,
     reconstruction_output,
     require_image_size,
 )
@@ -33,7 +36,9 @@ class AutoencoderSpec:
     encoder: EncoderSpec = attrs.field(factory=CNNEncoderSpec)
     projection: ProjectionSpec | None = None
     aggregator: AggregatorSpec = attrs.field(factory=_default_aggregator)
-    decoder: BroadcastPixelDecoderSpec = attrs.field(factory=BroadcastPixelDecoderSpec)
+    decoder: BroadcastPixelDecoderSpec | AttentionColourDecoderSpec = attrs.field(
+        factory=BroadcastPixelDecoderSpec
+    )
     image_size: int = attrs.field(default=64, validator=at_least_one)
     """Side of the square input images; the decoder reconstructs at this size."""
 
@@ -47,14 +52,19 @@ class Autoencoder(SlotPipeline):
     def __init__(self, spec: AutoencoderSpec) -> None:
         super().__init__(spec.encoder, spec.projection, spec.aggregator)
         self.spec = spec
-        self.decoder = spec.decoder.build(slot_dim=spec.aggregator.slot_dim, image_size=spec.image_size)
+        self.decoder: PixelDecoder = spec.decoder.build(
+            slot_dim=spec.aggregator.slot_dim, image_size=spec.image_size
+        )
 
     def forward(
         self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
     ) -> PipelineOutput:
         size = self.spec.image_size
         require_image_size(image, size, "the autoencoder", "AutoencoderSpec")
-        aggregated = self.frontend(image, generator=generator).aggregator
-        decoded = self.decoder(aggregated.slots, self.decoder_keep(aggregated))
+        front = self.frontend(image, generator=generator)
+        aggregated = front.aggregator
+        decoded = self.decoder.paint(
+            aggregated.slots, attention_masks(front, (size, size)), self.decoder_keep(aggregated)
+        )
         masks = alpha_to_masks(decoded.alpha, (size, size), aggregated.keep)
         return reconstruction_output(aggregated, decoded.reconstruction, image, masks)
