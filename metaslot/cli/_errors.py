@@ -24,6 +24,7 @@ _KNOWN_ERROR_NAMES = frozenset(
         "LPIPSUnavailableError",
         "UnsafeRecordError",
         "SafetensorError",
+        "DownloadError",
     }
 )
 _KNOWN_ERROR_TYPES = (

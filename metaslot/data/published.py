@@ -1,7 +1,8 @@
 """Readers for the image datasets in the published LMDB layout (and our pickle-free one): VOC, COCO, ClevrTex.
 
 Expected on disk: ``<root>/voc/{train,val}.lmdb``, ``<root>/coco/{train,val}.lmdb``,
-``<root>/clevrtex/{train,val}.lmdb`` (reference.md §3.1-3.2). Every record has ``image`` (PNG/JPEG
+``<root>/clevrtex/{train,val}.lmdb`` (reference.md §3.1-3.2); the root may also be the dataset
+folder itself (``<root>/{train,val}.lmdb``, see `metaslot.data.locate`). Every record has ``image`` (PNG/JPEG
 bytes) and ``segment`` (lossless WebP/PNG index map, bytes or uint8 array); COCO adds ``isthing``,
 which the things-only option uses to turn stuff segments into background. After the transforms the
 labels are compacted with 0 kept as background.
@@ -20,6 +21,7 @@ from torch.utils.data import Dataset
 
 from metaslot.data.decoding import decode_image, decode_index_map
 from metaslot.data.lmdb_io import RecordFile
+from metaslot.data.locate import locate_split_file
 from metaslot.data.records import Sample
 from metaslot.data.sampling import ItemKey, item_epoch, item_index
 from metaslot.data.transforms import compact_labels, normalize, sample_generator, transform_pair
@@ -126,7 +128,7 @@ class PublishedImageSpec:
     def build(self, split: str = "train", train: bool = False) -> LmdbImageDataset:
         _check_split(split)
         return LmdbImageDataset(
-            self.root / self.folder / f"{split}.lmdb",
+            locate_split_file(self.root, self.folder, split),
             dataset=self.folder,
             resolution=self.resolution,
             train=train,

@@ -28,6 +28,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from metaslot.data.lmdb_io import RecordFile
+from metaslot.data.locate import locate_split_file
 from metaslot.data.records import Batch
 from metaslot.data.sampling import ItemKey, item_epoch, item_index
 from metaslot.data.transforms import compact_labels, normalize, sample_generator, transform_pair
@@ -176,7 +177,7 @@ class MoviDDataset(Dataset[VideoSample]):
 
 @attrs.frozen
 class MoviDSpec:
-    """MOVi-D clips (24 frames of 256x256); ``<root>/movi_d/{train,val}.lmdb``.
+    """MOVi-D clips (24 frames of 256x256); ``<root>/movi_d/{train,val}.lmdb`` (or ``<root>/{train,val}.lmdb``).
 
     Image pipelines see each frame as an image (`frames_as_images`): ``--loop.batch-size`` counts
     clips, so one step trains on batch × frames images.
@@ -192,7 +193,7 @@ class MoviDSpec:
         if split not in ("train", "val"):
             raise ValueError(f"unknown split {split!r}: use 'train' or 'val'")
         return MoviDDataset(
-            self.root / "movi_d" / f"{split}.lmdb",
+            locate_split_file(self.root, "movi_d", split),
             resolution=self.resolution,
             train=train,
             seed=self.seed,
