@@ -53,6 +53,14 @@ class DownloadFailedError(DownloadError):
     """The server could not be reached, refused the request or closed the connection early."""
 
 
+class HttpStatusError(DownloadFailedError):
+    """The server answered with an HTTP error status (404: no such file at that URL)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class VerificationError(DownloadError):
     """A downloaded (or already present) file does not match its size, SHA-256 or format."""
 
@@ -140,6 +148,11 @@ def partial_path(destination: Path) -> Path:
     return destination.with_name(destination.name + ".partial")
 
 
+def validator_path(partial: Path) -> Path:
+    """The server's ETag (or Last-Modified) of the file ``partial`` is a prefix of, for ``If-Range``."""
+    return partial.with_name(partial.name + ".validator")
+
+
 def parse_content_range(header: str) -> tuple[int, int, int | None]:
     """``"bytes 100-199/1000"`` → (100, 199, 1000); the total is None for ``"/*"``."""
     unit, _, spec = header.strip().partition(" ")
@@ -213,13 +226,19 @@ class RangeNotSatisfiable(DownloadFailedError):
         self.total = total
 
 
-def open_from(url: str, offset: int, name: str) -> HTTPResponse:
-    """GET ``url`` from byte ``offset`` (a Range request when above 0); HTTP and network errors are typed."""
+def open_from(url: str, offset: int, name: str, validator: str | None = None) -> HTTPResponse:
+    """GET ``url`` from byte ``offset`` (a Range request when above 0); HTTP and network errors are typed.
+
+    With ``validator`` the range is conditional (``If-Range``): a server whose file changed since the
+    partial download began sends the whole new file instead of the rest of it.
+    """
     if not url.startswith(("http://", "https://")):
         raise DownloadError(f"{name}: {url!r} is not an http(s) URL")
     request = urllib.request.Request(url, headers={"Accept-Encoding": "identity"})
     if offset > 0:
         request.add_header("Range", f"bytes={offset}-")
+        if validator:
+            request.add_header("If-Range", validator)
     try:
         return urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS)
     except urllib.error.HTTPError as error:
@@ -228,7 +247,7 @@ def open_from(url: str, offset: int, name: str) -> HTTPResponse:
             raise RangeNotSatisfiable(
                 f"{name}: bytes from {offset} are past the end", int(total) if total.isdigit() else None
             ) from None
-        raise DownloadFailedError(f"{name}: HTTP {error.code} {error.reason} from {url}") from None
+        raise HttpStatusError(f"{name}: HTTP {error.code} {error.reason} from {url}", error.code) from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise DownloadFailedError(
@@ -258,8 +277,10 @@ def fetch(url: str, partial: Path, *, name: str, progress: bool) -> tuple[int, i
     closes early raises DownloadFailedError and keeps the partial file for the next try.
     """
     offset = partial.stat().st_size if partial.is_file() else 0
+    validator_file = validator_path(partial)
+    validator = validator_file.read_text().strip() if offset and validator_file.is_file() else None
     try:
-        response = open_from(url, offset, name)
+        response = open_from(url, offset, name, validator)
     except RangeNotSatisfiable as past_end:
         if past_end.total == offset:
             return 0, offset  # the partial already holds the whole file
@@ -267,6 +288,11 @@ def fetch(url: str, partial: Path, *, name: str, progress: bool) -> tuple[int, i
         return fetch(url, partial, name=name, progress=progress)
     with response:
         start, total = _start_offset(response, offset, name)
+        if start == 0:  # a fresh file: remember which version of it this partial download is
+            new_validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
+            validator_file.unlink(missing_ok=True)
+            if new_validator:
+                validator_file.write_text(new_validator + "\n")
         fetched = 0
         with (
             open(partial, "ab" if start > 0 else "wb") as handle,
@@ -328,8 +354,10 @@ def download_file(
         digest, checked = verify_file(partial, name=name, size=size, sha256=sha256)
     except VerificationError as error:
         partial.unlink()
+        validator_path(partial).unlink(missing_ok=True)
         raise VerificationError(f"{error}; removed it, run the command again to download it afresh") from None
     os.replace(partial, destination)  # atomic: readers never see a half-written file under this name
+    validator_path(partial).unlink(missing_ok=True)
     return DownloadReport(destination, destination.stat().st_size, digest, checked, fetched, kept)
 
 
@@ -343,13 +371,21 @@ def download_dataset(
     table: Sequence[PublishedFile] = PUBLISHED_FILES,
 ) -> list[DownloadReport]:
     """Every split file of ``dataset`` under ``root/<dataset>/``, one after the other."""
-    return [
-        download_file(
-            mirror_url(base_url, entry) if base_url else entry.url,
-            root / entry.relative_path,
-            size=entry.size,
-            sha256=entry.sha256,
-            progress=progress,
-        )
-        for entry in files_of(dataset, splits, table)
-    ]
+    reports = []
+    for entry in files_of(dataset, splits, table):
+        url = mirror_url(base_url, entry) if base_url else entry.url
+        try:
+            reports.append(
+                download_file(
+                    url, root / entry.relative_path, size=entry.size, sha256=entry.sha256, progress=progress
+                )
+            )
+        except HttpStatusError as error:
+            if base_url or entry.url_verified:
+                raise
+            raise HttpStatusError(
+                f"{error}; this release URL is a guess (`python -m cli.download --list` shows which are "
+                "unverified): get the file from the release page by hand, or pass --base-url for a mirror",
+                error.status,
+            ) from None
+    return reports

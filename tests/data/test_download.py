@@ -20,6 +20,7 @@ from metaslot.cli import download as download_cli
 from metaslot.data.download import (
     PUBLISHED_FILES,
     DownloadFailedError,
+    HttpStatusError,
     PublishedFile,
     VerificationError,
     download_dataset,
@@ -28,6 +29,7 @@ from metaslot.data.download import (
     looks_like_lmdb,
     parse_content_range,
     partial_path,
+    validator_path,
 )
 
 
@@ -68,6 +70,9 @@ def handler_for(state: FileServer) -> type[http.server.BaseHTTPRequestHandler]:
             if data is None:
                 self.send_error(404, "Not Found")
                 return
+            etag = f'"{sha256(data)[:16]}"'
+            if self.headers.get("If-Range") not in (None, etag):
+                requested = None  # the file changed since the partial download began: send it whole
             start = 0
             if requested and not state.ignore_range:
                 start = int(requested.removeprefix("bytes=").removesuffix("-"))
@@ -82,6 +87,7 @@ def handler_for(state: FileServer) -> type[http.server.BaseHTTPRequestHandler]:
             else:
                 self.send_response(200)
             body = data[start:]
+            self.send_header("ETag", etag)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if state.cut_after is not None:
@@ -193,6 +199,22 @@ def test_interrupted_download_keeps_the_partial_and_the_next_run_finishes_it(
     assert server.ranges[-1] == ("/f.lmdb", "bytes=5000-")
 
 
+def test_file_changed_on_the_server_since_the_partial_is_fetched_whole(
+    tmp_path: Path, server: FileServer, payload: bytes
+) -> None:
+    server.files["/f.lmdb"] = payload
+    server.cut_after = 5000
+    destination = tmp_path / "f.lmdb"
+    with pytest.raises(DownloadFailedError):
+        download_file(server.url("/f.lmdb"), destination, progress=False)
+    assert validator_path(partial_path(destination)).is_file()
+    newer = small_lmdb(tmp_path / "newer.lmdb", entries=50)  # a new upload under the same URL
+    server.files["/f.lmdb"] = newer
+    report = download_file(server.url("/f.lmdb"), destination, progress=False)
+    assert destination.read_bytes() == newer and report.resumed_from == 0  # not old prefix + new tail
+    assert not validator_path(partial_path(destination)).exists()
+
+
 def test_server_without_range_support_starts_over(tmp_path: Path, server: FileServer, payload: bytes) -> None:
     server.files["/f.lmdb"] = payload
     server.ignore_range = True
@@ -259,6 +281,19 @@ def test_server_404_is_one_clear_line(tmp_path: Path, server: FileServer) -> Non
     message = str(error.value)
     assert "HTTP 404" in message and server.url("/missing.lmdb") in message and "\n" not in message
     assert not destination.exists() and not partial_path(destination).exists()
+
+
+@pytest.mark.parametrize("verified", [False, True])
+def test_404_on_a_table_url_says_whether_the_url_is_a_guess(
+    tmp_path: Path, server: FileServer, verified: bool
+) -> None:
+    table = [
+        attrs.evolve(row, url=server.url(f"/gone/{row.split}"), url_verified=verified)
+        for row in PUBLISHED_FILES
+    ]
+    with pytest.raises(HttpStatusError) as error:
+        download_dataset("voc", tmp_path, progress=False, table=table)
+    assert error.value.status == 404 and ("is a guess" in str(error.value)) == (not verified)
 
 
 def test_unreachable_server_is_one_clear_line(tmp_path: Path, server: FileServer) -> None:
