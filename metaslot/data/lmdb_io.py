@@ -411,32 +411,44 @@ def write_records(path: Path | str, records: Iterable[dict[str, Any]], *, commit
     """Write records as ``%06d`` keys plus ``__keys__`` and ``__format__``, atomically.
 
     The file is built at ``<path>.partial`` and renamed over ``path`` only when complete, so an
-    interrupted conversion never leaves a truncated dataset behind. Returns the number of records.
+    interrupted conversion never leaves a truncated dataset behind; when writing fails (an error while
+    producing or storing a record, Ctrl-C) the partial file is removed. An empty ``records`` is refused:
+    a dataset file without samples only fails later. Returns the number of records.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    for stale in (partial, Path(str(partial) + "-lock")):
+    leftovers = (partial, Path(str(partial) + "-lock"))
+    for stale in leftovers:
         stale.unlink(missing_ok=True)
-    environment = lmdb.open(str(partial), subdir=False, map_size=MAP_SIZE, readonly=False, meminit=False)
     keys: list[str] = []
     try:
-        transaction = environment.begin(write=True)
-        for record in _numbered(records):
-            key, value = record
-            transaction.put(key.encode("ascii"), pack_record(value))
-            keys.append(key)
-            if len(keys) % commit_every == 0:
-                transaction.commit()
-                transaction = environment.begin(write=True)
-        transaction.put(KEYS_KEY, pack_record(keys))
-        transaction.put(FORMAT_KEY, pack_record({"name": FORMAT_NAME, "version": FORMAT_VERSION}))
-        transaction.commit()
-        environment.sync(True)
-    finally:
-        environment.close()
-    os.replace(partial, path)
-    Path(str(partial) + "-lock").unlink(missing_ok=True)
+        environment = lmdb.open(str(partial), subdir=False, map_size=MAP_SIZE, readonly=False, meminit=False)
+        try:
+            transaction = environment.begin(write=True)
+            for record in _numbered(records):
+                key, value = record
+                transaction.put(key.encode("ascii"), pack_record(value))
+                keys.append(key)
+                if len(keys) % commit_every == 0:
+                    transaction.commit()
+                    transaction = environment.begin(write=True)
+            if not keys:
+                raise ValueError(
+                    f"no records to write to {path}: the source held no samples, so nothing was written"
+                )
+            transaction.put(KEYS_KEY, pack_record(keys))
+            transaction.put(FORMAT_KEY, pack_record({"name": FORMAT_NAME, "version": FORMAT_VERSION}))
+            transaction.commit()
+            environment.sync(True)
+        finally:
+            environment.close()
+        os.replace(partial, path)
+    except BaseException:
+        for leftover in leftovers:
+            leftover.unlink(missing_ok=True)
+        raise
+    leftovers[1].unlink(missing_ok=True)
     return len(keys)
 
 
