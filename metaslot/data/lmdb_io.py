@@ -125,6 +125,32 @@ def _allowed_global(module: str, name: str) -> Any | None:
     return None
 
 
+class _SealedFunction:
+    """An allowed function as the unpickler hands it out: it can be called, but not changed.
+
+    Pickle's BUILD opcode sets attributes on whatever object is on the stack; applied to a plain
+    function it could rewrite ``__defaults__`` or ``__kwdefaults__`` for the whole process. BUILD is
+    meant for the objects numpy's reconstruct functions return (arrays, dtypes, scalars; and BytesIO),
+    which define ``__setstate__``; on this wrapper ``__setstate__`` refuses. The allowed classes need no
+    wrapper: they are immutable types.
+    """
+
+    __slots__ = ("_function", "_name", "_where")
+
+    def __init__(self, function: Any, name: str, where: str) -> None:
+        self._function, self._name, self._where = function, name, where
+
+    def __call__(self, *arguments: Any) -> Any:
+        return self._function(*arguments)
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafeRecordError(
+            f"refused pickle BUILD on the function {self._name} in {self._where}: only numpy arrays, dtypes, "
+            "scalars and io.BytesIO may be built. The file is corrupt or crafted; re-download it or "
+            "convert the raw dataset with `python -m cli.convert`."
+        )
+
+
 class SafeUnpickler(pickle.Unpickler):
     """Unpickler that only builds plain data: builtins containers, numpy arrays/scalars, BytesIO."""
 
@@ -140,7 +166,9 @@ class SafeUnpickler(pickle.Unpickler):
                 "builtins containers/scalars/bytes, numpy arrays and scalars, and io.BytesIO. The file is "
                 "corrupt or crafted; re-download it or convert the raw dataset with `python -m cli.convert`."
             )
-        return found
+        if isinstance(found, type):
+            return found
+        return _SealedFunction(found, f"{module}.{name}", self._where)
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnsafeRecordError(f"persistent ids are not allowed in {self._where}")
