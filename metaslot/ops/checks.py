@@ -42,13 +42,13 @@ class NonFiniteError(ValueError):
 
 
 def _dtype_matches(dtype: torch.dtype, kind: DtypeKind) -> bool:
-    if kind is None:
-        return True
     if kind == "float":
         return dtype.is_floating_point
     if kind == "bool":
         return dtype == torch.bool
-    return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+    if kind == "integer":
+        return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+    return True
 
 
 def check_shapes(op: str, **arguments: tuple[Tensor | None, str, DtypeKind]) -> None:
@@ -56,39 +56,41 @@ def check_shapes(op: str, **arguments: tuple[Tensor | None, str, DtypeKind]) -> 
 
     ``None`` tensors (optional arguments) are skipped. Raises `ShapeError` naming the op, the argument,
     its shape or dtype, and what was expected (with the sizes already fixed by earlier arguments).
+    About a microsecond per argument: it runs on every call of every public op.
     """
-    sizes: dict[str, tuple[int, str]] = {}
+    sizes: dict[str, int] = {}
+    sources: dict[str, str] = {}
     for name, (tensor, axes, kind) in arguments.items():
         if tensor is None:
             continue
-        names = axes.split()
         if not isinstance(tensor, Tensor):
             raise ShapeError(
                 f"{op}: {name} must be a torch.Tensor of shape ({axes}), got {type(tensor).__name__}"
             )
-        if tensor.ndim != len(names):
+        names = axes.split()
+        shape = tensor.shape
+        if len(shape) != len(names):
             raise ShapeError(
-                f"{op}: {name} has shape {tuple(tensor.shape)} but must have {len(names)} axes "
+                f"{op}: {name} has shape {tuple(shape)} but must have {len(names)} axes "
                 f"({_expected(names, sizes)}); add or remove the missing batch/slot axis"
             )
-        if not _dtype_matches(tensor.dtype, kind):
+        if kind is not None and not _dtype_matches(tensor.dtype, kind):
             raise ShapeError(
-                f"{op}: {name} has dtype {tensor.dtype} but must hold {_DTYPE_WORDS[str(kind)]} values "
+                f"{op}: {name} has dtype {tensor.dtype} but must hold {_DTYPE_WORDS[kind]} values "
                 f"(shape ({axes})); convert it, e.g. .float(), .long() or .bool()"
             )
-        for axis, size in zip(names, tensor.shape):  # noqa: B905 - ranks checked above
-            bound = sizes.get(axis)
-            if bound is None:
-                sizes[axis] = (size, name)
-            elif bound[0] != size:
+        for axis, size in zip(names, shape):  # noqa: B905 - ranks checked above
+            bound = sizes.setdefault(axis, size)
+            if bound != size:
                 raise ShapeError(
-                    f"{op}: {name} has shape {tuple(tensor.shape)} ({axes}) but {axis}={bound[0]} from "
-                    f"{bound[1]}; expected ({_expected(names, sizes)})"
+                    f"{op}: {name} has shape {tuple(shape)} ({axes}) but {axis}={bound} from "
+                    f"{sources[axis]}; expected ({_expected(names, sizes)})"
                 )
+            sources.setdefault(axis, name)
 
 
-def _expected(names: list[str], sizes: dict[str, tuple[int, str]]) -> str:
-    return ", ".join(f"{axis}={sizes[axis][0]}" if axis in sizes else axis for axis in names)
+def _expected(names: list[str], sizes: dict[str, int]) -> str:
+    return ", ".join(f"{axis}={sizes[axis]}" if axis in sizes else axis for axis in names)
 
 
 def check_finite(op: str, advice: str, **tensors: Tensor) -> None:
