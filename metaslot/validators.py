@@ -10,6 +10,7 @@ naming the field and the offending value; a spec that needs its own error type w
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -30,15 +31,20 @@ Validator = Callable[[object, attrs.Attribute, Any], None]
 """What attrs calls with ``(instance, attribute, value)``; raises when ``value`` is out of range."""
 
 
-def _require_number(attribute: attrs.Attribute, value: object) -> None:
+def _require_number(attribute: attrs.Attribute, value: object, expected: str) -> None:
     # attrs does not check types: a null in a config file would otherwise surface as a TypeError later.
     if not isinstance(value, (int, float)):
         raise ValueError(f"{attribute.name} must be a number, got {value!r}")
+    # NaN passes every comparison test below (nan <= 0 is False), and no field means anything by inf.
+    if isinstance(value, float) and math.isnan(value):
+        raise ValueError(f"{attribute.name} {expected}, got {value}")
+    if isinstance(value, float) and math.isinf(value):
+        raise ValueError(f"{attribute.name} {expected} and finite, got {value}")
 
 
 def positive(instance: object, attribute: attrs.Attribute, value: Any) -> None:
     """Greater than 0, for counts and real-valued rates alike (a learning rate of 1e-4 passes)."""
-    _require_number(attribute, value)
+    _require_number(attribute, value, "must be positive")
     if value <= 0:
         raise ValueError(f"{attribute.name} must be positive, got {value}")
 
@@ -51,21 +57,21 @@ def positive_or_none(instance: object, attribute: attrs.Attribute, value: Any) -
 
 def at_least_one(instance: object, attribute: attrs.Attribute, value: Any) -> None:
     """1 or more, for integer counts and sizes (image side, number of layers)."""
-    _require_number(attribute, value)
+    _require_number(attribute, value, "must be at least 1")
     if value < 1:
         raise ValueError(f"{attribute.name} must be at least 1, got {value}")
 
 
 def non_negative(instance: object, attribute: attrs.Attribute, value: Any) -> None:
     """0 or more, for loss weights, worker counts and seeds where 0 means "off" or "none"."""
-    _require_number(attribute, value)
+    _require_number(attribute, value, "must be >= 0")
     if value < 0:
         raise ValueError(f"{attribute.name} must be >= 0, got {value}")
 
 
 def fraction(instance: object, attribute: attrs.Attribute, value: Any) -> None:
     """In [0, 1), for dropout and warm-up shares: 1 would drop everything or never leave warm-up."""
-    _require_number(attribute, value)
+    _require_number(attribute, value, "must be in [0, 1)")
     if not 0 <= value < 1:
         raise ValueError(f"{attribute.name} must be in [0, 1), got {value}")
 

@@ -13,6 +13,9 @@ def _as_buffer(data: bytes | bytearray | numpy.ndarray, what: str) -> numpy.ndar
         if data.dtype != numpy.uint8:
             raise ValueError(f"encoded {what} array has dtype {data.dtype}, expected uint8 bytes")
         return data.reshape(-1)
+    if not isinstance(data, bytes | bytearray | memoryview):
+        # bytes(5) would silently give five zero bytes.
+        raise ValueError(f"encoded {what} is a {type(data).__name__}, expected bytes or a uint8 array")
     return numpy.frombuffer(bytes(data), dtype=numpy.uint8)
 
 

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
+import cv2
 import numpy
 import torch
 from jaxtyping import UInt8
 from torch.utils.data import Dataset
 
 from metaslot.data.decoding import decode_image, decode_index_map
-from metaslot.data.lmdb_io import RecordFile
+from metaslot.data.lmdb_io import CorruptDataError, RecordFile
 from metaslot.data.locate import locate_split_file
 from metaslot.data.records import Sample
 from metaslot.data.sampling import ItemKey, item_epoch, item_index
@@ -65,17 +66,19 @@ class LmdbImageDataset(Dataset[Sample]):
     def raw(self, index: int) -> tuple[UInt8[numpy.ndarray, "h w 3"], UInt8[numpy.ndarray, "h w"]]:
         """Decoded full-size image and label map of record ``index`` (stuff removed if things_only)."""
         record = self.records.record(index)
-        where = f"{self.records.path} record {index}"
+        where = f"{self.records.path} record {index} (key {self.records.keys[index].decode('ascii', 'replace')!r})"
         for field in ("image", "segment"):
             if field not in record:
-                raise KeyError(f"{where} has no {field!r} field (fields: {sorted(record)})")
+                raise CorruptDataError(f"{where} has no {field!r} field (fields: {sorted(record)})")
         try:
             image = decode_image(record["image"])
             segment = decode_index_map(record["segment"])
-        except ValueError as error:
-            raise ValueError(f"{where}: {error}") from error
+        except (ValueError, TypeError, cv2.error) as error:
+            raise CorruptDataError(f"{where}: {error}; the file is truncated or damaged") from error
         if image.shape[:2] != segment.shape:
-            raise ValueError(f"{where}: image {image.shape[:2]} and segment {segment.shape} sizes differ")
+            raise CorruptDataError(
+                f"{where}: image {image.shape[:2]} and segment {segment.shape} sizes differ"
+            )
         if self.things_only:
             segment = remove_stuff(segment, record, where)
         return image, segment
@@ -104,7 +107,9 @@ def remove_stuff(
         )
     isthing = numpy.asarray(record["isthing"], dtype=bool).reshape(-1)
     if int(segment.max()) > isthing.size:
-        raise ValueError(f"{where}: segment id {int(segment.max())} exceeds the {isthing.size} isthing flags")
+        raise CorruptDataError(
+            f"{where}: segment id {int(segment.max())} exceeds the {isthing.size} isthing flags"
+        )
     keep = numpy.concatenate([numpy.zeros(1, bool), isthing])  # label 0 stays 0
     return numpy.where(keep[segment], segment, 0).astype(numpy.uint8)
 

@@ -27,7 +27,7 @@ from jaxtyping import Float, Int, UInt8
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from metaslot.data.lmdb_io import RecordFile
+from metaslot.data.lmdb_io import CorruptDataError, RecordFile
 from metaslot.data.locate import locate_split_file
 from metaslot.data.records import Batch
 from metaslot.data.sampling import ItemKey, item_epoch, item_index
@@ -152,10 +152,19 @@ class MoviDDataset(Dataset[VideoSample]):
     def __getitem__(self, key: int | ItemKey) -> VideoSample:
         index = item_index(key)
         record = self.records.record(index)
-        video = decode_rgb_video(_container_bytes(record["video"], "video"))
-        segment = decode_label_video(_container_bytes(record["segment"], "segment"))
+        try:
+            video = decode_rgb_video(_container_bytes(record["video"], "video"))
+            segment = decode_label_video(_container_bytes(record["segment"], "segment"))
+        except ImportError:
+            raise
+        except Exception as error:  # noqa: BLE001 - PyAV raises many types for damaged containers
+            key = self.records.keys[index].decode("ascii", "replace")
+            raise CorruptDataError(
+                f"{self.records.path} record {index} (key {key!r}): cannot decode the clip "
+                f"({type(error).__name__}: {error}); the file is truncated or damaged"
+            ) from error
         if video.shape[:3] != segment.shape:
-            raise ValueError(
+            raise CorruptDataError(
                 f"{self.records.path} record {index}: video {video.shape} and segment {segment.shape} differ"
             )
         generator = sample_generator(self.seed, item_epoch(key), index) if self.train else None

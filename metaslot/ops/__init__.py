@@ -7,6 +7,7 @@ from metaslot.ops.attention import (
     feature_space_slot_attention,
     masked_slot_attention,
 )
+from metaslot.ops.checks import NonFiniteError, ShapeError
 from metaslot.ops.codebook import (
     RingBuffer,
     dead_code_timeout_steps,
@@ -25,8 +26,10 @@ from metaslot.ops.slot_attention import Aggregation, SlotAttentionStep, aggregat
 
 __all__ = [
     "Aggregation",
+    "NonFiniteError",
     "Quantized",
     "RingBuffer",
+    "ShapeError",
     "SlotAttentionStep",
     "aggregate",
     "dead_code_timeout_steps",

@@ -6,6 +6,7 @@ stay in the module: it hands them in as callables through `SlotAttentionStep`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from metaslot.ops.attention import (
     feature_space_slot_attention,
     masked_slot_attention,
 )
+from metaslot.ops.checks import check_finite, check_shapes
 from metaslot.ops.noise import noise_scale
 
 __all__ = ["Aggregation", "SlotAttentionStep", "aggregate"]
@@ -80,10 +82,26 @@ def aggregate(
     (the initial slots, BO-QSA trick). ``epsilon`` is added to each slot's attention mass before the
     weighted mean over tokens.
     """
+    check_shapes(
+        "aggregate",
+        slots=(slots, "b k d", "float"),
+        features=(features, "b n c", "float"),
+        keep=(keep, "b k", "bool"),
+        noise=(noise, "t b n c", "float"),
+        straight_through=(straight_through, "b k d", "float"),
+    )
+    check_finite(
+        "aggregate",
+        "check the encoder output and the learning rate (the slots would all be NaN)",
+        slots=slots,
+        features=features,
+    )
     if num_iterations < 1:
         raise ValueError(f"num_iterations ({num_iterations}) must be at least 1")
-    if noise_weight < 0:
-        raise ValueError(f"noise_weight ({noise_weight}) must be non-negative; use 0 to disable noise")
+    if not 0 <= noise_weight < math.inf:  # also refuses NaN
+        raise ValueError(
+            f"noise_weight ({noise_weight}) must be non-negative and finite; use 0 to disable noise"
+        )
     if noise is not None and noise.shape[0] != num_iterations:
         raise ValueError(
             f"noise has {noise.shape[0]} iterations but num_iterations is {num_iterations}: "

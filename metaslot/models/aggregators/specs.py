@@ -6,6 +6,7 @@ Every place where MetaSlot's defaults differ from the paper text or from the pap
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -75,9 +76,9 @@ class _SlotAttentionFields:
 
     @epsilon.validator
     def _check_epsilon(self, attribute: attrs.Attribute, value: float) -> None:
-        if value <= 0:
+        if not 0 < value < math.inf:  # also refuses NaN
             raise ValueError(
-                f"epsilon must be positive, got {value}: it keeps empty slots from dividing by zero"
+                f"epsilon must be positive and finite, got {value}: it keeps empty slots from dividing by zero"
             )
 
 
