@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from metaslot.cli._errors import user_errors
+from metaslot.errors import ConfigError
 
 PROGRAM = "python -m cli.bench"
 GROUPS = ("aggregators", "pipelines", "data")
@@ -99,7 +100,7 @@ def _counts(arguments: argparse.Namespace, quick: int, full: int, warmup: int) -
 
     check_counts(repeats, chosen_warmup)
     if arguments.compile and chosen_warmup < 1:
-        raise ValueError("--compile needs --warmup 1 or more: the compilation happens in the warm-up")
+        raise ConfigError("--compile needs --warmup 1 or more: the compilation happens in the warm-up")
     return repeats, chosen_warmup
 
 
@@ -117,7 +118,7 @@ def run(arguments: argparse.Namespace) -> dict:
     """Run the chosen groups, print their tables, write and return the results."""
     import torch
 
-    from metaslot.train.device import resolve_device
+    from metaslot.runtime.device import resolve_device
 
     device = resolve_device(arguments.device)  # --device cuda without a GPU: a one-line error, at once
     _counts(arguments, quick=1, full=1, warmup=0)  # so are bad --repeats/--warmup, before any measuring
@@ -125,7 +126,7 @@ def run(arguments: argparse.Namespace) -> dict:
     scale = _scale(arguments)
     threads = arguments.threads if arguments.threads is not None else (None if scale == "full" else 1)
     if threads is not None and threads < 1:
-        raise ValueError(f"--threads ({threads}) must be at least 1")
+        raise ConfigError(f"--threads ({threads}) must be at least 1")
     previous_threads = torch.get_num_threads()
     try:
         torch.set_num_threads(threads or previous_threads)

@@ -16,8 +16,8 @@ from pathlib import Path
 import attrs
 
 from metaslot.cli._errors import user_errors
-from metaslot.train.device import DeviceChoice, PrecisionChoice
-from metaslot.train.errors import CheckpointError, ConfigError
+from metaslot.errors import CheckpointError, ConfigError
+from metaslot.runtime.device import DeviceChoice, PrecisionChoice
 
 
 @attrs.frozen
@@ -75,9 +75,9 @@ def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
     import tyro
 
     from metaslot.eval.session import batches_for_images, evaluate_and_report
+    from metaslot.runtime.device import resolve_device, resolve_precision
     from metaslot.train.checkpoint import load_model_checkpoint, resolve_checkpoint
     from metaslot.train.config import rebuild
-    from metaslot.train.device import resolve_device, resolve_precision
     from metaslot.train.presets import DATASETS
 
     # prog: argparse would otherwise name the program after sys.argv[0] (the shim's file) in its errors.

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     arguments = sys.argv[1:] if argv is None else list(argv)
     with user_errors("train"):
         config, invocation = parse_train_arguments(arguments)
-        from metaslot.train.distributed import context_from_environment
+        from metaslot.runtime.distributed import context_from_environment
         from metaslot.train.loop import train
 
         result = train(config, invocation=invocation)

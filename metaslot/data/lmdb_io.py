@@ -22,6 +22,8 @@ import lmdb
 import msgpack
 import numpy
 
+from metaslot.errors import CorruptDataError, MissingFileError
+
 KEYS_KEY = b"__keys__"
 FORMAT_KEY = b"__format__"
 FORMAT_NAME = "metaslot-lmdb"
@@ -48,11 +50,11 @@ ALLOWED_DTYPES = frozenset(
 )
 
 
-class UnsafeRecordError(pickle.UnpicklingError):
+class UnsafeRecordError(CorruptDataError, pickle.UnpicklingError):
     """A record asked for a global outside the allow-list (or is otherwise not a plain data record)."""
 
 
-class MissingDatasetError(FileNotFoundError):
+class MissingDatasetError(MissingFileError):
     """A dataset file is absent; the message says where it was looked for and how to get it."""
 
 
@@ -258,15 +260,15 @@ class RecordFile:
         if self.pickle_free:
             header = unpack_record(format_value)
             if not isinstance(header, dict) or header.get("name") != FORMAT_NAME:
-                raise ValueError(f"{self.path}: unknown __format__ header {header!r}")
+                raise CorruptDataError(f"{self.path}: unknown __format__ header {header!r}")
         if raw_keys is None:
-            raise ValueError(
+            raise CorruptDataError(
                 f"{self.path} has no __keys__ entry; it is not a dataset LMDB (merged files with zstd keys "
                 "are not supported: convert the raw dataset instead)"
             )
         keys = self._decode(raw_keys, "__keys__")
         if not isinstance(keys, list | tuple):
-            raise ValueError(f"{self.path}: __keys__ holds {type(keys).__name__}, expected a list of keys")
+            raise CorruptDataError(f"{self.path}: __keys__ holds {type(keys).__name__}, expected a list of keys")
         self.keys: list[bytes] = [key.encode("ascii") if isinstance(key, str) else bytes(key) for key in keys]
 
     def __len__(self) -> int:
@@ -283,10 +285,10 @@ class RecordFile:
         with shared_environment(self.path, self.dataset).begin() as transaction:
             data = transaction.get(key)
         if data is None:
-            raise KeyError(f"{self.path}: key {key!r} listed in __keys__ is missing")
+            raise CorruptDataError(f"{self.path}: key {key!r} listed in __keys__ is missing")
         record = self._decode(data, key.decode("ascii", "replace"))
         if not isinstance(record, dict):
-            raise ValueError(f"{self.path} key {key!r}: record is {type(record).__name__}, expected a dict")
+            raise CorruptDataError(f"{self.path} key {key!r}: record is {type(record).__name__}, expected a dict")
         return record
 
 

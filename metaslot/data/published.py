@@ -23,6 +23,7 @@ from metaslot.data.lmdb_io import RecordFile
 from metaslot.data.records import Sample
 from metaslot.data.sampling import ItemKey, item_epoch, item_index
 from metaslot.data.transforms import compact_labels, normalize, sample_generator, transform_pair
+from metaslot.errors import ConfigError, CorruptDataError
 from metaslot.validators import non_negative, positive
 
 SPLITS = ("train", "val")
@@ -30,7 +31,7 @@ SPLITS = ("train", "val")
 
 def _check_split(split: str) -> None:
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}: the published files are {SPLITS}")
+        raise ConfigError(f"unknown split {split!r}: the published files are {SPLITS}")
 
 
 class LmdbImageDataset(Dataset[Sample]):
@@ -66,14 +67,14 @@ class LmdbImageDataset(Dataset[Sample]):
         where = f"{self.records.path} record {index}"
         for field in ("image", "segment"):
             if field not in record:
-                raise KeyError(f"{where} has no {field!r} field (fields: {sorted(record)})")
+                raise CorruptDataError(f"{where} has no {field!r} field (fields: {sorted(record)})")
         try:
             image = decode_image(record["image"])
             segment = decode_index_map(record["segment"])
         except ValueError as error:
-            raise ValueError(f"{where}: {error}") from error
+            raise CorruptDataError(f"{where}: {error}") from error
         if image.shape[:2] != segment.shape:
-            raise ValueError(f"{where}: image {image.shape[:2]} and segment {segment.shape} sizes differ")
+            raise CorruptDataError(f"{where}: image {image.shape[:2]} and segment {segment.shape} sizes differ")
         if self.things_only:
             segment = remove_stuff(segment, record, where)
         return image, segment
@@ -97,12 +98,12 @@ def remove_stuff(
 ) -> UInt8[numpy.ndarray, "h w"]:
     """COCO things-only: segment id i (1-based) is stuff when ``isthing[i - 1]`` is False; set it to 0."""
     if "isthing" not in record:
-        raise KeyError(
+        raise ConfigError(
             f"{where} has no 'isthing' field, so things_only cannot be applied; set things_only=False"
         )
     isthing = numpy.asarray(record["isthing"], dtype=bool).reshape(-1)
     if int(segment.max()) > isthing.size:
-        raise ValueError(f"{where}: segment id {int(segment.max())} exceeds the {isthing.size} isthing flags")
+        raise CorruptDataError(f"{where}: segment id {int(segment.max())} exceeds the {isthing.size} isthing flags")
     keep = numpy.concatenate([numpy.zeros(1, bool), isthing])  # label 0 stays 0
     return numpy.where(keep[segment], segment, 0).astype(numpy.uint8)
 

@@ -31,6 +31,7 @@ from metaslot.data.lmdb_io import RecordFile
 from metaslot.data.records import Batch
 from metaslot.data.sampling import ItemKey, item_epoch, item_index
 from metaslot.data.transforms import compact_labels, normalize, sample_generator, transform_pair
+from metaslot.errors import ConfigError, CorruptDataError, MissingDependencyError
 from metaslot.validators import positive, positive_or_none
 
 
@@ -95,7 +96,7 @@ def _import_av() -> Any:
     try:
         import av
     except ImportError as error:
-        raise ImportError(
+        raise MissingDependencyError(
             "reading MOVi-D videos needs PyAV: pip install 'metaslot[video]' (or pip install av)"
         ) from error
     return av
@@ -106,7 +107,7 @@ def _container_bytes(value: Any, what: str) -> bytes:
         return value.getvalue()
     if isinstance(value, bytes | bytearray):
         return bytes(value)
-    raise TypeError(f"MOVi {what} field is {type(value).__name__}, expected io.BytesIO or bytes")
+    raise CorruptDataError(f"MOVi {what} field is {type(value).__name__}, expected io.BytesIO or bytes")
 
 
 def decode_video_frames(data: bytes, pixel_format: str) -> numpy.ndarray:
@@ -115,7 +116,7 @@ def decode_video_frames(data: bytes, pixel_format: str) -> numpy.ndarray:
     with av.open(io.BytesIO(data), mode="r") as container:
         frames = [frame.to_ndarray(format=pixel_format) for frame in container.decode(video=0)]
     if not frames:
-        raise ValueError("video container holds no frames")
+        raise CorruptDataError("video container holds no frames")
     return numpy.stack(frames)
 
 
@@ -154,7 +155,7 @@ class MoviDDataset(Dataset[VideoSample]):
         video = decode_rgb_video(_container_bytes(record["video"], "video"))
         segment = decode_label_video(_container_bytes(record["segment"], "segment"))
         if video.shape[:3] != segment.shape:
-            raise ValueError(
+            raise CorruptDataError(
                 f"{self.records.path} record {index}: video {video.shape} and segment {segment.shape} differ"
             )
         generator = sample_generator(self.seed, item_epoch(key), index) if self.train else None
@@ -190,7 +191,7 @@ class MoviDSpec:
 
     def build(self, split: str = "train", train: bool = False) -> MoviDDataset:
         if split not in ("train", "val"):
-            raise ValueError(f"unknown split {split!r}: use 'train' or 'val'")
+            raise ConfigError(f"unknown split {split!r}: use 'train' or 'val'")
         return MoviDDataset(
             self.root / "movi_d" / f"{split}.lmdb",
             resolution=self.resolution,

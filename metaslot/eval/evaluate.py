@@ -32,8 +32,8 @@ from metaslot.ops.metrics import (
     mean_best_overlap,
     slot_count_error,
 )
-from metaslot.train.device import autocast
-from metaslot.train.distributed import all_reduce_sum
+from metaslot.runtime.device import autocast
+from metaslot.runtime.distributed import all_reduce_sum
 
 MAX_COUNT = 32  # histogram bins for slot and object counts (larger counts land in the last bin)
 

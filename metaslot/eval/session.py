@@ -87,7 +87,7 @@ def _sampled_reconstructions(
     seed: int,
 ) -> torch.Tensor:
     """Generative pipelines (SlotDiffusion): images re-drawn from their slots by the pipeline's sampler."""
-    from metaslot.train.device import autocast
+    from metaslot.runtime.device import autocast
 
     images = torch.cat(samples.images)[: max(count, 1)].to(device)
     was_training = pipeline.training

@@ -8,6 +8,8 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 from torch.nn import functional
 
+from metaslot.errors import DataError
+
 
 def slot_alpha(
     logits: Float[Tensor, "b k *spatial"], keep: Bool[Tensor, "b k"] | None
@@ -48,7 +50,7 @@ def attention_to_masks(
     """Token maps (n = h'·w', row-major as the encoders flatten) → masks at ``size``, pruned slots zero."""
     grid_height, grid_width = grid
     if attention.shape[-1] != grid_height * grid_width:
-        raise ValueError(
+        raise DataError(
             f"attention has {attention.shape[-1]} tokens but the grid {grid} has {grid_height * grid_width}: "
             f"pass the encoder's grid_size for this input"
         )

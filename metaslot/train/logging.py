@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from metaslot.train.errors import ConfigError
+from metaslot.errors import ConfigError
 
 
 def _jsonable_number(value: float) -> float | str:

@@ -32,14 +32,14 @@ from tqdm import tqdm
 
 from metaslot.data.loader import available_cpus, make_loader, worker_count
 from metaslot.data.records import Batch
+from metaslot.errors import ConfigError, NonFiniteLossError, TrainingInterrupted
 from metaslot.eval.evaluate import EvaluationResult, evaluate
 from metaslot.eval.session import evaluate_and_report
 from metaslot.models.records import PipelineOutput
+from metaslot.runtime import distributed
+from metaslot.runtime.device import autocast, resolve_device, resolve_precision
 from metaslot.train import checkpoint as checkpoints
-from metaslot.train import distributed
 from metaslot.train.config import TrainConfig, config_to_json
-from metaslot.train.device import autocast, resolve_device, resolve_precision
-from metaslot.train.errors import ConfigError, NonFiniteLossError, TrainingInterrupted
 from metaslot.train.logging import MetricsLog
 from metaslot.train.schedules import warmup_cosine
 from metaslot.train.signals import StopRequest

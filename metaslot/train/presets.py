@@ -15,8 +15,8 @@ from pathlib import Path
 
 import attrs
 
+from metaslot.errors import ConfigError
 from metaslot.train.config import EvalSpec, LoopSpec, OptimSpec, ScheduleSpec, TrainConfig
-from metaslot.train.errors import ConfigError
 
 MODELS = ("autoencoder", "dinosaur", "vqvae", "slate", "slotdiffusion")
 DATASETS = ("shapes", "voc", "coco", "clevrtex", "movi_d")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
+from metaslot.errors import CheckpointError, ConfigError
 from metaslot.train import checkpoint as checkpoints
-from metaslot.train.errors import CheckpointError, ConfigError
 
 # Stage-2 spec class → the VQ-VAE variant its preset expects (reference: c256 for SLATE, c4 for SlotDiffusion).
 STAGE_TWO_VARIANTS = {"SlateSpec": "c256", "SlotDiffusionSpec": "c4"}

@@ -13,7 +13,7 @@ import pytest
 import metaslot.train.loop as loop
 from metaslot.cli import train as train_cli
 from metaslot.cli._errors import user_errors
-from metaslot.train.errors import TrainingInterrupted
+from metaslot.errors import TrainingInterrupted
 
 
 def _as_rank(monkeypatch: pytest.MonkeyPatch, rank: int) -> None:

@@ -16,8 +16,8 @@ import torch
 from helpers import evolve_loop, final_weights, tiny_config, without_timing
 from train_fakes import FakePipelineSpec
 
+from metaslot.errors import CheckpointError, ConfigError, NonFiniteLossError
 from metaslot.train.checkpoint import latest_checkpoint, load_model_checkpoint, read_tensors
-from metaslot.train.errors import CheckpointError, ConfigError, NonFiniteLossError
 from metaslot.train.loop import read_metrics, train
 
 HERE = Path(__file__).parent

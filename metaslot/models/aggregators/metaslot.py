@@ -16,7 +16,6 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from metaslot.models.aggregators.codebook_state import CodebookState
-from metaslot.models.aggregators.distributed import all_gather_tensor, world_size
 from metaslot.models.aggregators.slot_attention import SlotAttentionWeights
 from metaslot.models.aggregators.specs import MetaSlotSpec
 from metaslot.models.records import AggregatorOutput
@@ -24,6 +23,7 @@ from metaslot.ops.dedup import prune_duplicates
 from metaslot.ops.noise import prune_probability
 from metaslot.ops.quantize import quantize
 from metaslot.ops.slot_attention import aggregate
+from metaslot.runtime.distributed import all_gather_tensor, world_size
 
 
 class MetaSlot(SlotAttentionWeights):

@@ -10,6 +10,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
+from metaslot.errors import DataError
 from metaslot.models.aggregators.initializers import build_initializer
 from metaslot.models.aggregators.specs import SlotAttentionSpec, _SlotAttentionFields
 from metaslot.models.records import AggregatorOutput
@@ -122,7 +123,7 @@ class SlotAttentionWeights(nn.Module):
 
     def check_features(self, features: Tensor) -> None:
         if features.ndim != 3 or features.shape[-1] != self.feature_dim:
-            raise ValueError(
+            raise DataError(
                 f"features must have shape (batch, tokens, {self.feature_dim}), got {tuple(features.shape)}: "
                 f"flatten spatial maps to tokens and match feature_dim"
             )

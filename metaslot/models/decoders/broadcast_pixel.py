@@ -10,6 +10,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
+from metaslot.errors import ConfigError
 from metaslot.models.encoders.cnn import SoftPositionEmbedding
 from metaslot.models.masks import slot_alpha
 from metaslot.validators import at_least_one, non_negative, odd_positive
@@ -49,7 +50,7 @@ def _upsampling_steps(broadcast_size: int, image_size: int) -> int:
     while size < image_size:
         size, steps = size * 2, steps + 1
     if size != image_size:
-        raise ValueError(
+        raise ConfigError(
             f"image_size {image_size} is not broadcast_size {broadcast_size} times a power of two: "
             f"pick broadcast_size from {[image_size // 2**i for i in range(6) if image_size % 2**i == 0]}"
         )

@@ -10,6 +10,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from metaslot.errors import ConfigError
 from metaslot.validators import odd_positive, positive_ints
 
 
@@ -35,7 +36,7 @@ class CNNEncoderSpec:
 
     def __attrs_post_init__(self) -> None:
         if len(self.strides) != len(self.channels):
-            raise ValueError(
+            raise ConfigError(
                 f"strides {self.strides} must have one entry per conv layer (channels {self.channels}): "
                 f"pass {len(self.channels)} strides"
             )

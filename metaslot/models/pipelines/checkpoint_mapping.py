@@ -14,11 +14,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from metaslot.errors import CheckpointMismatchError
+
 VQVAE_PARTS = ("encoder.", "codebook.", "decoder.")
-
-
-class CheckpointMismatchError(RuntimeError):
-    """A stage-1 checkpoint does not fit the stage-2 pipeline it is loaded into."""
 
 
 def _how_to_produce(data: str, code_dim: int | None) -> str:

@@ -9,6 +9,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from metaslot.errors import ConfigError
 from metaslot.models.aggregators import MetaSlotSpec, SlotAttentionSpec
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.records import AggregatorOutput
@@ -61,7 +62,7 @@ def build_frontend(
     else:
         projection_module = None
         if width != aggregator.feature_dim:
-            raise ValueError(
+            raise ConfigError(
                 f"the encoder gives {width}-wide tokens but the aggregator's feature_dim is "
                 f"{aggregator.feature_dim}: set feature_dim={width} or add a projection (ProjectionSpec())"
             )

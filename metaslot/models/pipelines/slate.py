@@ -13,6 +13,7 @@ import torch.nn.functional as functional
 from jaxtyping import Float
 from torch import Tensor
 
+from metaslot.errors import DataError
 from metaslot.models.decoders.autoregressive import ARDecoderSpec
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.pipelines.frontend import AggregatorSpec
@@ -73,7 +74,7 @@ class Slate(StageTwoPipeline):
         codes = tokens.codes.flatten(1)
         vectors = tokens.quantized.flatten(2).transpose(1, 2)
         if codes.shape[1] != self.decoder.spec.num_tokens:
-            raise ValueError(
+            raise DataError(
                 f"a {tuple(image.shape[-2:])} image gives {codes.shape[1]} VQ tokens but the decoder was "
                 f"built for {self.decoder.spec.num_tokens}: set SlateSpec.image_size to the input size"
             )

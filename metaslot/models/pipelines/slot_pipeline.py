@@ -12,6 +12,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor, nn
 from torch.nn import functional
 
+from metaslot.errors import DataError
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.masks import attention_to_masks
 from metaslot.models.pipelines.frontend import AggregatorSpec, FrontEndOutput, build_frontend, honours_keep
@@ -21,7 +22,7 @@ from metaslot.models.records import AggregatorOutput, PipelineOutput
 def require_image_size(image: Float[Tensor, "b 3 h w"], size: int, pipeline: str, spec: str) -> None:
     """Pipelines whose decoder is built for one square size reject other inputs with the fix."""
     if tuple(image.shape[-2:]) != (size, size):
-        raise ValueError(
+        raise DataError(
             f"{pipeline} was built for {size}×{size} images but got {tuple(image.shape[-2:])}: "
             f"resize the data or set image_size={image.shape[-1]} in {spec}"
         )

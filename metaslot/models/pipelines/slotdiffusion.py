@@ -13,6 +13,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from metaslot.errors import DataError
 from metaslot.models.decoders.diffusion import DiffusionDecoderSpec
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.pipelines.frontend import AggregatorSpec
@@ -70,7 +71,7 @@ class SlotDiffusion(StageTwoPipeline):
             latents = self.vqvae.tokenize(image).quantized
         size = self.decoder.spec.latent_size
         if tuple(latents.shape[-2:]) != (size, size):
-            raise ValueError(
+            raise DataError(
                 f"a {tuple(image.shape[-2:])} image gives {tuple(latents.shape[-2:])} latents but the UNet "
                 f"was built for {size}×{size}: set SlotDiffusionSpec.image_size to the input size"
             )
