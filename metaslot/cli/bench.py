@@ -104,6 +104,13 @@ def _counts(arguments: argparse.Namespace, quick: int, full: int, warmup: int) -
     return repeats, chosen_warmup
 
 
+def preset_model(model: str, data: str) -> object:
+    """The model spec of the training preset ``model`` × ``data``: the shapes the benchmarks time."""
+    from metaslot.train.presets import preset
+
+    return preset(model, data).model
+
+
 def _default_output(device: str) -> Path:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     return Path("runs") / "bench" / f"bench-{device}-{stamp}.json"
@@ -175,10 +182,11 @@ def _run_groups(arguments: argparse.Namespace, device, scale: str) -> dict:
             chosen_variants,
             repeats,
             warmup,
+            preset_model,
             tuple(arguments.attention_paths),
         )
         results["aggregators"] = rows
-        results["sync_check"] = aggregators.check_sync_free(device, scale)  # type: ignore[arg-type]
+        results["sync_check"] = aggregators.check_sync_free(device, scale, preset_model)  # type: ignore[arg-type]
         print("\n" + aggregators.format_table(rows), flush=True)
         print(_format_sync(results["sync_check"]), flush=True)
         _write(output, results)
@@ -190,7 +198,9 @@ def _run_groups(arguments: argparse.Namespace, device, scale: str) -> dict:
             # Paper-size steps take minutes on a CPU: fewer repeats there unless --repeats says otherwise.
             slow = size == "paper" and device.type == "cpu" and arguments.repeats is None
             size_repeats = min(repeats, 2) if slow else repeats
-            rows += pipelines.benchmark_pipelines((size,), device, precisions, size_repeats, warmup)  # type: ignore[arg-type]
+            rows += pipelines.benchmark_pipelines(
+                (size,), device, precisions, size_repeats, warmup, preset_model
+            )  # type: ignore[arg-type]
         results["pipelines"] = rows
         print("\n" + pipelines.format_table(rows), flush=True)
         _write(output, results)

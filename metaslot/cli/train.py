@@ -65,10 +65,11 @@ def main(argv: list[str] | None = None) -> None:
     arguments = sys.argv[1:] if argv is None else list(argv)
     with user_errors("train"):
         config, invocation = parse_train_arguments(arguments)
+        from metaslot.eval.session import SplitEvaluation
         from metaslot.runtime.distributed import context_from_environment
         from metaslot.train.loop import train
 
-        result = train(config, invocation=invocation)
+        result = train(config, evaluation=SplitEvaluation(), invocation=invocation)
         # Under torchrun every rank returns here; one summary line is enough (and only rank 0 saved).
         if context_from_environment().is_main:
             print(f"run folder: {result.run_dir} (step {result.step}, checkpoint {result.checkpoint})")

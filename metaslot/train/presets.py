@@ -365,19 +365,14 @@ def slotdiffusion_movi_d() -> TrainConfig:
 
 def with_slot_attention(config: TrainConfig) -> TrainConfig:
     """The same preset with plain Slot Attention in place of MetaSlot (same widths, slots, iterations)."""
-    from metaslot.models.aggregators import MetaSlotSpec, SlotAttentionSpec
+    from metaslot.models.aggregators import MetaSlotSpec, slot_attention_like
 
     aggregator = getattr(config.model, "aggregator", None)
     if not isinstance(aggregator, MetaSlotSpec):
         raise ConfigError(
             f"--aggregator slot-attention does not apply to {type(config.model).__name__} (it has no aggregator)"
         )
-    shared = {
-        field.name: getattr(aggregator, field.name)
-        for field in attrs.fields(SlotAttentionSpec)
-        if field.init and hasattr(aggregator, field.name)
-    }
-    model = attrs.evolve(config.model, aggregator=SlotAttentionSpec(**shared))
+    model = attrs.evolve(config.model, aggregator=slot_attention_like(aggregator))
     return attrs.evolve(config, model=model, name=f"{config.name}-sa")
 
 

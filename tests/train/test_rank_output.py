@@ -22,7 +22,7 @@ def _as_rank(monkeypatch: pytest.MonkeyPatch, rank: int) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
 
 
-def _trained_at_once(config, *, invocation=None) -> loop.TrainResult:
+def _trained_at_once(config, *, evaluation, invocation=None) -> loop.TrainResult:
     return loop.TrainResult(
         run_dir=config.run_dir,
         step=3,

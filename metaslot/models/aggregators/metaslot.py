@@ -62,6 +62,11 @@ class MetaSlot(SlotAttentionWeights):
         """The prototypes (an ``nn.Parameter``)."""
         return self.codebook_state.codebook
 
+    @property
+    def codebook_size(self) -> int:
+        """m, the number of prototypes (`metaslot.models.interfaces.Aggregator`)."""
+        return self.spec.codebook_size
+
     def _prototype_source(self) -> Float[Tensor, "m d"]:
         # Gradient reaches the prototypes only when the spec says the optimiser trains them.
         if self.spec.codebook_update in ("gradient", "both"):

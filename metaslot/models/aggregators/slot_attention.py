@@ -148,6 +148,11 @@ class SlotAttention(SlotAttentionWeights):
     def from_spec(cls, spec: SlotAttentionSpec) -> SlotAttention:
         return cls(spec)
 
+    @property
+    def codebook_size(self) -> None:
+        """No codebook (`metaslot.models.interfaces.Aggregator`)."""
+        return None
+
     def forward(
         self,
         features: Float[Tensor, "b n c"],
