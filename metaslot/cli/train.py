@@ -38,13 +38,15 @@ def parse_train_arguments(argv: list[str]) -> tuple[Any, dict[str, Any]]:
     import tyro
 
     from metaslot.train.config import rebuild
-    from metaslot.train.presets import preset
+    from metaslot.train.presets import AGGREGATORS, DATASETS, MODELS, VQVAE_VARIANTS, preset
 
     selection, rest = selector_parser().parse_known_args(argv)
     default = preset(selection.model, selection.data, selection.aggregator, selection.vqvae_variant)
     description = (
         f"Train {selection.model} on {selection.data} with {selection.aggregator}. Every flag below overrides "
-        f"the preset {selection.model}_{selection.data}; selectors: --model, --data, --aggregator, --vqvae-variant."
+        f"the preset {selection.model}_{selection.data}; selectors: --model {{{','.join(MODELS)}}}, "
+        f"--data {{{','.join(DATASETS)}}}, --aggregator {{{','.join(AGGREGATORS)}}}, "
+        f"--vqvae-variant {{{','.join(VQVAE_VARIANTS)}}}."
     )
     with attrs.validators.disabled():
         parsed = tyro.cli(

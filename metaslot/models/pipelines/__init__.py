@@ -30,7 +30,7 @@ from metaslot.models.pipelines.slot_pipeline import (
     reconstruction_output,
     slot_output,
 )
-from metaslot.models.pipelines.stage_two import StageTwoPipeline
+from metaslot.models.pipelines.stage_two import StageTwoPipeline, StageTwoSpec
 from metaslot.models.pipelines.vqvae import VQVAE, VQVAESpec, vqvae_c4, vqvae_c256
 
 # Public name → module, imported on first access (diffusers is heavy and only SlotDiffusion needs it).
@@ -57,6 +57,7 @@ __all__ = [
     "SlateSpec",
     "SlotPipeline",
     "StageTwoPipeline",
+    "StageTwoSpec",
     "VQVAESpec",
     "attention_masks",
     "build_frontend",

@@ -7,6 +7,8 @@ vectors and the slots; loss = cross-entropy on the codes. Masks come from the ag
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 import torch
 import torch.nn.functional as functional
@@ -32,6 +34,7 @@ class SlateSpec:
     Load the trained VQ-VAE after ``build()`` with ``checkpoint_mapping.load_vqvae_checkpoint``.
     """
 
+    stage_one_variant: ClassVar[str] = "c256"  # reference: SLATE decodes the codes of vqvae-c256
     encoder: EncoderSpec
     aggregator: AggregatorSpec
     projection: ProjectionSpec | None = attrs.Factory(ProjectionSpec)

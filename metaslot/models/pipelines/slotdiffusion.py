@@ -8,6 +8,8 @@ from the slots and decodes through the VQ-VAE decoder (the reference has no samp
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 import torch
 from jaxtyping import Float
@@ -32,6 +34,7 @@ class SlotDiffusionSpec:
     Load the trained VQ-VAE after ``build()`` with ``checkpoint_mapping.load_vqvae_checkpoint``.
     """
 
+    stage_one_variant: ClassVar[str] = "c4"  # reference: SlotDiffusion denoises the latents of vqvae-c4
     encoder: EncoderSpec
     aggregator: AggregatorSpec
     projection: ProjectionSpec | None = attrs.Factory(ProjectionSpec)
