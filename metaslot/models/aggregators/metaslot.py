@@ -99,24 +99,20 @@ class MetaSlot(SlotAttentionWeights):
         self.check_features(features)
         initial = self.initial_slots(features, initial_slots, generator)
         features_normed = self.norm_features(features)
-        step = self.step()
         noisy = self.training or spec.noise_at_eval
         # Clean read-outs of both stages share one projection, unless reading the features directly is cheaper.
-        clean_keys_values = self.shared_keys_values(
-            features_normed, initial.shape[1], 2 * self.num_iterations
-        )
+        source = self.key_value_source(features_normed, initial.shape[1], 2 * self.num_iterations)
 
         # Stage 2 starts from (detached) prototypes, so stage 1 never needs a graph.
         with torch.no_grad():
             middle = aggregate(
                 initial.detach(),
                 features_normed,
-                step,
+                self.layers(),
                 self.num_iterations,
                 noise_weight=spec.noise_weight if noisy and spec.noise_stages == "both" else 0.0,
                 generator=generator,
-                clean_keys_values=clean_keys_values,
-                feature_space=clean_keys_values is None,
+                source=source,
                 epsilon=self.epsilon,
             ).slots
         quantized = quantize(
@@ -133,14 +129,13 @@ class MetaSlot(SlotAttentionWeights):
         final = aggregate(
             start,
             features_normed,
-            step,
+            self.layers(),
             self.num_iterations,
             keep=keep,
             noise_weight=spec.noise_weight if noisy else 0.0,
             generator=generator,
             straight_through=initial if spec.straight_through else None,
-            clean_keys_values=clean_keys_values,
-            feature_space=clean_keys_values is None,
+            source=source,
             epsilon=self.epsilon,
         )
         codes: Int[Tensor, "b k"] = torch.where(keep, quantized.codes, torch.full_like(quantized.codes, -1))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 from metaslot.errors import ConfigError
+from metaslot.ops.slot_attention import AttentionPath
 from metaslot.validators import at_least_one, non_negative
 
 if TYPE_CHECKING:
@@ -21,7 +22,6 @@ Initializer = Literal["per-slot", "shared"]
 Quantizer = Literal["argmin", "gumbel"]
 NoiseStages = Literal["both", "second"]
 CodebookUpdate = Literal["gradient", "kmeans", "both"]
-AttentionPath = Literal["auto", "projected", "feature_space"]
 
 
 def _one_of(*choices: str):
