@@ -4,6 +4,7 @@ per-slot map (aggregator attention, decoder alpha) to per-slot masks at input re
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from jaxtyping import Bool, Float
 from torch import Tensor
 from torch.nn import functional
@@ -54,5 +55,5 @@ def attention_to_masks(
             f"attention has {attention.shape[-1]} tokens but the grid {grid} has {grid_height * grid_width}: "
             f"pass the encoder's grid_size for this input"
         )
-    maps = attention.reshape(*attention.shape[:2], grid_height, grid_width)
+    maps = rearrange(attention, "b k (h w) -> b k h w", h=grid_height, w=grid_width)
     return alpha_to_masks(maps, size, keep)

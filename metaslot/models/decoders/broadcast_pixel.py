@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import attrs
 import torch
+from einops import rearrange, repeat
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
@@ -94,11 +95,11 @@ class BroadcastPixelDecoder(nn.Module):
     def forward(
         self, slots: Float[Tensor, "b k d"], keep: Bool[Tensor, "b k"] | None = None
     ) -> PixelDecoderOutput:
-        batch, num_slots, slot_dim = slots.shape
         size = self.broadcast_size
-        grid = slots.reshape(batch * num_slots, 1, 1, slot_dim).expand(-1, size, size, -1)
-        grid = self.position(grid).permute(0, 3, 1, 2)
-        decoded = self.layers(grid).reshape(batch, num_slots, 4, self.image_size, self.image_size)
+        # Every slot is decoded on its own: broadcast it over the grid, one image per (image, slot).
+        grid = repeat(slots, "b k d -> (b k) h w d", h=size, w=size)
+        grid = rearrange(self.position(grid), "bk h w d -> bk d h w")
+        decoded = rearrange(self.layers(grid), "(b k) c h w -> b k c h w", b=slots.shape[0])
         rgb, logits = decoded[:, :, :3], decoded[:, :, 3]
         alpha = slot_alpha(logits, keep)
         reconstruction = torch.einsum("bkhw,bkchw->bchw", alpha, rgb)

@@ -21,6 +21,7 @@ from metaslot.models.pipelines.frontend import (
     FrontEnd,
     FrontEndOutput,
     build_frontend,
+    honour_keep_downstream,
     honours_keep,
 )
 from metaslot.models.pipelines.slate import Slate, SlateSpec
@@ -61,6 +62,7 @@ __all__ = [
     "VQVAESpec",
     "attention_masks",
     "build_frontend",
+    "honour_keep_downstream",
     "honours_keep",
     "load_vqvae_checkpoint",
     "load_vqvae_into",

@@ -17,10 +17,14 @@ from metaslot.models.records import AggregatorOutput
 AggregatorSpec = SlotAttentionSpec | MetaSlotSpec
 
 
-def honours_keep(aggregator: AggregatorSpec) -> bool:
-    """Whether decoders should ignore pruned slots (MetaSlot's ``honour_keep_downstream``; Slot Attention
+def honour_keep_downstream(aggregator: AggregatorSpec) -> bool:
+    """Whether decoders ignore pruned slots: MetaSlot's ``honour_keep_downstream`` field (Slot Attention
     prunes nothing, so passing its all-True keep is harmless)."""
     return aggregator.honour_keep_downstream if isinstance(aggregator, MetaSlotSpec) else True
+
+
+honours_keep = honour_keep_downstream
+"""The former name of `honour_keep_downstream` (kept for existing imports)."""
 
 
 @dataclass(frozen=True)

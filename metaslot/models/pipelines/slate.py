@@ -12,6 +12,7 @@ from typing import ClassVar
 import attrs
 import torch
 import torch.nn.functional as functional
+from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor
 
@@ -74,8 +75,8 @@ class Slate(StageTwoPipeline):
         aggregated = front.aggregator
         with torch.no_grad():
             tokens = self.vqvae.tokenize(image)
-        codes = tokens.codes.flatten(1)
-        vectors = tokens.quantized.flatten(2).transpose(1, 2)
+        codes = rearrange(tokens.codes, "b h w -> b (h w)")
+        vectors = rearrange(tokens.quantized, "b c h w -> b (h w) c")
         if codes.shape[1] != self.decoder.spec.num_tokens:
             raise DataError(
                 f"a {tuple(image.shape[-2:])} image gives {codes.shape[1]} VQ tokens but the decoder was "
@@ -83,7 +84,7 @@ class Slate(StageTwoPipeline):
             )
         logits = self.decoder(vectors, aggregated.slots, self.decoder_keep(aggregated))
         # Cross-entropy in float32 (the logits may come out of bf16 autocast).
-        cross_entropy = functional.cross_entropy(logits.float().transpose(1, 2), codes)
+        cross_entropy = functional.cross_entropy(rearrange(logits.float(), "b n m -> b m n"), codes)
         masks = attention_masks(front, (image.shape[-2], image.shape[-1]))
         return slot_output(aggregated, cross_entropy, "cross_entropy", masks)
 
@@ -106,4 +107,4 @@ class Slate(StageTwoPipeline):
             generator=generator,
         )
         side = latent_grid(self.spec.image_size, self.spec.vqvae)
-        return self.vqvae.decode(codebook.lookup(codes.view(-1, side, side)))
+        return self.vqvae.decode(codebook.lookup(rearrange(codes, "b (h w) -> b h w", h=side, w=side)))

@@ -15,7 +15,12 @@ from torch.nn import functional
 from metaslot.errors import DataError
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.masks import attention_to_masks
-from metaslot.models.pipelines.frontend import AggregatorSpec, FrontEndOutput, build_frontend, honours_keep
+from metaslot.models.pipelines.frontend import (
+    AggregatorSpec,
+    FrontEndOutput,
+    build_frontend,
+    honour_keep_downstream,
+)
 from metaslot.models.records import AggregatorOutput, PipelineOutput
 
 
@@ -39,7 +44,12 @@ class SlotPipeline(nn.Module):
     ) -> None:
         super().__init__()
         self.frontend = build_frontend(encoder, projection, aggregator)
-        self.honour_keep = honours_keep(aggregator)
+        self.honour_keep_downstream = honour_keep_downstream(aggregator)
+
+    @property
+    def honour_keep(self) -> bool:
+        """The former name of ``honour_keep_downstream`` (kept for existing callers)."""
+        return self.honour_keep_downstream
 
     @property
     def aggregator(self) -> nn.Module:
@@ -47,7 +57,7 @@ class SlotPipeline(nn.Module):
 
     def decoder_keep(self, aggregated: AggregatorOutput) -> Bool[Tensor, "b k"] | None:
         """The keep mask the decoder sees: None (decode every slot, the reference) unless keep is honoured."""
-        return aggregated.keep if self.honour_keep else None
+        return aggregated.keep if self.honour_keep_downstream else None
 
     def after_optimizer_step(self, output: PipelineOutput) -> None:
         """Codebook upkeep of the aggregator (a no-op for plain Slot Attention)."""
