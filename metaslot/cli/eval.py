@@ -54,11 +54,18 @@ def named_data(name: str, trained: object) -> object:
     from metaslot.train.presets import data_spec
 
     spec = data_spec(name)
-    resolution = getattr(trained, "resolution", None)
-    if resolution is None or "resolution" not in attrs.fields_dict(type(spec)):
+    resolution = resolution_of(trained)
+    if resolution is None or resolution_of(spec) is None:
         return spec
     with attrs.validators.disabled():  # checked once the flags are in (a bad size can still be overridden)
         return attrs.evolve(spec, resolution=resolution)
+
+
+def resolution_of(data: object) -> int | None:
+    """The image side a data spec resizes to, or None for a spec without a ``resolution`` field."""
+    if attrs.has(type(data)) and "resolution" in attrs.fields_dict(type(data)):
+        return data.resolution  # type: ignore[attr-defined]
+    return None
 
 
 def resolution_note(name: str, used: int, trained: int | None) -> str:
@@ -139,8 +146,9 @@ def _evaluation_options(
             config=(tyro.conf.AvoidSubcommands,),
         )
     options = rebuild(options)
-    if known.data is not None and hasattr(options.data, "resolution"):
-        print(resolution_note(name, options.data.resolution, getattr(config.data, "resolution", None)))
+    resolution = resolution_of(options.data)
+    if known.data is not None and resolution is not None:
+        print(resolution_note(name, resolution, resolution_of(config.data)))
     return options
 
 
