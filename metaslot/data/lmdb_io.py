@@ -268,7 +268,9 @@ class RecordFile:
             )
         keys = self._decode(raw_keys, "__keys__")
         if not isinstance(keys, list | tuple):
-            raise CorruptDataError(f"{self.path}: __keys__ holds {type(keys).__name__}, expected a list of keys")
+            raise CorruptDataError(
+                f"{self.path}: __keys__ holds {type(keys).__name__}, expected a list of keys"
+            )
         self.keys: list[bytes] = [key.encode("ascii") if isinstance(key, str) else bytes(key) for key in keys]
 
     def __len__(self) -> int:
@@ -288,7 +290,9 @@ class RecordFile:
             raise CorruptDataError(f"{self.path}: key {key!r} listed in __keys__ is missing")
         record = self._decode(data, key.decode("ascii", "replace"))
         if not isinstance(record, dict):
-            raise CorruptDataError(f"{self.path} key {key!r}: record is {type(record).__name__}, expected a dict")
+            raise CorruptDataError(
+                f"{self.path} key {key!r}: record is {type(record).__name__}, expected a dict"
+            )
         return record
 
 

@@ -74,7 +74,9 @@ class LmdbImageDataset(Dataset[Sample]):
         except ValueError as error:
             raise CorruptDataError(f"{where}: {error}") from error
         if image.shape[:2] != segment.shape:
-            raise CorruptDataError(f"{where}: image {image.shape[:2]} and segment {segment.shape} sizes differ")
+            raise CorruptDataError(
+                f"{where}: image {image.shape[:2]} and segment {segment.shape} sizes differ"
+            )
         if self.things_only:
             segment = remove_stuff(segment, record, where)
         return image, segment
@@ -103,7 +105,9 @@ def remove_stuff(
         )
     isthing = numpy.asarray(record["isthing"], dtype=bool).reshape(-1)
     if int(segment.max()) > isthing.size:
-        raise CorruptDataError(f"{where}: segment id {int(segment.max())} exceeds the {isthing.size} isthing flags")
+        raise CorruptDataError(
+            f"{where}: segment id {int(segment.max())} exceeds the {isthing.size} isthing flags"
+        )
     keep = numpy.concatenate([numpy.zeros(1, bool), isthing])  # label 0 stays 0
     return numpy.where(keep[segment], segment, 0).astype(numpy.uint8)
 
