@@ -36,16 +36,17 @@ def part_of(module: str) -> str:
     return parts[1] if len(parts) > 1 else FACADE
 
 
-def module_name(path: Path) -> str:
-    relative = path.relative_to(PACKAGE.parent).with_suffix("")
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    relative = path.relative_to(package.parent).with_suffix("")
     parts = list(relative.parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_modules(path: Path) -> set[str]:
+def imported_modules(path: Path, root: Path = PACKAGE) -> set[str]:
     """Every ``metaslot...`` module ``path`` imports (relative imports resolved), lazily or not."""
     tree = ast.parse(path.read_text())
-    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    own = module_name(path, root)
+    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -95,21 +96,21 @@ def test_imports_only_point_downwards() -> None:
 
 def test_the_edge_finder_sees_every_kind_of_import(tmp_path: Path) -> None:
     """Plain, from-, relative, function-local and lazy-table imports are all found."""
-    module = tmp_path / "probe.py"
-    module.write_text(
+    root = tmp_path / "metaslot"
+    (root / "bench").mkdir(parents=True)
+    probe = root / "bench" / "probe.py"
+    probe.write_text(
         "import metaslot.ops\n"
         "from metaslot.models import records\n"
+        "from ..cli import bench\n"
         "def later():\n"
         "    from metaslot.train.loop import train\n"
         '_LAZY = {"evaluate": "metaslot.eval.evaluate"}\n'
     )
-    global PACKAGE
-    saved, PACKAGE = PACKAGE, tmp_path / "metaslot"
-    try:
-        (tmp_path / "metaslot" / "bench").mkdir(parents=True)
-        relative = tmp_path / "metaslot" / "bench" / "probe.py"
-        relative.write_text(module.read_text() + "from ..cli import bench\n")
-        parts = {part_of(name) for name in imported_modules(relative)}
-    finally:
-        PACKAGE = saved
-    assert parts == {"ops", "models", "train", "eval", "cli"}
+    assert {part_of(name) for name in imported_modules(probe, root)} == {
+        "ops",
+        "models",
+        "cli",
+        "train",
+        "eval",
+    }
