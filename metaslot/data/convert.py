@@ -30,11 +30,12 @@ from tqdm import tqdm
 
 from metaslot.data.decoding import decode_image, encode_index_map_png, rank_colours
 from metaslot.data.lmdb_io import write_records
+from metaslot.errors import DataError, MissingFileError
 
 VOC_VOID_COLOUR = (224, 224, 192)
 
 
-class ConversionError(ValueError):
+class ConversionError(DataError):
     """A raw dataset cannot be converted; the message names the raw file or folder and what to fix."""
 
 
@@ -79,7 +80,7 @@ def _progress(items: list[Any], description: str, enabled: bool) -> Any:
 
 def _require_dir(path: Path, what: str, fix: str) -> Path:
     if not path.is_dir():
-        raise FileNotFoundError(f"{what} not found: looked for directory {path.resolve()}. {fix}")
+        raise MissingFileError(f"{what} not found: looked for directory {path.resolve()}. {fix}")
     return path
 
 
@@ -109,7 +110,7 @@ def _voc_year_dir(raw_dir: Path, year: str) -> Path:
     for candidate in (raw_dir / f"VOC{year}", raw_dir / "VOCdevkit" / f"VOC{year}"):
         if (candidate / "SegmentationObject").is_dir():
             return candidate
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"VOC{year} not found: looked for {raw_dir.resolve()}/VOC{year}/SegmentationObject and "
         f"{raw_dir.resolve()}/VOCdevkit/VOC{year}/SegmentationObject. Extract the VOC{year} trainval tarball there."
     )
@@ -120,7 +121,7 @@ def _voc_items(year_dir: Path) -> list[tuple[str, Path, Path]]:
     for segment_path in sorted((year_dir / "SegmentationObject").glob("*.png")):
         image_path = year_dir / "JPEGImages" / f"{segment_path.stem}.jpg"
         if not image_path.is_file():
-            raise FileNotFoundError(f"{segment_path} has no image: looked for {image_path}")
+            raise MissingFileError(f"{segment_path} has no image: looked for {image_path}")
         items.append((segment_path.stem, image_path, segment_path))
     if not items:
         raise ConversionError(
@@ -176,11 +177,11 @@ def coco_labels(
     ids = wide[..., 0] + 256 * wide[..., 1] + 65536 * wide[..., 2]
     present = set(numpy.unique(ids).tolist()) - {0}
     if present != set(segment_ids):
-        raise ValueError(
+        raise DataError(
             f"{where}: ids in the PNG {sorted(present)} differ from segments_info ids {sorted(segment_ids)}"
         )
     if len(segment_ids) > 255:
-        raise ValueError(f"{where}: {len(segment_ids)} segments exceed the 255 labels a uint8 map holds")
+        raise DataError(f"{where}: {len(segment_ids)} segments exceed the 255 labels a uint8 map holds")
     ordered = numpy.asarray([0, *sorted(segment_ids)], dtype=numpy.int64)
     return numpy.searchsorted(ordered, ids).astype(numpy.uint8)
 
@@ -191,7 +192,7 @@ def _coco_records(raw_dir: Path, split: str, progress: bool) -> Iterator[dict[st
     )
     json_path = annotations_dir / f"panoptic_{split}2017.json"
     if not json_path.is_file():
-        raise FileNotFoundError(f"COCO panoptic annotations not found: looked for {json_path.resolve()}")
+        raise MissingFileError(f"COCO panoptic annotations not found: looked for {json_path.resolve()}")
     with _naming(str(json_path)):
         panoptic = json.loads(json_path.read_text())
         isthing = {category["id"]: bool(category["isthing"]) for category in panoptic["categories"]}
@@ -269,10 +270,10 @@ def _clevrtex_scenes(split_dir: Path) -> list[tuple[Path, Path]]:
     for flat in sorted(split_dir.rglob("*_flat.png")):
         image = flat.with_name(flat.name[: -len("_flat.png")] + ".png")
         if not image.is_file():
-            raise FileNotFoundError(f"{flat} has no render: looked for {image}")
+            raise MissingFileError(f"{flat} has no render: looked for {image}")
         scenes.append((image, flat))
     if not scenes:
-        raise FileNotFoundError(f"no ClevrTex scenes (*_flat.png) found under {split_dir.resolve()}")
+        raise MissingFileError(f"no ClevrTex scenes (*_flat.png) found under {split_dir.resolve()}")
     return scenes
 
 

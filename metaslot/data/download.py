@@ -32,6 +32,8 @@ from typing import Literal
 import attrs
 from tqdm import tqdm
 
+from metaslot.errors import MetaslotError
+
 RELEASES = "https://github.com/Genera1Z/VQ-VFM-OCL/releases"
 DATASETS = ("voc", "coco", "clevrtex", "movi_d")
 SPLITS = ("train", "val")
@@ -45,7 +47,7 @@ LMDB_MAGIC_OFFSET = 16
 Checked = Literal["sha256", "size", "format only"]
 
 
-class DownloadError(Exception):
+class DownloadError(MetaslotError):
     """A download that cannot go on; the message names the file and what to do."""
 
 

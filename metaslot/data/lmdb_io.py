@@ -23,6 +23,8 @@ import lmdb
 import msgpack
 import numpy
 
+from metaslot.errors import CorruptDataError, DataError, MissingFileError
+
 KEYS_KEY = b"__keys__"
 FORMAT_KEY = b"__format__"
 FORMAT_NAME = "metaslot-lmdb"
@@ -49,16 +51,12 @@ ALLOWED_DTYPES = frozenset(
 )
 
 
-class UnsafeRecordError(pickle.UnpicklingError):
+class UnsafeRecordError(CorruptDataError, pickle.UnpicklingError):
     """A record asked for a global outside the allow-list (or is otherwise not a plain data record)."""
 
 
-class MissingDatasetError(FileNotFoundError):
+class MissingDatasetError(MissingFileError):
     """A dataset file is absent; the message says where it was looked for and how to get it."""
-
-
-class CorruptDataError(ValueError):
-    """A dataset file is truncated, damaged or not an LMDB file; the message names the file (and the key)."""
 
 
 def _damaged_advice(dataset: str) -> str:
@@ -462,7 +460,7 @@ def write_records(path: Path | str, records: Iterable[dict[str, Any]], *, commit
                     transaction.commit()
                     transaction = environment.begin(write=True)
             if not keys:
-                raise ValueError(
+                raise DataError(
                     f"no records to write to {path}: the source held no samples, so nothing was written"
                 )
             transaction.put(KEYS_KEY, pack_record(keys))

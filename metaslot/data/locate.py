@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from metaslot.data.lmdb_io import RELEASE_PAGE, MissingDatasetError
+from metaslot.errors import ConfigError
 
 # Folder names of the published datasets (what `python -m cli.download` writes under --root).
 DATASET_FOLDERS = ("voc", "coco", "clevrtex", "movi_d")
 CONVERTIBLE = ("voc", "coco", "clevrtex")
 
 
-class DatasetRootError(ValueError):
+class DatasetRootError(ConfigError):
     """``--data.root`` names the folder of another dataset."""
 
 

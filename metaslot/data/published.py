@@ -26,6 +26,7 @@ from metaslot.data.locate import locate_split_file
 from metaslot.data.records import Sample
 from metaslot.data.sampling import ItemKey, item_epoch, item_index
 from metaslot.data.transforms import compact_labels, normalize, sample_generator, transform_pair
+from metaslot.errors import ConfigError, CorruptDataError
 from metaslot.validators import non_negative, positive
 
 SPLITS = ("train", "val")
@@ -33,7 +34,7 @@ SPLITS = ("train", "val")
 
 def _check_split(split: str) -> None:
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}: the published files are {SPLITS}")
+        raise ConfigError(f"unknown split {split!r}: the published files are {SPLITS}")
 
 
 class LmdbImageDataset(Dataset[Sample]):
@@ -102,7 +103,7 @@ def remove_stuff(
 ) -> UInt8[numpy.ndarray, "h w"]:
     """COCO things-only: segment id i (1-based) is stuff when ``isthing[i - 1]`` is False; set it to 0."""
     if "isthing" not in record:
-        raise KeyError(
+        raise ConfigError(
             f"{where} has no 'isthing' field, so things_only cannot be applied; set things_only=False"
         )
     isthing = numpy.asarray(record["isthing"], dtype=bool).reshape(-1)

@@ -32,6 +32,7 @@ from metaslot.data.locate import locate_split_file
 from metaslot.data.records import Batch
 from metaslot.data.sampling import ItemKey, item_epoch, item_index
 from metaslot.data.transforms import compact_labels, normalize, sample_generator, transform_pair
+from metaslot.errors import ConfigError, CorruptDataError, MissingDependencyError
 from metaslot.validators import positive, positive_or_none
 
 
@@ -96,7 +97,7 @@ def _import_av() -> Any:
     try:
         import av
     except ImportError as error:
-        raise ImportError(
+        raise MissingDependencyError(
             "reading MOVi-D videos needs PyAV: pip install 'metaslot[video]' (or pip install av)"
         ) from error
     return av
@@ -107,7 +108,7 @@ def _container_bytes(value: Any, what: str) -> bytes:
         return value.getvalue()
     if isinstance(value, bytes | bytearray):
         return bytes(value)
-    raise TypeError(f"MOVi {what} field is {type(value).__name__}, expected io.BytesIO or bytes")
+    raise CorruptDataError(f"MOVi {what} field is {type(value).__name__}, expected io.BytesIO or bytes")
 
 
 def decode_video_frames(data: bytes, pixel_format: str) -> numpy.ndarray:
@@ -116,7 +117,7 @@ def decode_video_frames(data: bytes, pixel_format: str) -> numpy.ndarray:
     with av.open(io.BytesIO(data), mode="r") as container:
         frames = [frame.to_ndarray(format=pixel_format) for frame in container.decode(video=0)]
     if not frames:
-        raise ValueError("video container holds no frames")
+        raise CorruptDataError("video container holds no frames")
     return numpy.stack(frames)
 
 
@@ -200,7 +201,7 @@ class MoviDSpec:
 
     def build(self, split: str = "train", train: bool = False) -> MoviDDataset:
         if split not in ("train", "val"):
-            raise ValueError(f"unknown split {split!r}: use 'train' or 'val'")
+            raise ConfigError(f"unknown split {split!r}: use 'train' or 'val'")
         return MoviDDataset(
             locate_split_file(self.root, "movi_d", split),
             resolution=self.resolution,

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 import metaslot
+from metaslot.errors import DataError
 
 __all__ = ["NonFiniteError", "ShapeError", "check_finite", "check_shapes"]
 
@@ -33,11 +34,11 @@ _VALUE_CHECKS = metaslot.typechecking_enabled()
 _DTYPE_WORDS = {"float": "floating-point", "integer": "integer", "bool": "bool"}
 
 
-class ShapeError(ValueError):
+class ShapeError(DataError):
     """An op got a tensor of the wrong rank, size or dtype; the message names the argument and both shapes."""
 
 
-class NonFiniteError(ValueError):
+class NonFiniteError(DataError):
     """An op got NaN or infinite values where its result would be meaningless (checked with shape checking on)."""
 
 

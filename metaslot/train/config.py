@@ -18,26 +18,14 @@ import attrs
 import torch
 
 from metaslot import validators
-from metaslot.train.device import DeviceChoice, PrecisionChoice
-from metaslot.train.errors import CheckpointError, ConfigError
+from metaslot.errors import CheckpointError, ConfigError
+from metaslot.runtime.device import DeviceChoice, PrecisionChoice
 
-
-def _as_config_error(check: validators.Validator) -> validators.Validator:
-    """The shared ``check``, raising ConfigError: the type every bad training option is reported as."""
-
-    def checked(instance: object, attribute: attrs.Attribute, value: Any) -> None:
-        try:
-            check(instance, attribute, value)
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-
-    return checked
-
-
-_positive = _as_config_error(validators.positive)
-_positive_or_none = _as_config_error(validators.positive_or_none)  # only for Optional fields: None = no limit
-_non_negative = _as_config_error(validators.non_negative)
-_fraction = _as_config_error(validators.fraction)
+# The shared checks raise ConfigError, the type every bad training option is reported as.
+_positive = validators.positive
+_positive_or_none = validators.positive_or_none  # only for Optional fields: None = no limit
+_non_negative = validators.non_negative
+_fraction = validators.fraction
 
 
 @attrs.frozen

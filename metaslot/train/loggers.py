@@ -24,7 +24,7 @@ import numpy
 from jaxtyping import UInt8
 
 from metaslot.eval.evaluate import PictureSamples
-from metaslot.train.errors import ConfigError
+from metaslot.errors import ConfigError
 
 WANDB_ID_FILE = "wandb-run-id.txt"
 

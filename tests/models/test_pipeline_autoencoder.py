@@ -20,12 +20,14 @@ from metaslot.models.pipelines import AutoencoderSpec
 IMAGE_SIZE = 8
 
 
-def tiny_autoencoder(kind: str, honour_keep: bool = True, projection: ProjectionSpec | None = None):
+def tiny_autoencoder(
+    kind: str, honour_keep_downstream: bool = True, projection: ProjectionSpec | None = None
+):
     torch.manual_seed(0)
     return AutoencoderSpec(
         encoder=CNNEncoderSpec(channels=(8, 8), kernel_size=3, strides=(2, 1)),
         projection=projection,
-        aggregator=tiny_aggregator(kind, feature_dim=8, honour_keep=honour_keep),
+        aggregator=tiny_aggregator(kind, feature_dim=8, honour_keep_downstream=honour_keep_downstream),
         decoder=BroadcastPixelDecoderSpec(hidden_channels=8, broadcast_size=2, num_convs=1),
         image_size=IMAGE_SIZE,
     ).build()
@@ -76,7 +78,7 @@ def test_pruned_slot_gets_no_pixels_and_does_not_change_the_reconstruction(kind:
 
 
 def test_reference_behaviour_decodes_pruned_slots_but_masks_still_drop_them() -> None:
-    pipeline = tiny_autoencoder("metaslot", honour_keep=False).eval()
+    pipeline = tiny_autoencoder("metaslot", honour_keep_downstream=False).eval()
     plain, shifted = outputs_with_first_slot_pruned(pipeline, images())
     assert not torch.allclose(shifted.reconstruction, plain.reconstruction)
     assert (plain.masks[:, 0] == 0).all()

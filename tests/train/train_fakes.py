@@ -27,6 +27,10 @@ class FakeAggregator(nn.Module):
         self.register_buffer("codebook", torch.randn(codebook_size, width))
         self.register_buffer("usage", torch.zeros(codebook_size))
 
+    @property
+    def codebook_size(self) -> int:
+        return self.codebook.shape[0]
+
     def forward(self, features: torch.Tensor) -> AggregatorOutput:
         logits = torch.einsum("kd,bnd->bkn", self.queries, features) / features.shape[-1] ** 0.5
         attention = logits.softmax(dim=1)

@@ -14,7 +14,6 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
-from metaslot.models.aggregators.distributed import broadcast_state
 from metaslot.models.aggregators.specs import MetaSlotSpec
 from metaslot.ops.codebook import (
     RingBuffer,
@@ -27,6 +26,7 @@ from metaslot.ops.codebook import (
     write_ring_buffer,
 )
 from metaslot.ops.quantize import quantize
+from metaslot.runtime.distributed import broadcast_state
 
 
 class CodebookState(nn.Module):
