@@ -34,6 +34,8 @@ import tyro  # noqa: E402
 
 from metaslot.eval.evaluate import EvaluationResult, PictureSamples, evaluate  # noqa: E402
 from metaslot.eval.pictures import displayable, kept_slot_labels, label_overlay  # noqa: E402
+from metaslot.eval.session import SplitEvaluation  # noqa: E402
+from metaslot.models.aggregators import MetaSlotSpec  # noqa: E402
 from metaslot.train.checkpoint import latest_checkpoint, load_model_checkpoint, read_sidecar  # noqa: E402
 from metaslot.train.config import TrainConfig  # noqa: E402
 from metaslot.train.loop import train  # noqa: E402
@@ -86,7 +88,7 @@ def run_config(study: Study, aggregator: str, seed: int) -> TrainConfig:
     model = attrs.evolve(
         base.model, aggregator=attrs.evolve(base.model.aggregator, num_slots=study.num_slots)
     )
-    if hasattr(model.aggregator, "buffer_capacity"):  # MetaSlot: buffer and prune schedule follow the run
+    if isinstance(model.aggregator, MetaSlotSpec):  # the buffer and prune schedule follow the run
         metaslot = attrs.evolve(
             model.aggregator,
             buffer_capacity=4 * base.loop.batch_size * study.num_slots,
@@ -132,7 +134,7 @@ def train_or_resume(config: TrainConfig) -> Path:
     done = finished_step(config)
     if done < config.loop.steps:
         print(f"training {config.name} ({'resuming at step ' + str(done) if done else 'from scratch'})")
-        train(attrs.evolve(config, resume=done > 0))
+        train(attrs.evolve(config, resume=done > 0), evaluation=SplitEvaluation())
     sidecar = latest_checkpoint(config.run_dir / "checkpoints")
     assert sidecar is not None  # train() always writes the final checkpoint
     return sidecar

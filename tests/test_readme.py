@@ -5,7 +5,7 @@ docs/training.md and docs/data.md goes through the real entry point, in document
 working directory: the default main job (``python -m cli.train``, ``--resume``), ``cli.eval`` and
 ``cli.visualize`` really run, shrunk by appending tiny overrides; other training commands (paper presets
 that need datasets, weights or GPUs) are parsed into their `TrainConfig` without training; ``cli.convert``
-lines parse down to the converter call. Lines that need the internet (``pip``, ``hf download``) are not run.
+and ``cli.download`` lines parse down to the converter or download call. Lines that need the internet (``pip``, ``hf download``) are not run.
 """
 
 from __future__ import annotations
@@ -122,6 +122,7 @@ class CommandRunner:
             "cli.eval": self.evaluate,
             "cli.visualize": self.visualize,
             "cli.convert": self.convert,
+            "cli.download": self.download,
         }
         assert module in handlers, f"{where}: no check for `python -m {module}`; teach tests/test_readme.py"
         if (module, *arguments) in self.done and module in ("cli.eval", "cli.visualize"):
@@ -181,6 +182,20 @@ class CommandRunner:
         convert_cli.main(arguments)
         assert [call[0] for call in calls] == [f"convert_{arguments[0]}"], f"{where}: converter not called"
         assert isinstance(calls[0][1], Path) and isinstance(calls[0][2], Path)
+
+    def download(self, arguments: list[str], where: str) -> None:
+        from metaslot.cli import download as download_cli
+
+        calls: list[tuple[str, Path]] = []
+
+        def record(dataset: str, root: Path, **options: Any) -> list[Any]:
+            calls.append((dataset, root))
+            return []
+
+        self.monkeypatch.setattr(download_cli, "download_dataset", record)  # the network: parse only
+        download_cli.main(arguments)
+        assert [call[0] for call in calls] == [arguments[0]], f"{where}: download not called"
+        assert isinstance(calls[0][1], Path)
 
 
 @pytest.mark.slow

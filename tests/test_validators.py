@@ -8,8 +8,8 @@ import attrs
 import pytest
 
 from metaslot import validators
+from metaslot.errors import ConfigError
 from metaslot.train.config import EvalSpec, LoopSpec, OptimSpec, ScheduleSpec
-from metaslot.train.errors import ConfigError
 
 
 def one_field_spec(validator: validators.Validator) -> type:
@@ -61,7 +61,7 @@ def test_accepts_values_in_range(check: validators.Validator, value: object) -> 
 def test_refuses_values_out_of_range_naming_field_and_value(
     check: validators.Validator, value: object, expected: str
 ) -> None:
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ConfigError) as error:
         one_field_spec(check)(value)
     assert str(error.value) == f"width {expected}, got {value}"
 
@@ -72,12 +72,12 @@ def test_refuses_values_out_of_range_naming_field_and_value(
 @pytest.mark.parametrize("value", [None, "3"])
 def test_refuses_what_is_not_a_number(check: validators.Validator, value: object) -> None:
     """A null or a string in a config file is named at once, not left to fail as a TypeError later."""
-    with pytest.raises(ValueError, match=rf"^width must be a number, got {value!r}$"):
+    with pytest.raises(ConfigError, match=rf"^width must be a number, got {value!r}$"):
         one_field_spec(check)(value)
 
 
 def test_training_options_keep_raising_config_error() -> None:
-    """The training specs wrap the shared checks so a bad option is a ConfigError (a ValueError too)."""
+    """A bad training option is a ConfigError (a ValueError too), like every spec's."""
     with pytest.raises(ConfigError, match=r"^steps must be positive, got 0$"):
         LoopSpec(steps=0)
     with pytest.raises(ConfigError, match=r"^weight_decay must be >= 0, got -1"):

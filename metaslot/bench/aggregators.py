@@ -6,7 +6,7 @@ Targets on CPU: MetaSlot train ≤ 2.5× and eval ≤ 1.4× Slot Attention (the 
 training). On CUDA, :func:`check_sync_free` runs MetaSlot's training forward and upkeep with
 ``torch.cuda.set_sync_debug_mode("error")``.
 
-Run through the CLI: ``python -m cli.bench aggregators --quick`` (this module's ``python -m`` does the same).
+Run through the CLI: ``python -m cli.bench aggregators --quick``, which hands in the presets.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from metaslot.bench.presets import PresetModels
 from metaslot.bench.timing import Timing, time_interleaved
 from metaslot.bench.variants import Variant
-from metaslot.models.aggregators import MetaSlotSpec, SlotAttentionSpec
+from metaslot.models.aggregators import MetaSlotSpec, SlotAttentionSpec, slot_attention_like
 from metaslot.models.aggregators.specs import AttentionPath
 
 BATCH_SIZE = 32
@@ -48,16 +49,10 @@ class Case:
         return self.metaslot.num_slots
 
 
-def preset_case(dataset: str) -> Case:
-    """The paper shape of ``dataset``: the aggregators of the ``dinosaur_<dataset>`` preset."""
-    from metaslot.train.presets import preset, with_slot_attention
-
-    config = preset("dinosaur", dataset)
-    return Case(
-        dataset=dataset,
-        metaslot=config.model.aggregator,
-        slot_attention=with_slot_attention(config).model.aggregator,
-    )
+def preset_case(dataset: str, presets: PresetModels) -> Case:
+    """The paper shape of ``dataset``: the aggregator of the ``dinosaur_<dataset>`` preset, both kinds."""
+    metaslot = presets("dinosaur", dataset).aggregator  # type: ignore[attr-defined]
+    return Case(dataset=dataset, metaslot=metaslot, slot_attention=slot_attention_like(metaslot))
 
 
 def smoke_case() -> Case:
@@ -65,19 +60,14 @@ def smoke_case() -> Case:
     metaslot = MetaSlotSpec(
         num_slots=3, slot_dim=8, feature_dim=8, num_iterations=2, codebook_size=8, buffer_capacity=12
     )
-    shared = {
-        field.name: getattr(metaslot, field.name)
-        for field in attrs.fields(SlotAttentionSpec)
-        if field.init and hasattr(metaslot, field.name)
-    }
-    return Case("smoke", metaslot, SlotAttentionSpec(**shared), batch_size=2, tokens=6)
+    return Case("smoke", metaslot, slot_attention_like(metaslot), batch_size=2, tokens=6)
 
 
-def cases(scale: Scale) -> list[Case]:
+def cases(scale: Scale, presets: PresetModels) -> list[Case]:
     """VOC only for ``quick``, the three paper shapes for ``full``."""
     if scale == "smoke":
         return [smoke_case()]
-    return [preset_case(dataset) for dataset in (DATASETS[:1] if scale == "quick" else DATASETS)]
+    return [preset_case(dataset, presets) for dataset in (DATASETS[:1] if scale == "quick" else DATASETS)]
 
 
 def with_attention_path(case: Case, path: AttentionPath) -> Case:
@@ -178,25 +168,26 @@ def benchmark_aggregators(
     variants: list[Variant],
     repeats: int,
     warmup: int,
+    presets: PresetModels,
     attention_paths: tuple[AttentionPath, ...] = ("auto", "projected"),
 ) -> list[dict]:
     """One row per shape, attention path and variant ('projected' is the reference's formulation)."""
     return [
         benchmark_case(with_attention_path(case, path), device, variant, repeats, warmup)
-        for case in cases(scale)
+        for case in cases(scale, presets)
         for path in attention_paths
         for variant in variants
     ]
 
 
-def check_sync_free(device: torch.device, scale: Scale) -> dict:
+def check_sync_free(device: torch.device, scale: Scale, presets: PresetModels) -> dict:
     """MetaSlot train forward + upkeep under ``set_sync_debug_mode("error")``: any host sync fails it.
 
     Runs enough steps to fill the ring buffer and pass the one-off k-means (the costliest upkeep branch).
     """
     if device.type != "cuda":
         return {"status": "skipped", "reason": f"needs a CUDA device, ran on {device.type}"}
-    case = cases(scale)[0]
+    case = cases(scale, presets)[0]
     torch.manual_seed(0)
     module = case.metaslot.build().to(device).train()
     features = torch.randn(case.batch_size, case.tokens, case.metaslot.feature_dim, device=device)
@@ -247,11 +238,3 @@ def format_table(rows: list[dict]) -> str:
 
 def _spread(milliseconds: dict[str, float]) -> str:
     return f"{milliseconds['median_ms']:.1f} [{milliseconds['min_ms']:.1f}–{milliseconds['max_ms']:.1f}]"
-
-
-if __name__ == "__main__":
-    import sys
-
-    from metaslot.cli.bench import main
-
-    main(["aggregators", *sys.argv[1:]])

@@ -139,11 +139,3 @@ def format_table(rows: list[dict]) -> str:
         spread = f"{row['median_per_s']:.1f} [{row['min_per_s']:.1f}–{row['max_per_s']:.1f}]"
         lines.append(f"{row['name']:<36} {workers:>7} {row['images']:>6} {spread:>26}")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from metaslot.cli.bench import main
-
-    main(["data", *sys.argv[1:]])

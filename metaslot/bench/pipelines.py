@@ -1,7 +1,7 @@
 """Training-step throughput (images/s) of each pipeline: forward + backward + Adam + codebook upkeep.
 
-Two sizes, both built from the presets in ``metaslot.train.presets`` with random weights (timing needs
-no pretrained backbone, so nothing is downloaded):
+Two sizes, both built from the training presets (handed in as `PresetModels`) with random weights
+(timing needs no pretrained backbone, so nothing is downloaded):
 
 - ``tiny``: the ``<model>_shapes`` preset shrunk to a few milliseconds per step (64×64 images, batch 8,
   a ViT-S/14 at 56×56 for the DINO-based ones), for a quick check of the whole step;
@@ -21,6 +21,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from metaslot.bench.presets import PresetModels
 from metaslot.bench.timing import time_step
 from metaslot.bench.variants import Variant
 
@@ -63,14 +64,13 @@ def _small_metaslot(batch_size: int, width: int = 64, num_slots: int = 4):
     )
 
 
-def tiny_spec(model: str, batch_size: int = TINY_BATCH) -> object:
+def tiny_spec(model: str, presets: PresetModels, batch_size: int = TINY_BATCH) -> object:
     """``<model>_shapes`` shrunk: 64×64 images, 4 slots of width 64, small decoders (the autoencoder is
     the CPU main job as it is: 32×32, 5 slots of width 32)."""
     from metaslot.models.decoders import MLPDecoderSpec
     from metaslot.models.decoders.diffusion import DiffusionDecoderSpec
-    from metaslot.train import presets
 
-    spec = getattr(presets, f"{model}_shapes")().model
+    spec = presets(model, "shapes")
     if model == "autoencoder":
         return spec  # already the CPU main job's size
     if model == "vqvae":
@@ -89,18 +89,16 @@ def tiny_spec(model: str, batch_size: int = TINY_BATCH) -> object:
     return attrs.evolve(spec, aggregator=aggregator, vqvae=small_vqvae, decoder=decoder, image_size=64)
 
 
-def paper_spec(model: str) -> object:
+def paper_spec(model: str, presets: PresetModels) -> object:
     """The ``<model>_voc`` preset's model with a random backbone."""
-    from metaslot.train.presets import preset
-
-    return _random_encoder(preset(model, "voc").model)
+    return _random_encoder(presets(model, "voc"))
 
 
-def smoke_spec(model: str) -> object:
+def smoke_spec(model: str, presets: PresetModels) -> object:
     """The tiny spec with minute widths, only to check the benchmark runs (numbers mean nothing)."""
     from metaslot.models.encoders import CNNEncoderSpec
 
-    spec = tiny_spec(model, batch_size=2)
+    spec = tiny_spec(model, presets, batch_size=2)
     if model == "vqvae":
         return attrs.evolve(spec, code_dim=8, codebook_size=8, width=8)
     if model == "autoencoder":
@@ -127,17 +125,19 @@ def _image_size(spec: object, size: Size) -> int:
     return getattr(spec, "image_size", VQVAE_IMAGE_SIZES[size])
 
 
-def cases(sizes: tuple[Size, ...], models: tuple[str, ...] = MODELS) -> list[PipelineCase]:
+def cases(
+    sizes: tuple[Size, ...], presets: PresetModels, models: tuple[str, ...] = MODELS
+) -> list[PipelineCase]:
     """Every model at every size in ``sizes``."""
     chosen: list[PipelineCase] = []
     for size in sizes:
         for model in models:
             if size == "paper":
-                spec, batch_size = paper_spec(model), PAPER_BATCH
+                spec, batch_size = paper_spec(model, presets), PAPER_BATCH
             elif size == "tiny":
-                spec, batch_size = tiny_spec(model), TINY_BATCH
+                spec, batch_size = tiny_spec(model, presets), TINY_BATCH
             else:
-                spec, batch_size = smoke_spec(model), 2
+                spec, batch_size = smoke_spec(model, presets), 2
             chosen.append(PipelineCase(model, size, spec, batch_size, _image_size(spec, size)))
     return chosen
 
@@ -187,11 +187,12 @@ def benchmark_pipelines(
     precisions: list[Variant],
     repeats: int,
     warmup: int,
+    presets: PresetModels,
 ) -> list[dict]:
     """One row per pipeline, size and precision (pipelines run eager; compile variants are the aggregators')."""
     return [
         benchmark_case(case, device, variant, repeats, warmup)
-        for case in cases(sizes)
+        for case in cases(sizes, presets)
         for variant in precisions
     ]
 

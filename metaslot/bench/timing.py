@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from metaslot.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -63,9 +65,9 @@ def synchronise(device: torch.device) -> None:
 
 def check_counts(repeats: int, warmup: int) -> None:
     if repeats < 1:
-        raise ValueError(f"repeats ({repeats}) must be at least 1: pass --repeats 1 or more")
+        raise ConfigError(f"repeats ({repeats}) must be at least 1: pass --repeats 1 or more")
     if warmup < 0:
-        raise ValueError(f"warm-up calls ({warmup}) cannot be negative: pass 0 or more")
+        raise ConfigError(f"warm-up calls ({warmup}) cannot be negative: pass 0 or more")
 
 
 def time_interleaved(

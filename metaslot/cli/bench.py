@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from metaslot.cli._errors import user_errors
+from metaslot.errors import ConfigError
 
 PROGRAM = "python -m cli.bench"
 GROUPS = ("aggregators", "pipelines", "data")
@@ -99,8 +100,15 @@ def _counts(arguments: argparse.Namespace, quick: int, full: int, warmup: int) -
 
     check_counts(repeats, chosen_warmup)
     if arguments.compile and chosen_warmup < 1:
-        raise ValueError("--compile needs --warmup 1 or more: the compilation happens in the warm-up")
+        raise ConfigError("--compile needs --warmup 1 or more: the compilation happens in the warm-up")
     return repeats, chosen_warmup
+
+
+def preset_model(model: str, data: str) -> object:
+    """The model spec of the training preset ``model`` × ``data``: the shapes the benchmarks time."""
+    from metaslot.train.presets import preset
+
+    return preset(model, data).model
 
 
 def _default_output(device: str) -> Path:
@@ -117,7 +125,7 @@ def run(arguments: argparse.Namespace) -> dict:
     """Run the chosen groups, print their tables, write and return the results."""
     import torch
 
-    from metaslot.train.device import resolve_device
+    from metaslot.runtime.device import resolve_device
 
     device = resolve_device(arguments.device)  # --device cuda without a GPU: a one-line error, at once
     _counts(arguments, quick=1, full=1, warmup=0)  # so are bad --repeats/--warmup, before any measuring
@@ -125,7 +133,7 @@ def run(arguments: argparse.Namespace) -> dict:
     scale = _scale(arguments)
     threads = arguments.threads if arguments.threads is not None else (None if scale == "full" else 1)
     if threads is not None and threads < 1:
-        raise ValueError(f"--threads ({threads}) must be at least 1")
+        raise ConfigError(f"--threads ({threads}) must be at least 1")
     previous_threads = torch.get_num_threads()
     try:
         torch.set_num_threads(threads or previous_threads)
@@ -174,10 +182,11 @@ def _run_groups(arguments: argparse.Namespace, device, scale: str) -> dict:
             chosen_variants,
             repeats,
             warmup,
+            preset_model,
             tuple(arguments.attention_paths),
         )
         results["aggregators"] = rows
-        results["sync_check"] = aggregators.check_sync_free(device, scale)  # type: ignore[arg-type]
+        results["sync_check"] = aggregators.check_sync_free(device, scale, preset_model)  # type: ignore[arg-type]
         print("\n" + aggregators.format_table(rows), flush=True)
         print(_format_sync(results["sync_check"]), flush=True)
         _write(output, results)
@@ -189,7 +198,9 @@ def _run_groups(arguments: argparse.Namespace, device, scale: str) -> dict:
             # Paper-size steps take minutes on a CPU: fewer repeats there unless --repeats says otherwise.
             slow = size == "paper" and device.type == "cpu" and arguments.repeats is None
             size_repeats = min(repeats, 2) if slow else repeats
-            rows += pipelines.benchmark_pipelines((size,), device, precisions, size_repeats, warmup)  # type: ignore[arg-type]
+            rows += pipelines.benchmark_pipelines(
+                (size,), device, precisions, size_repeats, warmup, preset_model
+            )  # type: ignore[arg-type]
         results["pipelines"] = rows
         print("\n" + pipelines.format_table(rows), flush=True)
         _write(output, results)

@@ -16,8 +16,8 @@ from pathlib import Path
 import attrs
 
 from metaslot.cli._errors import user_errors
-from metaslot.train.device import DeviceChoice, PrecisionChoice
-from metaslot.train.errors import CheckpointError, ConfigError
+from metaslot.errors import CheckpointError, ConfigError
+from metaslot.runtime.device import DeviceChoice, PrecisionChoice
 
 
 @attrs.frozen
@@ -54,11 +54,18 @@ def named_data(name: str, trained: object) -> object:
     from metaslot.train.presets import data_spec
 
     spec = data_spec(name)
-    resolution = getattr(trained, "resolution", None)
-    if resolution is None or "resolution" not in attrs.fields_dict(type(spec)):
+    resolution = resolution_of(trained)
+    if resolution is None or resolution_of(spec) is None:
         return spec
     with attrs.validators.disabled():  # checked once the flags are in (a bad size can still be overridden)
         return attrs.evolve(spec, resolution=resolution)
+
+
+def resolution_of(data: object) -> int | None:
+    """The image side a data spec resizes to, or None for a spec without a ``resolution`` field."""
+    if attrs.has(type(data)) and "resolution" in attrs.fields_dict(type(data)):
+        return data.resolution  # type: ignore[attr-defined]
+    return None
 
 
 def resolution_note(name: str, used: int, trained: int | None) -> str:
@@ -71,30 +78,48 @@ def resolution_note(name: str, used: int, trained: int | None) -> str:
 
 
 def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
-    import torch
-    import tyro
+    """Evaluate (or only draw pictures of) the checkpoint ``argv`` names, with its flags applied."""
+    known, rest = _selector_parser(program).parse_known_args(argv)
+    if known.checkpoint is None:
+        _help_or_usage_error(program, rest)
+        return
+    from metaslot.train.checkpoint import resolve_checkpoint
 
-    from metaslot.eval.session import batches_for_images, evaluate_and_report
-    from metaslot.train.checkpoint import load_model_checkpoint, resolve_checkpoint
-    from metaslot.train.config import rebuild
-    from metaslot.train.device import resolve_device, resolve_precision
-    from metaslot.train.presets import DATASETS
+    run_dir, sidecar = resolve_checkpoint(Path(known.checkpoint))
+    config = _load_run_config(run_dir)
+    options = _evaluation_options(config, known, rest, program, pictures_only)
+    _evaluate_checkpoint(config, options, run_dir, sidecar, pictures_only)
 
+
+def _selector_parser(program: str) -> argparse.ArgumentParser:
     # prog: argparse would otherwise name the program after sys.argv[0] (the shim's file) in its errors.
     parser = argparse.ArgumentParser(prog=program, add_help=False, allow_abbrev=False)
     parser.add_argument("checkpoint", nargs="?")
     parser.add_argument("--data", default=None)
     parser.add_argument("--images", type=int, default=8)
-    known, rest = parser.parse_known_args(argv)
-    if known.checkpoint is None:
-        if any(flag in rest for flag in ("-h", "--help")):
-            print(
-                f"usage: {program} RUN_OR_CHECKPOINT [--data {{{','.join(DATASETS)}}}] [--help for the options]"
-            )
-            return
-        raise ConfigError(f"give a run folder or checkpoint: {program} runs/autoencoder-shapes")
-    run_dir, sidecar = resolve_checkpoint(Path(known.checkpoint))
-    config = _load_run_config(run_dir)
+    return parser
+
+
+def _help_or_usage_error(program: str, rest: list[str]) -> None:
+    from metaslot.train.presets import DATASETS
+
+    if any(flag in rest for flag in ("-h", "--help")):
+        print(
+            f"usage: {program} RUN_OR_CHECKPOINT [--data {{{','.join(DATASETS)}}}] [--help for the options]"
+        )
+        return
+    raise ConfigError(f"give a run folder or checkpoint: {program} runs/autoencoder-shapes")
+
+
+def _evaluation_options(
+    config, known: argparse.Namespace, rest: list[str], program: str, pictures_only: bool
+) -> EvalConfig:
+    """The run's data and evaluation settings, ``--data NAME`` applied, then every other flag (tyro)."""
+    import tyro
+
+    from metaslot.train.config import rebuild
+    from metaslot.train.presets import DATASETS
+
     data = config.data
     if known.data is not None:
         name = known.data.replace("-", "_")
@@ -103,6 +128,8 @@ def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
         data = named_data(name, config.data)
     evaluation = config.evaluation
     if pictures_only:
+        from metaslot.eval.session import batches_for_images
+
         batch_size = evaluation.batch_size or config.loop.batch_size
         evaluation = attrs.evolve(
             evaluation,
@@ -119,8 +146,21 @@ def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
             config=(tyro.conf.AvoidSubcommands,),
         )
     options = rebuild(options)
-    if known.data is not None and hasattr(options.data, "resolution"):
-        print(resolution_note(name, options.data.resolution, getattr(config.data, "resolution", None)))
+    resolution = resolution_of(options.data)
+    if known.data is not None and resolution is not None:
+        print(resolution_note(name, resolution, resolution_of(config.data)))
+    return options
+
+
+def _evaluate_checkpoint(
+    config, options: EvalConfig, run_dir: Path, sidecar: Path, pictures_only: bool
+) -> None:
+    """Rebuild the run's model, load the checkpoint's weights and write the evaluation next to the run."""
+    import torch
+
+    from metaslot.eval.session import evaluate_and_report
+    from metaslot.runtime.device import resolve_device, resolve_precision
+    from metaslot.train.checkpoint import load_model_checkpoint
 
     device = resolve_device(options.device)
     dtype = resolve_precision(options.precision, device)

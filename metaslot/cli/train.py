@@ -38,13 +38,15 @@ def parse_train_arguments(argv: list[str]) -> tuple[Any, dict[str, Any]]:
     import tyro
 
     from metaslot.train.config import rebuild
-    from metaslot.train.presets import preset
+    from metaslot.train.presets import AGGREGATORS, DATASETS, MODELS, VQVAE_VARIANTS, preset
 
     selection, rest = selector_parser().parse_known_args(argv)
     default = preset(selection.model, selection.data, selection.aggregator, selection.vqvae_variant)
     description = (
         f"Train {selection.model} on {selection.data} with {selection.aggregator}. Every flag below overrides "
-        f"the preset {selection.model}_{selection.data}; selectors: --model, --data, --aggregator, --vqvae-variant."
+        f"the preset {selection.model}_{selection.data}; selectors: --model {{{','.join(MODELS)}}}, "
+        f"--data {{{','.join(DATASETS)}}}, --aggregator {{{','.join(AGGREGATORS)}}}, "
+        f"--vqvae-variant {{{','.join(VQVAE_VARIANTS)}}}."
     )
     with attrs.validators.disabled():
         parsed = tyro.cli(
@@ -65,10 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     arguments = sys.argv[1:] if argv is None else list(argv)
     with user_errors("train"):
         config, invocation = parse_train_arguments(arguments)
-        from metaslot.train.distributed import context_from_environment
+        from metaslot.eval.session import SplitEvaluation
+        from metaslot.runtime.distributed import context_from_environment
         from metaslot.train.loop import train
 
-        result = train(config, invocation=invocation)
+        result = train(config, evaluation=SplitEvaluation(), invocation=invocation)
         # Under torchrun every rank returns here; one summary line is enough (and only rank 0 saved).
         if context_from_environment().is_main:
             print(f"run folder: {result.run_dir} (step {result.step}, checkpoint {result.checkpoint})")

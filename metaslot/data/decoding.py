@@ -6,13 +6,18 @@ import cv2
 import numpy
 from jaxtyping import UInt8
 
+from metaslot.errors import CorruptDataError
+
 
 def _as_buffer(data: bytes | bytearray | numpy.ndarray, what: str) -> numpy.ndarray:
     # The published files store encoded maps either as bytes or as the uint8 array cv2.imencode returns.
     if isinstance(data, numpy.ndarray):
         if data.dtype != numpy.uint8:
-            raise ValueError(f"encoded {what} array has dtype {data.dtype}, expected uint8 bytes")
+            raise CorruptDataError(f"encoded {what} array has dtype {data.dtype}, expected uint8 bytes")
         return data.reshape(-1)
+    if not isinstance(data, bytes | bytearray | memoryview):
+        # bytes(5) would silently give five zero bytes.
+        raise ValueError(f"encoded {what} is a {type(data).__name__}, expected bytes or a uint8 array")
     return numpy.frombuffer(bytes(data), dtype=numpy.uint8)
 
 
@@ -20,7 +25,7 @@ def decode_image(data: bytes | bytearray | numpy.ndarray) -> UInt8[numpy.ndarray
     """PNG/JPEG/WebP bytes to an RGB uint8 array; gray and RGBA inputs become RGB (alpha dropped)."""
     decoded = cv2.imdecode(_as_buffer(data, "image"), cv2.IMREAD_UNCHANGED)
     if decoded is None:
-        raise ValueError("could not decode image bytes (not a PNG/JPEG/WebP image)")
+        raise CorruptDataError("could not decode image bytes (not a PNG/JPEG/WebP image)")
     if decoded.dtype != numpy.uint8:  # 16-bit PNGs: keep the high byte
         decoded = (decoded >> 8).astype(numpy.uint8)
     if decoded.ndim == 2:
@@ -36,7 +41,7 @@ def decode_index_map(data: bytes | bytearray | numpy.ndarray) -> UInt8[numpy.nda
     """Lossless WebP/PNG index map (bytes or uint8 array) to an (h, w) uint8 label map."""
     decoded = cv2.imdecode(_as_buffer(data, "segment"), cv2.IMREAD_GRAYSCALE)
     if decoded is None:
-        raise ValueError("could not decode segment bytes (expected a lossless WebP or PNG index map)")
+        raise CorruptDataError("could not decode segment bytes (expected a lossless WebP or PNG index map)")
     return decoded
 
 
@@ -82,7 +87,7 @@ def rank_colours(
     if background_is_black and (present.size == 0 or present[0] != 0):
         present = numpy.concatenate([numpy.zeros(1, numpy.int64), present])
     if present.size > 256:
-        raise ValueError(
+        raise CorruptDataError(
             f"{present.size - 1} distinct object colours exceed the 255 labels a uint8 map holds"
         )
     return numpy.searchsorted(present, codes).astype(numpy.uint8)

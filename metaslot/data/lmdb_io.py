@@ -14,6 +14,7 @@ import codecs
 import io
 import os
 import pickle
+import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 import lmdb
 import msgpack
 import numpy
+
+from metaslot.errors import CorruptDataError, DataError, MissingFileError
 
 KEYS_KEY = b"__keys__"
 FORMAT_KEY = b"__format__"
@@ -48,12 +51,19 @@ ALLOWED_DTYPES = frozenset(
 )
 
 
-class UnsafeRecordError(pickle.UnpicklingError):
+class UnsafeRecordError(CorruptDataError, pickle.UnpicklingError):
     """A record asked for a global outside the allow-list (or is otherwise not a plain data record)."""
 
 
-class MissingDatasetError(FileNotFoundError):
+class MissingDatasetError(MissingFileError):
     """A dataset file is absent; the message says where it was looked for and how to get it."""
+
+
+def _damaged_advice(dataset: str) -> str:
+    return (
+        f"re-download the converted {dataset} file from {RELEASE_PAGE} or convert the raw dataset again "
+        f"with `python -m cli.convert {dataset} ...`"
+    )
 
 
 def _numpy_core_attr(module: str, name: str) -> Any:
@@ -113,6 +123,32 @@ def _allowed_global(module: str, name: str) -> Any | None:
     return None
 
 
+class _SealedFunction:
+    """An allowed function as the unpickler hands it out: it can be called, but not changed.
+
+    Pickle's BUILD opcode sets attributes on whatever object is on the stack; applied to a plain
+    function it could rewrite ``__defaults__`` or ``__kwdefaults__`` for the whole process. BUILD is
+    meant for the objects numpy's reconstruct functions return (arrays, dtypes, scalars; and BytesIO),
+    which define ``__setstate__``; on this wrapper ``__setstate__`` refuses. The allowed classes need no
+    wrapper: they are immutable types.
+    """
+
+    __slots__ = ("_function", "_name", "_where")
+
+    def __init__(self, function: Any, name: str, where: str) -> None:
+        self._function, self._name, self._where = function, name, where
+
+    def __call__(self, *arguments: Any) -> Any:
+        return self._function(*arguments)
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafeRecordError(
+            f"refused pickle BUILD on the function {self._name} in {self._where}: only numpy arrays, dtypes, "
+            "scalars and io.BytesIO may be built. The file is corrupt or crafted; re-download it or "
+            "convert the raw dataset with `python -m cli.convert`."
+        )
+
+
 class SafeUnpickler(pickle.Unpickler):
     """Unpickler that only builds plain data: builtins containers, numpy arrays/scalars, BytesIO."""
 
@@ -128,7 +164,9 @@ class SafeUnpickler(pickle.Unpickler):
                 "builtins containers/scalars/bytes, numpy arrays and scalars, and io.BytesIO. The file is "
                 "corrupt or crafted; re-download it or convert the raw dataset with `python -m cli.convert`."
             )
-        return found
+        if isinstance(found, type):
+            return found
+        return _SealedFunction(found, f"{module}.{name}", self._where)
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnsafeRecordError(f"persistent ids are not allowed in {self._where}")
@@ -188,13 +226,87 @@ def missing_file_message(path: Path, dataset: str) -> str:
     )
 
 
+# LMDB 0.9 on-disk layout (64-bit little-endian builds, which wrote every published file): pages 0 and 1
+# are meta pages, a 16-byte page header then MDB_meta. Offsets below are from the start of a meta page.
+_LMDB_MAGIC = 0xBEEFC0DE
+_LMDB_DATA_VERSION = 1
+_META_MAGIC_VERSION = struct.Struct("<II")  # mm_magic, mm_version at 16
+_META_PAGE_SIZE = struct.Struct("<I")  # mm_dbs[0].md_pad (the page size) at 40
+_META_LAST_PAGE_TXNID = struct.Struct("<QQ")  # mm_last_pg, mm_txnid at 136
+_META_BYTES = 152
+
+
+def _meta_page(header: bytes, offset: int) -> tuple[int, int, int] | None:
+    """(page size, last used page, transaction id) of the meta page at ``offset``, None if not a meta page."""
+    if len(header) < offset + _META_BYTES:
+        return None
+    magic, version = _META_MAGIC_VERSION.unpack_from(header, offset + 16)
+    if magic != _LMDB_MAGIC or version != _LMDB_DATA_VERSION:
+        return None
+    (page_size,) = _META_PAGE_SIZE.unpack_from(header, offset + 40)
+    last_page, txnid = _META_LAST_PAGE_TXNID.unpack_from(header, offset + 136)
+    return page_size, last_page, txnid
+
+
+def check_lmdb_size(path: Path, dataset: str = "<dataset>") -> None:
+    """Refuse a file shorter than the pages its newest meta page says are in use.
+
+    LMDB maps the file into memory and trusts its meta pages: reading a page past the end of a truncated
+    file kills the process with SIGBUS, without a message. The newest of the two meta pages (highest
+    transaction id) gives the last used page number, so the file must hold at least
+    ``(last_page + 1) · page_size`` bytes.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        first = file.read(_META_BYTES)
+        meta = _meta_page(first, 0)
+        if meta is None:
+            what = "is empty" if size == 0 else "does not start with an LMDB meta page"
+            raise CorruptDataError(
+                f"{path} {what} ({size} bytes): it is not an LMDB file, or its start is damaged; "
+                + _damaged_advice(dataset)
+            )
+        page_size = meta[0]
+        if page_size < 512 or page_size & (page_size - 1):
+            raise CorruptDataError(
+                f"{path}: its LMDB header gives page size {page_size}, not a power of two of at least 512; "
+                "the file is damaged. " + _damaged_advice(dataset)
+            )
+        file.seek(page_size)
+        second = _meta_page(file.read(_META_BYTES), 0)
+    newest = max((m for m in (meta, second) if m is not None), key=lambda m: m[2])
+    needed = (newest[1] + 1) * page_size
+    if size < needed:
+        raise CorruptDataError(
+            f"{path} is truncated: {size} bytes, but its LMDB header says pages up to {newest[1]} of "
+            f"{page_size} bytes are in use ({needed} bytes); the copy or download stopped early. "
+            + _damaged_advice(dataset)
+        )
+
+
 def open_environment(path: Path, dataset: str = "<dataset>") -> lmdb.Environment:
-    """Open a single-file LMDB read-only (the reference's settings), with a helpful missing-file error."""
+    """Open a single-file LMDB read-only (the reference's settings), with a helpful missing-file error.
+
+    The file size is checked against the LMDB header first (`check_lmdb_size`), so a truncated file is
+    an error naming it rather than a SIGBUS on the first read.
+    """
     if not path.is_file():
         raise MissingDatasetError(missing_file_message(path, dataset))
-    return lmdb.open(
-        str(path), subdir=False, readonly=True, lock=False, readahead=False, meminit=False, max_spare_txns=4
-    )
+    check_lmdb_size(path, dataset)
+    try:
+        return lmdb.open(
+            str(path),
+            subdir=False,
+            readonly=True,
+            lock=False,
+            readahead=False,
+            meminit=False,
+            max_spare_txns=4,
+        )
+    except lmdb.Error as error:
+        raise CorruptDataError(
+            f"{path} cannot be opened as an LMDB file ({error}); " + _damaged_advice(dataset)
+        ) from error
 
 
 # One read-only environment per file and process. py-lmdb refuses to open the same file twice in a
@@ -223,6 +335,10 @@ def read_header(path: Path, dataset: str = "<dataset>") -> tuple[bytes | None, b
     try:
         with environment.begin() as transaction:
             return transaction.get(FORMAT_KEY), transaction.get(KEYS_KEY)
+    except lmdb.Error as error:
+        raise CorruptDataError(
+            f"{path}: reading its header keys failed ({error}); " + _damaged_advice(dataset)
+        ) from error
     finally:
         if temporary:
             environment.close()
@@ -256,37 +372,60 @@ class RecordFile:
         format_value, raw_keys = read_header(self.path, dataset)
         self.pickle_free = format_value is not None
         if self.pickle_free:
-            header = unpack_record(format_value)
+            header = self._decode(format_value, "__format__")
             if not isinstance(header, dict) or header.get("name") != FORMAT_NAME:
-                raise ValueError(f"{self.path}: unknown __format__ header {header!r}")
+                raise CorruptDataError(f"{self.path}: unknown __format__ header {header!r}")
         if raw_keys is None:
-            raise ValueError(
+            raise CorruptDataError(
                 f"{self.path} has no __keys__ entry; it is not a dataset LMDB (merged files with zstd keys "
                 "are not supported: convert the raw dataset instead)"
             )
         keys = self._decode(raw_keys, "__keys__")
         if not isinstance(keys, list | tuple):
-            raise ValueError(f"{self.path}: __keys__ holds {type(keys).__name__}, expected a list of keys")
+            raise CorruptDataError(
+                f"{self.path}: __keys__ holds {type(keys).__name__}, expected a list of keys"
+            )
         self.keys: list[bytes] = [key.encode("ascii") if isinstance(key, str) else bytes(key) for key in keys]
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def _decode(self, data: bytes, key: str) -> Any:
-        if self.pickle_free:
-            return unpack_record(data)
-        return safe_loads(data, where=f"{self.path} key {key!r}")
+        where = f"{self.path} key {key!r}"
+        try:
+            if self.pickle_free:
+                return unpack_record(data)
+            return safe_loads(data, where=where)
+        except UnsafeRecordError as error:
+            if self.pickle_free:  # the unpickler's own errors already name the file and key
+                raise UnsafeRecordError(f"{where}: {error}") from error
+            raise
+        except Exception as error:  # noqa: BLE001 - any failure to decode stored bytes means damaged data
+            raise CorruptDataError(
+                f"{where}: the record cannot be decoded ({type(error).__name__}: {error}); the file is "
+                "truncated or damaged. " + _damaged_advice(self.dataset)
+            ) from error
 
     def record(self, index: int) -> dict[str, Any]:
         """The decoded record dict of sample ``index`` (position in ``__keys__``)."""
         key = self.keys[index]
-        with shared_environment(self.path, self.dataset).begin() as transaction:
-            data = transaction.get(key)
+        try:
+            with shared_environment(self.path, self.dataset).begin() as transaction:
+                data = transaction.get(key)
+        except lmdb.Error as error:
+            raise CorruptDataError(
+                f"{self.path} key {key!r}: reading the record failed ({error}); "
+                + _damaged_advice(self.dataset)
+            ) from error
         if data is None:
-            raise KeyError(f"{self.path}: key {key!r} listed in __keys__ is missing")
+            raise CorruptDataError(
+                f"{self.path}: key {key!r} listed in __keys__ is missing; " + _damaged_advice(self.dataset)
+            )
         record = self._decode(data, key.decode("ascii", "replace"))
         if not isinstance(record, dict):
-            raise ValueError(f"{self.path} key {key!r}: record is {type(record).__name__}, expected a dict")
+            raise CorruptDataError(
+                f"{self.path} key {key!r}: record is {type(record).__name__}, expected a dict"
+            )
         return record
 
 
@@ -298,32 +437,44 @@ def write_records(path: Path | str, records: Iterable[dict[str, Any]], *, commit
     """Write records as ``%06d`` keys plus ``__keys__`` and ``__format__``, atomically.
 
     The file is built at ``<path>.partial`` and renamed over ``path`` only when complete, so an
-    interrupted conversion never leaves a truncated dataset behind. Returns the number of records.
+    interrupted conversion never leaves a truncated dataset behind; when writing fails (an error while
+    producing or storing a record, Ctrl-C) the partial file is removed. An empty ``records`` is refused:
+    a dataset file without samples only fails later. Returns the number of records.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    for stale in (partial, Path(str(partial) + "-lock")):
+    leftovers = (partial, Path(str(partial) + "-lock"))
+    for stale in leftovers:
         stale.unlink(missing_ok=True)
-    environment = lmdb.open(str(partial), subdir=False, map_size=MAP_SIZE, readonly=False, meminit=False)
     keys: list[str] = []
     try:
-        transaction = environment.begin(write=True)
-        for record in _numbered(records):
-            key, value = record
-            transaction.put(key.encode("ascii"), pack_record(value))
-            keys.append(key)
-            if len(keys) % commit_every == 0:
-                transaction.commit()
-                transaction = environment.begin(write=True)
-        transaction.put(KEYS_KEY, pack_record(keys))
-        transaction.put(FORMAT_KEY, pack_record({"name": FORMAT_NAME, "version": FORMAT_VERSION}))
-        transaction.commit()
-        environment.sync(True)
-    finally:
-        environment.close()
-    os.replace(partial, path)
-    Path(str(partial) + "-lock").unlink(missing_ok=True)
+        environment = lmdb.open(str(partial), subdir=False, map_size=MAP_SIZE, readonly=False, meminit=False)
+        try:
+            transaction = environment.begin(write=True)
+            for record in _numbered(records):
+                key, value = record
+                transaction.put(key.encode("ascii"), pack_record(value))
+                keys.append(key)
+                if len(keys) % commit_every == 0:
+                    transaction.commit()
+                    transaction = environment.begin(write=True)
+            if not keys:
+                raise DataError(
+                    f"no records to write to {path}: the source held no samples, so nothing was written"
+                )
+            transaction.put(KEYS_KEY, pack_record(keys))
+            transaction.put(FORMAT_KEY, pack_record({"name": FORMAT_NAME, "version": FORMAT_VERSION}))
+            transaction.commit()
+            environment.sync(True)
+        finally:
+            environment.close()
+        os.replace(partial, path)
+    except BaseException:
+        for leftover in leftovers:
+            leftover.unlink(missing_ok=True)
+        raise
+    leftovers[1].unlink(missing_ok=True)
     return len(keys)
 
 

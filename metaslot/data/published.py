@@ -1,7 +1,8 @@
 """Readers for the image datasets in the published LMDB layout (and our pickle-free one): VOC, COCO, ClevrTex.
 
 Expected on disk: ``<root>/voc/{train,val}.lmdb``, ``<root>/coco/{train,val}.lmdb``,
-``<root>/clevrtex/{train,val}.lmdb`` (reference.md §3.1-3.2). Every record has ``image`` (PNG/JPEG
+``<root>/clevrtex/{train,val}.lmdb`` (reference.md §3.1-3.2); the root may also be the dataset
+folder itself (``<root>/{train,val}.lmdb``, see `metaslot.data.locate`). Every record has ``image`` (PNG/JPEG
 bytes) and ``segment`` (lossless WebP/PNG index map, bytes or uint8 array); COCO adds ``isthing``,
 which the things-only option uses to turn stuff segments into background. After the transforms the
 labels are compacted with 0 kept as background.
@@ -13,16 +14,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
+import cv2
 import numpy
 import torch
 from jaxtyping import UInt8
 from torch.utils.data import Dataset
 
 from metaslot.data.decoding import decode_image, decode_index_map
-from metaslot.data.lmdb_io import RecordFile
+from metaslot.data.lmdb_io import CorruptDataError, RecordFile
+from metaslot.data.locate import locate_split_file
 from metaslot.data.records import Sample
 from metaslot.data.sampling import ItemKey, item_epoch, item_index
 from metaslot.data.transforms import compact_labels, normalize, sample_generator, transform_pair
+from metaslot.errors import ConfigError, CorruptDataError
 from metaslot.validators import non_negative, positive
 
 SPLITS = ("train", "val")
@@ -30,7 +34,7 @@ SPLITS = ("train", "val")
 
 def _check_split(split: str) -> None:
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}: the published files are {SPLITS}")
+        raise ConfigError(f"unknown split {split!r}: the published files are {SPLITS}")
 
 
 class LmdbImageDataset(Dataset[Sample]):
@@ -63,17 +67,19 @@ class LmdbImageDataset(Dataset[Sample]):
     def raw(self, index: int) -> tuple[UInt8[numpy.ndarray, "h w 3"], UInt8[numpy.ndarray, "h w"]]:
         """Decoded full-size image and label map of record ``index`` (stuff removed if things_only)."""
         record = self.records.record(index)
-        where = f"{self.records.path} record {index}"
+        where = f"{self.records.path} record {index} (key {self.records.keys[index].decode('ascii', 'replace')!r})"
         for field in ("image", "segment"):
             if field not in record:
-                raise KeyError(f"{where} has no {field!r} field (fields: {sorted(record)})")
+                raise CorruptDataError(f"{where} has no {field!r} field (fields: {sorted(record)})")
         try:
             image = decode_image(record["image"])
             segment = decode_index_map(record["segment"])
-        except ValueError as error:
-            raise ValueError(f"{where}: {error}") from error
+        except (ValueError, TypeError, cv2.error) as error:
+            raise CorruptDataError(f"{where}: {error}; the file is truncated or damaged") from error
         if image.shape[:2] != segment.shape:
-            raise ValueError(f"{where}: image {image.shape[:2]} and segment {segment.shape} sizes differ")
+            raise CorruptDataError(
+                f"{where}: image {image.shape[:2]} and segment {segment.shape} sizes differ"
+            )
         if self.things_only:
             segment = remove_stuff(segment, record, where)
         return image, segment
@@ -97,12 +103,14 @@ def remove_stuff(
 ) -> UInt8[numpy.ndarray, "h w"]:
     """COCO things-only: segment id i (1-based) is stuff when ``isthing[i - 1]`` is False; set it to 0."""
     if "isthing" not in record:
-        raise KeyError(
+        raise ConfigError(
             f"{where} has no 'isthing' field, so things_only cannot be applied; set things_only=False"
         )
     isthing = numpy.asarray(record["isthing"], dtype=bool).reshape(-1)
     if int(segment.max()) > isthing.size:
-        raise ValueError(f"{where}: segment id {int(segment.max())} exceeds the {isthing.size} isthing flags")
+        raise CorruptDataError(
+            f"{where}: segment id {int(segment.max())} exceeds the {isthing.size} isthing flags"
+        )
     keep = numpy.concatenate([numpy.zeros(1, bool), isthing])  # label 0 stays 0
     return numpy.where(keep[segment], segment, 0).astype(numpy.uint8)
 
@@ -126,7 +134,7 @@ class PublishedImageSpec:
     def build(self, split: str = "train", train: bool = False) -> LmdbImageDataset:
         _check_split(split)
         return LmdbImageDataset(
-            self.root / self.folder / f"{split}.lmdb",
+            locate_split_file(self.root, self.folder, split),
             dataset=self.folder,
             resolution=self.resolution,
             train=train,

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from metaslot.data.records import Sample
 from metaslot.data.sampling import ItemKey, item_index
 from metaslot.data.transforms import normalize
+from metaslot.errors import ConfigError
 from metaslot.validators import positive
 
 SHAPE_KINDS = ("circle", "ellipse", "square", "triangle", "diamond")
@@ -70,20 +71,20 @@ class ShapesSpec:
     @max_objects.validator
     def _check_max(self, attribute: attrs.Attribute, value: int) -> None:
         if value < self.min_objects:
-            raise ValueError(
+            raise ConfigError(
                 f"max_objects ({value}) is below min_objects ({self.min_objects}): raise max_objects"
             )
         if value > len(PALETTE):
-            raise ValueError(f"max_objects ({value}) exceeds the {len(PALETTE)} distinct colours: lower it")
+            raise ConfigError(f"max_objects ({value}) exceeds the {len(PALETTE)} distinct colours: lower it")
 
     @size_range.validator
     def _check_sizes(self, attribute: attrs.Attribute, value: tuple[float, float]) -> None:
         if not (0 < value[0] <= value[1] <= 0.5):
-            raise ValueError(
+            raise ConfigError(
                 f"size_range {value} must satisfy 0 < low <= high <= 0.5 (fractions of the side)"
             )
         if math.pi * (value[0] * self.resolution) ** 2 * 0.5 < self.min_visible_pixels():
-            raise ValueError(
+            raise ConfigError(
                 f"size_range low ({value[0]}) gives shapes smaller than {self.min_visible_pixels()} pixels at "
                 f"resolution {self.resolution}: raise size_range[0] or the resolution"
             )
@@ -92,7 +93,7 @@ class ShapesSpec:
     def _check_kinds(self, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
         unknown = [kind for kind in value if kind not in SHAPE_KINDS]
         if not value or unknown:
-            raise ValueError(f"kinds {value} must be a non-empty subset of {SHAPE_KINDS}")
+            raise ConfigError(f"kinds {value} must be a non-empty subset of {SHAPE_KINDS}")
 
     def min_visible_pixels(self) -> int:
         """Objects with fewer visible pixels are dropped (about 0.4 % of the image, at least 4)."""
@@ -101,7 +102,7 @@ class ShapesSpec:
     def build(self, split: str = "train", train: bool = False) -> ShapesDataset:
         """The dataset for ``split`` (train, val or test). ``train`` is accepted for interface symmetry."""
         if split not in _SPLIT_STREAM:
-            raise ValueError(f"unknown split {split!r}: use one of {sorted(_SPLIT_STREAM)}")
+            raise ConfigError(f"unknown split {split!r}: use one of {sorted(_SPLIT_STREAM)}")
         length = self.train_size if split == "train" else self.val_size
         return ShapesDataset(self, split, length)
 

@@ -20,6 +20,8 @@ from torch import Tensor
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as tvf
 
+from metaslot.errors import ConfigError, CorruptDataError
+
 # ImageNet statistics on the 0-255 scale (the reference's Normalize).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -63,7 +65,7 @@ def sample_crop_window(
     ``attempts`` misses the window falls back to a centred crop clamped to ``ratio``.
     """
     if not (0 < scale[0] <= scale[1]) or not (0 < ratio[0] <= ratio[1]):
-        raise ValueError(f"scale {scale} and ratio {ratio} must be positive, increasing ranges")
+        raise ConfigError(f"scale {scale} and ratio {ratio} must be positive, increasing ranges")
     area = height * width
     square_fraction = min(height, width) ** 2 / area
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -133,7 +135,7 @@ def compact_labels(segment: Integer[Tensor, "*s"]) -> tuple[Int[Tensor, "*s"], i
     if labels.numel() == 0:
         return labels, 0
     if int(labels.min()) < 0:
-        raise ValueError(f"segment labels must be non-negative, got {int(labels.min())}")
+        raise CorruptDataError(f"segment labels must be non-negative, got {int(labels.min())}")
     # bincount + cumsum instead of unique: ranks present labels without sorting every pixel.
     present = torch.bincount(labels.reshape(-1)) > 0
     present[0] = False

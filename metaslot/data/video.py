@@ -27,10 +27,12 @@ from jaxtyping import Float, Int, UInt8
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from metaslot.data.lmdb_io import RecordFile
+from metaslot.data.lmdb_io import CorruptDataError, RecordFile
+from metaslot.data.locate import locate_split_file
 from metaslot.data.records import Batch
 from metaslot.data.sampling import ItemKey, item_epoch, item_index
 from metaslot.data.transforms import compact_labels, normalize, sample_generator, transform_pair
+from metaslot.errors import ConfigError, CorruptDataError, MissingDependencyError
 from metaslot.validators import positive, positive_or_none
 
 
@@ -95,7 +97,7 @@ def _import_av() -> Any:
     try:
         import av
     except ImportError as error:
-        raise ImportError(
+        raise MissingDependencyError(
             "reading MOVi-D videos needs PyAV: pip install 'metaslot[video]' (or pip install av)"
         ) from error
     return av
@@ -106,7 +108,7 @@ def _container_bytes(value: Any, what: str) -> bytes:
         return value.getvalue()
     if isinstance(value, bytes | bytearray):
         return bytes(value)
-    raise TypeError(f"MOVi {what} field is {type(value).__name__}, expected io.BytesIO or bytes")
+    raise CorruptDataError(f"MOVi {what} field is {type(value).__name__}, expected io.BytesIO or bytes")
 
 
 def decode_video_frames(data: bytes, pixel_format: str) -> numpy.ndarray:
@@ -115,7 +117,7 @@ def decode_video_frames(data: bytes, pixel_format: str) -> numpy.ndarray:
     with av.open(io.BytesIO(data), mode="r") as container:
         frames = [frame.to_ndarray(format=pixel_format) for frame in container.decode(video=0)]
     if not frames:
-        raise ValueError("video container holds no frames")
+        raise CorruptDataError("video container holds no frames")
     return numpy.stack(frames)
 
 
@@ -151,10 +153,19 @@ class MoviDDataset(Dataset[VideoSample]):
     def __getitem__(self, key: int | ItemKey) -> VideoSample:
         index = item_index(key)
         record = self.records.record(index)
-        video = decode_rgb_video(_container_bytes(record["video"], "video"))
-        segment = decode_label_video(_container_bytes(record["segment"], "segment"))
+        try:
+            video = decode_rgb_video(_container_bytes(record["video"], "video"))
+            segment = decode_label_video(_container_bytes(record["segment"], "segment"))
+        except ImportError:
+            raise
+        except Exception as error:  # noqa: BLE001 - PyAV raises many types for damaged containers
+            key = self.records.keys[index].decode("ascii", "replace")
+            raise CorruptDataError(
+                f"{self.records.path} record {index} (key {key!r}): cannot decode the clip "
+                f"({type(error).__name__}: {error}); the file is truncated or damaged"
+            ) from error
         if video.shape[:3] != segment.shape:
-            raise ValueError(
+            raise CorruptDataError(
                 f"{self.records.path} record {index}: video {video.shape} and segment {segment.shape} differ"
             )
         generator = sample_generator(self.seed, item_epoch(key), index) if self.train else None
@@ -176,7 +187,7 @@ class MoviDDataset(Dataset[VideoSample]):
 
 @attrs.frozen
 class MoviDSpec:
-    """MOVi-D clips (24 frames of 256x256); ``<root>/movi_d/{train,val}.lmdb``.
+    """MOVi-D clips (24 frames of 256x256); ``<root>/movi_d/{train,val}.lmdb`` (or ``<root>/{train,val}.lmdb``).
 
     Image pipelines see each frame as an image (`frames_as_images`): ``--loop.batch-size`` counts
     clips, so one step trains on batch × frames images.
@@ -190,9 +201,9 @@ class MoviDSpec:
 
     def build(self, split: str = "train", train: bool = False) -> MoviDDataset:
         if split not in ("train", "val"):
-            raise ValueError(f"unknown split {split!r}: use 'train' or 'val'")
+            raise ConfigError(f"unknown split {split!r}: use 'train' or 'val'")
         return MoviDDataset(
-            self.root / "movi_d" / f"{split}.lmdb",
+            locate_split_file(self.root, "movi_d", split),
             resolution=self.resolution,
             train=train,
             seed=self.seed,

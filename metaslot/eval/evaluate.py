@@ -13,7 +13,8 @@ count is the number of objects visible in it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import attrs
 import torch
@@ -22,6 +23,7 @@ import torch.nn.functional
 from metaslot.data.loader import collate_images
 from metaslot.data.records import Batch
 from metaslot.data.sampling import evaluation_batches
+from metaslot.models.interfaces import Pipeline, codebook_size_of
 from metaslot.ops.metrics import (
     active_slot_count,
     adjusted_rand_index,
@@ -32,8 +34,8 @@ from metaslot.ops.metrics import (
     mean_best_overlap,
     slot_count_error,
 )
-from metaslot.train.device import autocast
-from metaslot.train.distributed import all_reduce_sum
+from metaslot.runtime.device import autocast
+from metaslot.runtime.distributed import all_reduce_sum
 
 MAX_COUNT = 32  # histogram bins for slot and object counts (larger counts land in the last bin)
 
@@ -88,15 +90,6 @@ class PictureSamples:
             self.reconstructions.append(reconstruction[:take].float().cpu())
 
 
-def codebook_size_of(pipeline: torch.nn.Module) -> int | None:
-    """m of the pipeline's aggregator codebook, or None (Slot Attention, VQ-VAE)."""
-    aggregator = getattr(pipeline, "aggregator", None)
-    codebook = getattr(aggregator, "codebook", None)
-    if isinstance(codebook, torch.Tensor) and codebook.dim() == 2:
-        return int(codebook.shape[0])
-    return None
-
-
 def _segment_labels(masks: torch.Tensor, keep: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(masks.shape[-2:]) != size:
         masks = torch.nn.functional.interpolate(
@@ -105,8 +98,123 @@ def _segment_labels(masks: torch.Tensor, keep: torch.Tensor, size: tuple[int, in
     return masks_to_labels(masks.float(), keep)
 
 
+@attrs.define
+class MetricTotals:
+    """What the batches add up to: per-image metric sums and counts (NaN images left out of a metric's
+    count), the objects × kept-slots histogram and how often a kept slot chose each code."""
+
+    codebook_size: int | None
+    sums: dict[str, torch.Tensor] = attrs.Factory(dict)
+    counts: dict[str, torch.Tensor] = attrs.Factory(dict)
+    histogram: torch.Tensor = attrs.Factory(lambda: torch.zeros(MAX_COUNT, MAX_COUNT, dtype=torch.float64))
+    usage: torch.Tensor = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.usage = torch.zeros(self.codebook_size or 1, dtype=torch.float64)
+
+    def add(self, name: str, per_image: torch.Tensor) -> None:
+        values = per_image.detach().double().cpu()
+        finite = torch.isfinite(values)
+        self.sums[name] = self.sums.get(name, torch.zeros((), dtype=torch.float64)) + values[finite].sum()
+        self.counts[name] = self.counts.get(name, torch.zeros((), dtype=torch.float64)) + finite.sum()
+
+    def add_segmentation(self, batch: Batch, masks: torch.Tensor, keep: torch.Tensor) -> None:
+        """ARI, FG-ARI, mBO, mIoU of the kept slots' masks against the segments; slot counts."""
+        labels = _segment_labels(masks, keep, tuple(batch.segment.shape[-2:])).flatten(1)
+        target = batch.segment.flatten(1)
+        self.add("ari", adjusted_rand_index(labels, target))
+        self.add("fg_ari", adjusted_rand_index(labels, target, ignore_background=True))
+        self.add("mbo", mean_best_overlap(labels, target))
+        self.add("mbo_fg", mean_best_overlap(labels, target, ignore_background=True))
+        self.add("miou", matched_iou(labels, target))
+        self.add("miou_fg", matched_iou(labels, target, ignore_background=True))
+        active = active_slot_count(keep)
+        self.add("active_slots", active)
+        self.add("true_objects", batch.num_objects)
+        self.add("slot_count_abs_error", slot_count_error(active, batch.num_objects).abs())
+        pair = torch.stack(
+            [batch.num_objects.clamp(max=MAX_COUNT - 1), active.clamp(max=MAX_COUNT - 1)]
+        ).cpu()
+        ones = torch.ones(pair.shape[1], dtype=torch.float64)
+        self.histogram.index_put_((pair[0], pair[1]), ones, accumulate=True)
+
+    def add_codes(self, codes: torch.Tensor, keep: torch.Tensor | None) -> None:
+        """Count the codes of the kept slots (all slots without a keep mask; -1 means no code)."""
+        assert self.codebook_size is not None  # only called for aggregators with a codebook
+        valid = codes[keep] if keep is not None else codes.flatten()
+        valid = valid[valid >= 0].cpu()
+        self.usage += torch.bincount(valid, minlength=self.codebook_size)[: self.codebook_size].double()
+
+    def result(self) -> EvaluationResult:
+        """Sum over processes (one collective for the metrics; collective) and take the means."""
+        names = sorted(self.sums)
+        # Every process holds the same metric names (same pipeline).
+        packed = (
+            torch.stack(
+                [torch.stack([self.sums[n] for n in names]), torch.stack([self.counts[n] for n in names])]
+            )
+            if names
+            else torch.zeros(2, 0, dtype=torch.float64)
+        )
+        packed = all_reduce_sum(packed)
+        histogram = all_reduce_sum(self.histogram)
+        usage = all_reduce_sum(self.usage)
+        metrics = {
+            name: float(packed[0, i] / packed[1, i]) if packed[1, i] > 0 else float("nan")
+            for i, name in enumerate(names)
+        }
+        code_usage = None
+        if self.codebook_size is not None:
+            all_codes = torch.arange(self.codebook_size).repeat_interleave(usage.long())
+            metrics["codes_in_use"] = float(codes_in_use(all_codes, self.codebook_size))
+            metrics["code_perplexity"] = float(codebook_perplexity(all_codes, self.codebook_size))
+            code_usage = usage.long().tolist()
+        images = int(packed[1, names.index("loss")]) if "loss" in names else 0
+        return EvaluationResult(
+            metrics=metrics, images=images, slot_histogram=histogram.long().tolist(), code_usage=code_usage
+        )
+
+
+@contextlib.contextmanager
+def evaluation_mode(pipeline: torch.nn.Module, device: torch.device, seed: int) -> Iterator[None]:
+    """Eval mode, no autograd, and a forked RNG seeded with ``seed``: reproducible, and the caller's
+    random streams (exact resume) and train/eval mode are as they were afterwards."""
+    was_training = pipeline.training
+    pipeline.eval()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            torch.manual_seed(seed)
+            yield
+    finally:
+        pipeline.train(was_training)
+
+
+def evaluation_loader(
+    dataset: torch.utils.data.Dataset,
+    batch_size: int,
+    *,
+    world_size: int,
+    rank: int,
+    max_batches: int | None,
+    num_workers: int,
+    seed: int,
+) -> torch.utils.data.DataLoader:
+    """This process's share of the fixed evaluation order (`evaluation_batches`), capped at ``max_batches``."""
+    batches = evaluation_batches(len(dataset), batch_size, world_size, rank)
+    if max_batches is not None:
+        batches = batches[:max_batches]
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batches,
+        collate_fn=collate_images,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
 def evaluate(
-    pipeline: torch.nn.Module,
+    pipeline: Pipeline,
     dataset: torch.utils.data.Dataset,
     *,
     batch_size: int,
@@ -122,100 +230,41 @@ def evaluate(
 ) -> EvaluationResult:
     """Mean metrics over ``dataset`` (the first ``max_batches`` batches of each process if given).
 
-    Runs in eval mode without gradients inside a forked RNG seeded with ``seed``, so the result is
-    reproducible and the caller's random streams (exact resume) are untouched. Collective: under
+    Runs in `evaluation_mode` (eval mode, no gradients, a forked RNG seeded with ``seed``), so the
+    result is reproducible and the caller's random streams are untouched. Collective: under
     torch.distributed every process must call it.
     """
-    batches = evaluation_batches(len(dataset), batch_size, world_size, rank)
-    if max_batches is not None:
-        batches = batches[:max_batches]
-    loader = torch.utils.data.DataLoader(
+    loader = evaluation_loader(
         dataset,
-        batch_sampler=batches,
-        collate_fn=collate_images,
+        batch_size,
+        world_size=world_size,
+        rank=rank,
+        max_batches=max_batches,
         num_workers=num_workers,
-        generator=torch.Generator().manual_seed(seed),
+        seed=seed,
     )
-    codebook_size = codebook_size_of(pipeline)
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, torch.Tensor] = {}
-    histogram = torch.zeros(MAX_COUNT, MAX_COUNT, dtype=torch.float64)
-    usage = torch.zeros(codebook_size or 1, dtype=torch.float64)
-
-    def accumulate(name: str, per_image: torch.Tensor) -> None:
-        values = per_image.detach().double().cpu()
-        finite = torch.isfinite(values)
-        sums[name] = sums.get(name, torch.zeros((), dtype=torch.float64)) + values[finite].sum()
-        counts[name] = counts.get(name, torch.zeros((), dtype=torch.float64)) + finite.sum()
-
-    was_training = pipeline.training
-    pipeline.eval()
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.inference_mode():
-        torch.manual_seed(seed)
+    totals = MetricTotals(codebook_size=codebook_size_of(pipeline))
+    with evaluation_mode(pipeline, device, seed):
         for batch in loader:
             batch = batch.to(device, non_blocking=True)
             with autocast(device, dtype):
                 output = pipeline(batch.image)
             images = batch.image.shape[0]
-            accumulate("loss", output.loss.detach().float().expand(images))
+            totals.add("loss", output.loss.detach().float().expand(images))
             keep = codes = None
             if output.masks is not None:
-                keep = (
-                    output.keep
-                    if output.keep is not None
-                    else torch.ones(output.masks.shape[:2], dtype=torch.bool, device=device)
-                )
-                labels = _segment_labels(output.masks, keep, tuple(batch.segment.shape[-2:])).flatten(1)
-                target = batch.segment.flatten(1)
-                accumulate("ari", adjusted_rand_index(labels, target))
-                accumulate("fg_ari", adjusted_rand_index(labels, target, ignore_background=True))
-                accumulate("mbo", mean_best_overlap(labels, target))
-                accumulate("mbo_fg", mean_best_overlap(labels, target, ignore_background=True))
-                accumulate("miou", matched_iou(labels, target))
-                accumulate("miou_fg", matched_iou(labels, target, ignore_background=True))
-                active = active_slot_count(keep)
-                accumulate("active_slots", active)
-                accumulate("true_objects", batch.num_objects)
-                accumulate("slot_count_abs_error", slot_count_error(active, batch.num_objects).abs())
-                pair = torch.stack(
-                    [batch.num_objects.clamp(max=MAX_COUNT - 1), active.clamp(max=MAX_COUNT - 1)]
-                ).cpu()
-                histogram.index_put_(
-                    (pair[0], pair[1]), torch.ones(images, dtype=torch.float64), accumulate=True
-                )
-            if output.aggregator is not None and codebook_size is not None:
+                keep = output.keep if output.keep is not None else all_kept(output.masks)
+                totals.add_segmentation(batch, output.masks, keep)
+            if output.aggregator is not None and totals.codebook_size is not None:
                 codes = output.aggregator.codes
-                valid = codes[keep] if keep is not None else codes.flatten()
-                valid = valid[valid >= 0].cpu()
-                usage += torch.bincount(valid, minlength=codebook_size)[:codebook_size].double()
+                totals.add_codes(codes, keep)
             if pictures is not None:
                 pictures.add(batch, output.masks, keep, codes, output.reconstruction)
             if progress is not None:
                 progress(images)
-    pipeline.train(was_training)
+    return totals.result()
 
-    names = sorted(sums)
-    # One collective for everything; every process holds the same metric names (same pipeline).
-    packed = (
-        torch.stack([torch.stack([sums[n] for n in names]), torch.stack([counts[n] for n in names])])
-        if names
-        else torch.zeros(2, 0, dtype=torch.float64)
-    )
-    packed = all_reduce_sum(packed)
-    histogram = all_reduce_sum(histogram)
-    usage = all_reduce_sum(usage)
-    metrics = {
-        name: float(packed[0, i] / packed[1, i]) if packed[1, i] > 0 else float("nan")
-        for i, name in enumerate(names)
-    }
-    code_usage = None
-    if codebook_size is not None:
-        all_codes = torch.arange(codebook_size).repeat_interleave(usage.long())
-        metrics["codes_in_use"] = float(codes_in_use(all_codes, codebook_size))
-        metrics["code_perplexity"] = float(codebook_perplexity(all_codes, codebook_size))
-        code_usage = usage.long().tolist()
-    images_seen = int(packed[1, names.index("loss")]) if "loss" in names else 0
-    return EvaluationResult(
-        metrics=metrics, images=images_seen, slot_histogram=histogram.long().tolist(), code_usage=code_usage
-    )
+
+def all_kept(masks: torch.Tensor) -> torch.Tensor:
+    """The keep mask of a pipeline that prunes nothing: every slot of ``masks b k h w``."""
+    return torch.ones(masks.shape[:2], dtype=torch.bool, device=masks.device)

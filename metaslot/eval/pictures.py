@@ -15,6 +15,7 @@ import matplotlib.pyplot as pyplot  # noqa: E402
 import numpy  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional  # noqa: E402
+from einops import rearrange  # noqa: E402
 
 from metaslot.eval.evaluate import EvaluationResult, PictureSamples  # noqa: E402
 
@@ -23,7 +24,7 @@ def displayable(image: torch.Tensor) -> numpy.ndarray:
     """(3, h, w) in any range → (h, w, 3) in [0, 1]."""
     image = image.float()
     low, high = image.amin(), image.amax()
-    return ((image - low) / (high - low).clamp(min=1e-8)).permute(1, 2, 0).numpy()
+    return rearrange((image - low) / (high - low).clamp(min=1e-8), "c h w -> h w c").numpy()
 
 
 def _palette(count: int) -> numpy.ndarray:
@@ -160,10 +161,9 @@ def _crop_to_mask(picture: numpy.ndarray, mask: numpy.ndarray, size: int = 48) -
         (side - height) // 2 : (side - height) // 2 + height,
         (side - width) // 2 : (side - width) // 2 + width,
     ] = crop
-    tensor = torch.from_numpy(padded).permute(2, 0, 1)[None].float()
-    return (
-        torch.nn.functional.interpolate(tensor, size=(size, size), mode="nearest")[0].permute(1, 2, 0).numpy()
-    )
+    tensor = rearrange(torch.from_numpy(padded).float(), "h w c -> 1 c h w")
+    resized = torch.nn.functional.interpolate(tensor, size=(size, size), mode="nearest")
+    return rearrange(resized, "1 c h w -> h w c").numpy()
 
 
 def save_prototype_gallery(

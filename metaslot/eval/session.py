@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from metaslot.eval.evaluate import EvaluationResult, PictureSamples, evaluate
+from metaslot.eval.evaluate import EvaluationResult, PictureSamples, evaluate, evaluation_mode
 from metaslot.eval.pictures import write_pictures
 from metaslot.eval.report import format_table, write_json
+from metaslot.models.interfaces import Pipeline, SamplesReconstructions
+from metaslot.runtime.device import autocast
 
 
 def evaluate_and_report(
-    pipeline: torch.nn.Module,
+    pipeline: Pipeline,
     dataset: torch.utils.data.Dataset,
     *,
     output_dir: Path,
@@ -47,12 +50,7 @@ def evaluate_and_report(
         num_workers=num_workers,
         pictures=samples,
     )
-    if (
-        rank == 0
-        and samples is not None
-        and samples.count
-        and callable(getattr(pipeline, "reconstruct", None))
-    ):
+    if rank == 0 and samples is not None and samples.count and isinstance(pipeline, SamplesReconstructions):
         samples.reconstructions = [_sampled_reconstructions(pipeline, samples, pictures, device, dtype, seed)]
     if rank == 0:
         write_json(result, output_dir / "evaluation.json", title=title)
@@ -79,22 +77,32 @@ def batches_for_images(images: int, batch_size: int) -> int:
 
 
 def _sampled_reconstructions(
-    pipeline: torch.nn.Module,
+    pipeline: SamplesReconstructions,
     samples: PictureSamples,
     count: int,
     device: torch.device,
     dtype: torch.dtype,
     seed: int,
 ) -> torch.Tensor:
-    """Generative pipelines (SlotDiffusion): images re-drawn from their slots by the pipeline's sampler."""
-    from metaslot.train.device import autocast
-
+    """Generative pipelines (SLATE, SlotDiffusion): images re-drawn from their slots by the pipeline's sampler."""
     images = torch.cat(samples.images)[: max(count, 1)].to(device)
-    was_training = pipeline.training
-    pipeline.eval()
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.inference_mode(), autocast(device, dtype):
-        torch.manual_seed(seed)
+    with evaluation_mode(pipeline, device, seed), autocast(device, dtype):
         reconstructions = pipeline.reconstruct(images)
-    pipeline.train(was_training)
     return reconstructions.float().cpu()
+
+
+class SplitEvaluation:
+    """The evaluation a training run uses (what `metaslot.train.loop.Evaluation` asks for): metric means
+    for validation, and the whole report (JSON, table, pictures) at the end of the run."""
+
+    def validate(
+        self, pipeline: Pipeline, dataset: torch.utils.data.Dataset, **options: Any
+    ) -> dict[str, float]:
+        """`evaluate` with ``options`` (batch size, device, dtype, batch cap, rank, seed); its metrics."""
+        return evaluate(pipeline, dataset, **options).metrics
+
+    def report(
+        self, pipeline: Pipeline, dataset: torch.utils.data.Dataset, **options: Any
+    ) -> dict[str, float]:
+        """`evaluate_and_report` with ``options`` (output folder, title, pictures, ...); its metrics."""
+        return evaluate_and_report(pipeline, dataset, **options).metrics

@@ -4,9 +4,12 @@ per-slot map (aggregator attention, decoder alpha) to per-slot masks at input re
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from jaxtyping import Bool, Float
 from torch import Tensor
 from torch.nn import functional
+
+from metaslot.errors import DataError
 
 
 def slot_alpha(
@@ -48,9 +51,9 @@ def attention_to_masks(
     """Token maps (n = h'·w', row-major as the encoders flatten) → masks at ``size``, pruned slots zero."""
     grid_height, grid_width = grid
     if attention.shape[-1] != grid_height * grid_width:
-        raise ValueError(
+        raise DataError(
             f"attention has {attention.shape[-1]} tokens but the grid {grid} has {grid_height * grid_width}: "
             f"pass the encoder's grid_size for this input"
         )
-    maps = attention.reshape(*attention.shape[:2], grid_height, grid_width)
+    maps = rearrange(attention, "b k (h w) -> b k h w", h=grid_height, w=grid_width)
     return alpha_to_masks(maps, size, keep)

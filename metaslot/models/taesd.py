@@ -15,6 +15,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from metaslot.errors import WeightsError
+
 # ImageNet statistics: pipeline inputs arrive normalised with them.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -77,7 +79,7 @@ def unit_to_imagenet(pixels: Float[Tensor, "b 3 h w"]) -> Float[Tensor, "b 3 h w
     return (pixels - mean) / std
 
 
-class TAESDWeightsError(RuntimeError):
+class TAESDWeightsError(WeightsError):
     """A TAESD weight file is missing, unreadable or does not fit the layers."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from einops import rearrange
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
@@ -74,14 +75,14 @@ class GridCodebook(nn.Module):
         nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
 
     def forward(self, encoding: Float[Tensor, "b c h w"]) -> GridQuantized:
-        batch, _, height, width = encoding.shape
+        height = encoding.shape[2]
         # Nearest code by squared L2 in float32 on the detached encoding (metaslot.ops.quantize).
-        vectors = encoding.flatten(2).transpose(1, 2)
-        codes = quantize(vectors, self.embedding.weight).codes.view(batch, height, width)
+        vectors = rearrange(encoding, "b c h w -> b (h w) c")
+        codes = rearrange(quantize(vectors, self.embedding.weight).codes, "b (h w) -> b h w", h=height)
         quantized = self.lookup(codes)
         straight_through = encoding + (quantized - encoding).detach()
         return GridQuantized(codes, quantized, straight_through)
 
     def lookup(self, codes: Int[Tensor, "b h w"]) -> Float[Tensor, "b c h w"]:
         """Code indices → code vectors laid out as a channel-first grid."""
-        return self.embedding(codes).permute(0, 3, 1, 2)
+        return rearrange(self.embedding(codes), "b h w c -> b c h w")

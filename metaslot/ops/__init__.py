@@ -7,6 +7,7 @@ from metaslot.ops.attention import (
     feature_space_slot_attention,
     masked_slot_attention,
 )
+from metaslot.ops.checks import NonFiniteError, ShapeError
 from metaslot.ops.codebook import (
     RingBuffer,
     dead_code_timeout_steps,
@@ -21,12 +22,25 @@ from metaslot.ops.codebook import (
 from metaslot.ops.dedup import prune_duplicates
 from metaslot.ops.noise import noise_scale, prune_probability
 from metaslot.ops.quantize import Quantized, quantize, squared_distances
-from metaslot.ops.slot_attention import Aggregation, SlotAttentionStep, aggregate
+from metaslot.ops.slot_attention import (
+    Aggregation,
+    AttentionPath,
+    KeyValueSource,
+    SlotAttentionLayers,
+    SlotAttentionStep,
+    aggregate,
+    key_value_source,
+)
 
 __all__ = [
     "Aggregation",
+    "AttentionPath",
+    "KeyValueSource",
+    "NonFiniteError",
     "Quantized",
     "RingBuffer",
+    "ShapeError",
+    "SlotAttentionLayers",
     "SlotAttentionStep",
     "aggregate",
     "dead_code_timeout_steps",
@@ -36,6 +50,7 @@ __all__ = [
     "filled_rows",
     "kmeans",
     "kmeans_ema_step",
+    "key_value_source",
     "masked_slot_attention",
     "noise_scale",
     "prune_duplicates",

@@ -12,6 +12,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from metaslot.ops.checks import check_shapes
+
 __all__ = ["feature_space_is_cheaper", "feature_space_slot_attention", "masked_slot_attention"]
 
 
@@ -32,8 +34,17 @@ def masked_slot_attention(
     (``attention / (Σ_tokens attention + epsilon)``). Logits, softmax and the average run in float32 even
     under autocast; ``attention`` is float32 and ``updates`` come back in the values' dtype.
     """
-    if epsilon <= 0:
-        raise ValueError(f"epsilon ({epsilon}) must be positive: it keeps empty slots from dividing by zero")
+    check_shapes(
+        "masked_slot_attention",
+        queries=(queries, "b k d", "float"),
+        keys=(keys, "b n d", "float"),
+        values=(values, "b n d", "float"),
+        keep=(keep, "b k", "bool"),
+    )
+    if not 0 < epsilon < math.inf:  # also refuses NaN
+        raise ValueError(
+            f"epsilon ({epsilon}) must be positive and finite: it keeps empty slots from dividing by zero"
+        )
     if logit_scale is None:
         logit_scale = 1.0 / math.sqrt(queries.shape[-1])
     with torch.autocast(device_type=queries.device.type, enabled=False):
@@ -67,6 +78,14 @@ def feature_space_slot_attention(
     as projecting, up to rounding; the cheaper choice depends on the shapes (`feature_space_is_cheaper`).
     ``updates`` come back in float32.
     """
+    check_shapes(
+        "feature_space_slot_attention",
+        queries=(queries, "b k d", "float"),
+        features=(features, "b n c", "float"),
+        key_weight=(key_weight, "d c", "float"),
+        value_weight=(value_weight, "d c", "float"),
+        keep=(keep, "b k", "bool"),
+    )
     with torch.autocast(device_type=queries.device.type, enabled=False):
         queries_in_features = queries.float() @ key_weight.float()
         averaged_features, attention = masked_slot_attention(

@@ -16,6 +16,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from metaslot.ops.checks import check_shapes
 from metaslot.ops.quantize import squared_distances
 
 __all__ = [
@@ -65,6 +66,12 @@ def write_ring_buffer(
     valid than the buffer holds, only the last ``capacity`` are written, so no two writes hit the same row
     (the reference's colliding scatter was nondeterministic).
     """
+    check_shapes(
+        "write_ring_buffer",
+        buffer_vectors=(buffer.vectors, "c d", "float"),
+        vectors=(vectors, "v d", "float"),
+        valid=(valid, "v", "bool"),
+    )
     capacity = buffer.vectors.shape[0]
     valid_count = valid.long()
     num_valid = valid_count.sum()
@@ -113,6 +120,12 @@ def update_usage_counters(
 
     Codes of invalid vectors are ignored (they may be -1); codes of valid vectors must lie in ``[0, m)``.
     """
+    check_shapes(
+        "update_usage_counters",
+        counters=(counters, "m", "integer"),
+        codes=(codes, "v", "integer"),
+        valid=(valid, "v", "bool"),
+    )
     if timeout_steps < 1:
         raise ValueError(f"timeout_steps ({timeout_steps}) must be at least 1")
     uses = torch.zeros_like(counters).scatter_add(0, torch.where(valid, codes, 0), valid.to(counters.dtype))
@@ -137,10 +150,16 @@ def replace_dead_codes(
     ``(1−rate)·e + rate·x̃``; its counter gains ``timeout_steps``. Nothing changes when the buffer is empty
     or no code is dead. ``generator`` (on the codebook's device) draws ε.
     """
+    check_shapes(
+        "replace_dead_codes",
+        codebook=(codebook, "m d", "float"),
+        counters=(counters, "m", "integer"),
+        buffer_vectors=(buffer.vectors, "c d", "float"),
+    )
     if not 0 <= rate <= 1:
         raise ValueError(f"replacement rate ({rate}) must lie in [0, 1]")
-    if relative_noise < 0:
-        raise ValueError(f"relative_noise ({relative_noise}) must be non-negative")
+    if not 0 <= relative_noise < math.inf:  # also refuses NaN
+        raise ValueError(f"relative_noise ({relative_noise}) must be non-negative and finite")
     if timeout_steps < 1:
         raise ValueError(f"timeout_steps ({timeout_steps}) must be at least 1")
     codebook32 = codebook.detach().float()
@@ -190,6 +209,12 @@ def kmeans_ema_step(
 
     Codes no valid vector is nearest to stay where they are.
     """
+    check_shapes(
+        "kmeans_ema_step",
+        codebook=(codebook, "m d", "float"),
+        vectors=(vectors, "v d", "float"),
+        valid=(valid, "v", "bool"),
+    )
     if not 0 <= decay <= 1:
         raise ValueError(f"decay ({decay}) must lie in [0, 1]")
     means, used = cluster_means(codebook, vectors, valid)
@@ -208,6 +233,12 @@ def kmeans(
 
     Empty clusters keep their centre. No convergence test: a data-dependent stop would need a host sync.
     """
+    check_shapes(
+        "kmeans",
+        vectors=(vectors, "v d", "float"),
+        valid=(valid, "v", "bool"),
+        initial=(initial, "m d", "float"),
+    )
     if iterations < 0:
         raise ValueError(f"iterations ({iterations}) must be non-negative")
     centres = initial.detach().float()

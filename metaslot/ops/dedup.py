@@ -6,6 +6,8 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
+from metaslot.ops.checks import check_shapes
+
 __all__ = ["prune_duplicates"]
 
 
@@ -16,6 +18,7 @@ def prune_duplicates(codes: Int[Tensor, "b k"]) -> Bool[Tensor, "b k"]:
     (the project's -1 convention) and are never kept. Vectorised: pairwise equality under a strict
     lower-triangular mask, so no host sync and static shapes.
     """
+    check_shapes("prune_duplicates", codes=(codes, "b k", "integer"))
     num_slots = codes.shape[1]
     same_code = codes[:, :, None] == codes[:, None, :]  # [b, i, j]: slot i holds slot j's code
     earlier = torch.ones(num_slots, num_slots, dtype=torch.bool, device=codes.device).tril(diagonal=-1)

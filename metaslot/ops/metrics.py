@@ -24,6 +24,8 @@ import torch
 from jaxtyping import Bool, Float, Float64, Int, Integer
 from torch import Tensor
 
+from metaslot.ops.checks import ShapeError, check_shapes
+
 __all__ = [
     "active_slot_count",
     "adjusted_rand_index",
@@ -39,6 +41,14 @@ __all__ = [
 
 
 def _check_label_maps(pred: Integer[Tensor, "b n"], target: Integer[Tensor, "b n"]) -> None:
+    for name, labels in (("pred", pred), ("target", target)):
+        if isinstance(labels, Tensor) and (labels.dtype.is_floating_point or labels.dtype.is_complex):
+            # Counting would truncate them (0.3 and 0.6 both become segment 0).
+            raise ShapeError(
+                f"{name} holds {labels.dtype} labels; segment ids must be integers: pass "
+                f"masks.argmax(dim=1) for soft masks, or {name}.long() if the values are whole numbers"
+            )
+        check_shapes("segmentation metric", **{name: (labels, "b n", "integer")})
     if pred.shape != target.shape:
         raise ValueError(
             f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same (batch, pixels) shape; "
@@ -202,6 +212,7 @@ def masks_to_labels(
 
     Ties go to the lowest slot index. Raises if an image has no kept slot, since then no label is valid.
     """
+    check_shapes("masks_to_labels", masks=(masks, "b k h w", "float"), keep=(keep, "b k", "bool"))
     if keep is None:
         return masks.argmax(dim=1)
     if not bool(keep.any(dim=1).all()):
@@ -230,6 +241,7 @@ def slot_count_error(active_slots: Int[Tensor, " b"], num_objects: Int[Tensor, "
 
 def _code_usage(codes: Int[Tensor, " v"], codebook_size: int) -> Int[Tensor, " m"]:
     """How often each codebook entry occurs among the valid codes (negative codes mean "no code")."""
+    check_shapes("code usage", codes=(codes, "v", "integer"))
     if codebook_size < 1:
         raise ValueError(f"codebook_size ({codebook_size}) must be at least 1.")
     if codes.numel() > 0 and int(codes.max()) >= codebook_size:

@@ -25,8 +25,8 @@ def noise_scale(iteration: int, num_iterations: int, weight: float = 0.5) -> flo
         raise ValueError(f"num_iterations ({num_iterations}) must be at least 1")
     if not 0 <= iteration < num_iterations:
         raise ValueError(f"iteration ({iteration}) must lie in [0, num_iterations={num_iterations})")
-    if weight < 0:
-        raise ValueError(f"noise weight ({weight}) must be non-negative; use 0 to disable noise")
+    if not 0 <= weight < math.inf:  # also refuses NaN
+        raise ValueError(f"noise weight ({weight}) must be non-negative and finite; use 0 to disable noise")
     return weight * (1.0 - iteration / max(num_iterations - 1, 1e-8))
 
 
@@ -40,8 +40,8 @@ def prune_probability(
     """
     if not 0 < start <= 1:
         raise ValueError(f"start probability ({start}) must lie in (0, 1]")
-    if growth <= 0:
-        raise ValueError(f"growth ({growth}) must be positive (1.001 in the reference)")
+    if not 0 < growth < math.inf:  # also refuses NaN
+        raise ValueError(f"growth ({growth}) must be positive and finite (1.001 in the reference)")
     log_start, log_growth = math.log(start), math.log(growth)
     if isinstance(step, Tensor):
         exponent = step.to(torch.float32) * log_growth + log_start

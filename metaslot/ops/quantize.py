@@ -8,6 +8,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from metaslot.ops.checks import check_finite, check_shapes
+
 __all__ = ["Quantized", "quantize", "squared_distances"]
 
 
@@ -20,6 +22,7 @@ class Quantized(NamedTuple):
 
 def squared_distances(vectors: Float[Tensor, "v d"], codebook: Float[Tensor, "m d"]) -> Float[Tensor, "v m"]:
     """Squared Euclidean distances in float32 (even under autocast), clamped at 0 against cancellation."""
+    check_shapes("squared_distances", vectors=(vectors, "v d", "float"), codebook=(codebook, "m d", "float"))
     with torch.autocast(device_type=vectors.device.type, enabled=False):
         vectors32, codebook32 = vectors.float(), codebook.float()
         distances = (
@@ -51,11 +54,19 @@ def quantize(
     The slots are detached: the index choice passes no gradient to them, while ``prototypes`` is a
     gather from ``codebook`` and passes gradient to the rows used. ``gumbel=True`` draws
     ``argmax(−distance + Gumbel)`` instead (the reference's training path: hard Gumbel-softmax at τ=1),
-    with noise from ``generator`` (which must live on the slots' device).
+    with noise from ``generator`` (which must live on the slots' device). A slot holding NaN or ±inf has
+    no nearest prototype: with shape checking on it raises `NonFiniteError`; otherwise its code is
+    meaningless (0), and callers must mask it (the codebook upkeep treats such slots as invalid).
     """
+    check_shapes("quantize", slots=(slots, "b k d", "float"), codebook=(codebook, "m d", "float"))
+    # A NaN slot is nearest to no prototype, yet argmax would call it code 0 and prune a real slot with it.
+    check_finite(
+        "quantize",
+        "such slots have no nearest prototype; check the features and the learning rate",
+        slots=slots,
+        codebook=codebook,
+    )
     batch, num_slots, width = slots.shape
-    if codebook.shape[-1] != width:
-        raise ValueError(f"codebook width ({codebook.shape[-1]}) differs from slot width ({width})")
     distances = squared_distances(slots.detach().reshape(batch * num_slots, width), codebook.detach())
     scores = -distances
     if gumbel:

@@ -30,7 +30,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-from metaslot.train.errors import CheckpointError
+from metaslot.errors import CheckpointError
 
 FORMAT_VERSION = 1
 _STEP_PATTERN = re.compile(r"^step-(\d{7,})\.json$")

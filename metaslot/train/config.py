@@ -11,7 +11,6 @@ import enum
 import importlib
 import json
 import pathlib
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,26 +18,14 @@ import attrs
 import torch
 
 from metaslot import validators
-from metaslot.train.device import DeviceChoice, PrecisionChoice
-from metaslot.train.errors import CheckpointError, ConfigError
+from metaslot.errors import CheckpointError, ConfigError
+from metaslot.runtime.device import DeviceChoice, PrecisionChoice
 
-
-def _as_config_error(check: validators.Validator) -> validators.Validator:
-    """The shared ``check``, raising ConfigError: the type every bad training option is reported as."""
-
-    def checked(instance: object, attribute: attrs.Attribute, value: Any) -> None:
-        try:
-            check(instance, attribute, value)
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-
-    return checked
-
-
-_positive = _as_config_error(validators.positive)
-_positive_or_none = _as_config_error(validators.positive_or_none)  # only for Optional fields: None = no limit
-_non_negative = _as_config_error(validators.non_negative)
-_fraction = _as_config_error(validators.fraction)
+# The shared checks raise ConfigError, the type every bad training option is reported as.
+_positive = validators.positive
+_positive_or_none = validators.positive_or_none  # only for Optional fields: None = no limit
+_non_negative = validators.non_negative
+_fraction = validators.fraction
 
 
 @attrs.frozen
@@ -150,18 +137,34 @@ def rebuild(value: Any) -> Any:
 
 # --- JSON round trip -------------------------------------------------------------------------------
 # Self-describing JSON: attrs instances carry "__type__" ("module:QualName"), paths, tuples and enums
-# are tagged. Loading imports only metaslot modules or modules already imported (no eval, no pickle).
+# are tagged. Loading builds only metaslot's own attrs specs and enums, plus classes a program allowed
+# with `allow_in_config` (no eval, no pickle, no attribute walk outside metaslot): a config.json that
+# named "os:environ" as an enum used to read the environment into a config field.
+
+_ALLOWED_OUTSIDE_METASLOT: dict[str, type] = {}
+
+
+def allow_in_config(*classes: type) -> None:
+    """Let config.json name these attrs specs or enums from outside metaslot (a plug-in's own specs)."""
+    for cls in classes:
+        if not (attrs.has(cls) or (isinstance(cls, type) and issubclass(cls, enum.Enum))):
+            raise ConfigError(f"{cls!r} is neither an attrs class nor an Enum, so config.json cannot hold it")
+        _ALLOWED_OUTSIDE_METASLOT[_qualified_name(cls)] = cls
+
+
+def _qualified_name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def to_jsonable(value: Any) -> Any:
     """An attrs config tree as plain JSON values."""
     if attrs.has(type(value)):
         fields = {field.name: to_jsonable(getattr(value, field.name)) for field in attrs.fields(type(value))}
-        return {"__type__": f"{type(value).__module__}:{type(value).__qualname__}", **fields}
+        return {"__type__": _qualified_name(type(value)), **fields}
     if isinstance(value, pathlib.PurePath):
         return {"__path__": str(value)}
     if isinstance(value, enum.Enum):
-        return {"__enum__": f"{type(value).__module__}:{type(value).__qualname__}", "name": value.name}
+        return {"__enum__": _qualified_name(type(value)), "name": value.name}
     if isinstance(value, tuple):
         return {"__tuple__": [to_jsonable(item) for item in value]}
     if isinstance(value, list):
@@ -173,20 +176,35 @@ def to_jsonable(value: Any) -> Any:
     raise ConfigError(f"cannot save config value {value!r} of type {type(value).__name__} as JSON")
 
 
-def _resolve(qualified: str) -> type:
+def _resolve(qualified: str, tag: Literal["__type__", "__enum__"]) -> type:
+    """The class ``module:QualName`` names: a metaslot attrs spec (``__type__``) or Enum (``__enum__``)."""
+    wanted = "an attrs spec class" if tag == "__type__" else "an Enum"
+    if not isinstance(qualified, str):
+        raise CheckpointError(f"config.json has {tag} {qualified!r}, expected 'module:ClassName'")
     module_name, _, qualname = qualified.partition(":")
-    if module_name not in sys.modules and not module_name.startswith("metaslot."):
+    target: Any = _ALLOWED_OUTSIDE_METASLOT.get(qualified)
+    if target is None:
+        if module_name != "metaslot" and not module_name.startswith("metaslot."):
+            raise CheckpointError(
+                f"config.json names {tag} {qualified}, which is outside metaslot; refusing to load it "
+                "(a program using its own specs calls metaslot.train.config.allow_in_config first)"
+            )
+        try:
+            target = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                target = getattr(target, part)
+                # Only classes nested in classes: never a module, function or object re-exported there.
+                if not isinstance(target, type):
+                    raise AttributeError(f"{part!r} is not a class")
+        except (ImportError, AttributeError) as error:
+            raise CheckpointError(
+                f"config.json names {tag} {qualified}, which this version lacks ({error})"
+            ) from error
+    is_kind = attrs.has(target) if tag == "__type__" else issubclass(target, enum.Enum)
+    if not is_kind or _qualified_name(target) != qualified:
         raise CheckpointError(
-            f"config.json names class {qualified}, which is outside metaslot; refusing to import it"
+            f"config.json names {tag} {qualified}, which is not {wanted} defined there; refusing to load it"
         )
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as error:
-        raise CheckpointError(
-            f"config.json names class {qualified}, which this version lacks ({error})"
-        ) from error
     return target
 
 
@@ -201,9 +219,15 @@ def from_jsonable(value: Any) -> Any:
     if "__tuple__" in value:
         return tuple(from_jsonable(item) for item in value["__tuple__"])
     if "__enum__" in value:
-        return _resolve(value["__enum__"])[value["name"]]
+        members = _resolve(value["__enum__"], "__enum__").__members__
+        if not isinstance(value.get("name"), str) or value["name"] not in members:
+            raise CheckpointError(
+                f"config.json names member {value.get('name')!r} of {value['__enum__']}, which has "
+                f"only {sorted(members)}"
+            )
+        return members[value["name"]]
     if "__type__" in value:
-        cls = _resolve(value["__type__"])
+        cls = _resolve(value["__type__"], "__type__")
         known = {field.name: field for field in attrs.fields(cls)}
         unknown = set(value) - set(known) - {"__type__"}
         if unknown:

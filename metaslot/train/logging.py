@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from metaslot.train.errors import ConfigError
+from metaslot.errors import ConfigError
 
 
 def _jsonable_number(value: float) -> float | str:
@@ -56,3 +56,9 @@ class MetricsLog:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """Rows of ``metrics.jsonl`` (for tests and notebooks)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []

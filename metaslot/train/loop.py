@@ -1,49 +1,103 @@
-"""The training loop: one function, `train(config)`, from an empty or existing run folder to the last step.
+"""The training loop: `train(config, evaluation=...)` from an empty or existing run folder to the last step.
 
-Per optimiser step: learning rate from the step, ``accumulate`` micro-batches (forward under autocast,
-backward, gradients synchronised by DDP on the last one), a finiteness check on the loss (before the
-update, so weights stay good), clipping, the optimiser step, then ``pipeline.after_optimizer_step``
-(codebook upkeep). Validation, logging and checkpoints are counted in steps. Everything random that
-the run consumes is either derived from (seed, step) or saved in the checkpoint, so ``--resume``
-continues bit for bit on the CPU.
+`train` reads like the run: `prepare` the run (or resume it), then per optimiser step `optimizer_step`
+(learning rate from the step, ``accumulate`` micro-batches with gradients synchronised by DDP on the
+last, a finiteness check on the loss before the update, clipping, the update, then
+``pipeline.after_optimizer_step``, the codebook upkeep), `record_step` (progress and the training log),
+`validate_and_keep_best` and `checkpoint` when they are due, and at the end `finish` (the final
+evaluation). A SIGINT/SIGTERM checkpoints and raises `TrainingInterrupted`. Validation, logging and
+checkpoints are counted in optimiser steps. Everything random the run consumes is derived from
+(seed, step) or saved in the checkpoint, so ``--resume`` continues bit for bit on the CPU.
 
-Data order: `metaslot.data.loader.make_loader` (the project's one `ResumableSampler`) with the
-epoch's order sharded over processes; each optimiser step consumes ``batch_size`` consecutive samples
-of the epoch order, split into ``world_size × accumulate`` micro-batches, so a run's samples per step
-do not depend on the number of processes. The last incomplete global batch of an epoch is dropped.
-Video datasets (MOVi-D) arrive as batches of frames (see `metaslot.data.video`): the pipelines train
-on every frame as an image.
+The evaluation comes in as an `Evaluation` (the command line passes `metaslot.eval.SplitEvaluation`):
+training and evaluation do not import each other. The data order is `metaslot.train.batches`'s;
+video datasets (MOVi-D) arrive as batches of frames, which the pipelines train on as images.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 import torch
 import torch.nn
 from tqdm import tqdm
 
-from metaslot.data.loader import available_cpus, make_loader, worker_count
+from metaslot.data.loader import available_cpus, worker_count
 from metaslot.data.records import Batch
-from metaslot.eval.evaluate import EvaluationResult, evaluate
-from metaslot.eval.session import evaluate_and_report
+from metaslot.errors import ConfigError, NonFiniteLossError, TrainingInterrupted
+from metaslot.models.interfaces import Pipeline
 from metaslot.models.records import PipelineOutput
+from metaslot.runtime import distributed
+from metaslot.runtime.device import autocast, resolve_device, resolve_precision
 from metaslot.train import checkpoint as checkpoints
-from metaslot.train import distributed
+from metaslot.train.batches import BatchLayout, fewer_workers_note, training_batches
+from metaslot.train.checkpoint import LoopState
 from metaslot.train.config import TrainConfig, config_to_json
-from metaslot.train.device import autocast, resolve_device, resolve_precision
-from metaslot.train.errors import ConfigError, NonFiniteLossError, TrainingInterrupted
-from metaslot.train.logging import MetricsLog
+from metaslot.train.logging import MetricsLog, read_metrics
 from metaslot.train.schedules import warmup_cosine
 from metaslot.train.signals import StopRequest
 from metaslot.train.stages import build_pipeline
+
+__all__ = [
+    "BatchLayout",
+    "Evaluation",
+    "RunState",
+    "TrainResult",
+    "TrainingSession",
+    "fewer_workers_note",
+    "read_metrics",
+    "train",
+    "training_batches",
+]
+
+
+@runtime_checkable
+class Evaluation(Protocol):
+    """What the loop needs from the evaluation (`metaslot.eval.SplitEvaluation` is the standard one)."""
+
+    def validate(
+        self,
+        pipeline: Pipeline,
+        dataset: torch.utils.data.Dataset,
+        *,
+        batch_size: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        max_batches: int | None,
+        world_size: int,
+        rank: int,
+        seed: int,
+    ) -> dict[str, float]:
+        """Metric means over ``dataset`` (its first ``max_batches`` batches per process); collective."""
+        ...
+
+    def report(
+        self,
+        pipeline: Pipeline,
+        dataset: torch.utils.data.Dataset,
+        *,
+        output_dir: Path,
+        title: str,
+        batch_size: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        max_batches: int | None,
+        pictures: int,
+        gallery_codes: int,
+        gallery_examples: int,
+        world_size: int,
+        rank: int,
+        seed: int,
+    ) -> dict[str, float]:
+        """`validate`, then (rank 0) the metrics JSON, the printed table and pictures in ``output_dir``."""
+        ...
 
 
 @attrs.frozen
@@ -67,120 +121,112 @@ class LossAndOutput(torch.nn.Module):
 
 
 @attrs.frozen
-class BatchLayout:
-    """How one optimiser step's ``batch_size`` samples split over processes and accumulation steps."""
+class TrainingSession:
+    """Everything `prepare` sets up once for a run; the phases read it (model and optimiser change in place)."""
 
-    dataset_size: int
-    batch_size: int
-    accumulate: int = 1
-    world_size: int = 1
-
-    def __attrs_post_init__(self) -> None:
-        parts = self.world_size * self.accumulate
-        if self.batch_size % parts != 0:
-            raise ConfigError(
-                f"--loop.batch-size {self.batch_size} is not divisible by processes × accumulation ({parts}); "
-                f"use a multiple of {parts}"
-            )
-        if self.dataset_size < self.batch_size:
-            raise ConfigError(
-                f"the training split has {self.dataset_size} samples, fewer than --loop.batch-size "
-                f"{self.batch_size}; lower the batch size or use a bigger split"
-            )
-
-    @property
-    def micro_batch_size(self) -> int:
-        return self.batch_size // (self.world_size * self.accumulate)
+    config: TrainConfig
+    context: distributed.DistributedContext
+    device: torch.device
+    dtype: torch.dtype
+    pipeline: torch.nn.Module
+    runner: torch.nn.Module
+    """What a micro-step calls: the pipeline behind `LossAndOutput`, DDP and ``torch.compile`` as configured."""
+    ddp: torch.nn.parallel.DistributedDataParallel | None
+    parameters: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    layout: BatchLayout
+    batches: Iterator[Batch]
+    val_set: torch.utils.data.Dataset
+    log: MetricsLog
+    progress: tqdm
 
     @property
-    def steps_per_epoch(self) -> int:
-        return self.dataset_size // self.batch_size
+    def checkpoint_dir(self) -> Path:
+        return self.config.run_dir / "checkpoints"
 
-    def position(self, step: int) -> tuple[int, int]:
-        """(epoch, step within the epoch) at which optimiser step ``step`` (0-based) reads its data."""
-        return divmod(step, self.steps_per_epoch)
+    @property
+    def stop_at(self) -> int:
+        return stop_step(self.config)
 
-    def samples_before(self, step_in_epoch: int) -> int:
-        """How many samples of the epoch this process has consumed before ``step_in_epoch``."""
-        return step_in_epoch * self.accumulate * self.micro_batch_size
-
-
-def training_batches(
-    dataset: torch.utils.data.Dataset,
-    layout: BatchLayout,
-    *,
-    start_step: int,
-    seed: int,
-    num_workers: int,
-    distributed: bool,
-    pin_memory: bool,
-) -> Iterator[Batch]:
-    """This process's micro-batches from optimiser step ``start_step`` on, epoch after epoch."""
-    epoch, within = layout.position(start_step)
-    while True:
-        yield from make_loader(
-            dataset,
-            layout.micro_batch_size,
-            shuffle=True,
-            num_workers=num_workers,
-            seed=seed,
-            epoch=epoch,
-            distributed=distributed,
-            drop_last=True,
-            pin_memory=pin_memory,
-            start_index=layout.samples_before(within),
-            global_batch_size=layout.batch_size,
-        )
-        epoch, within = epoch + 1, 0
+    @property
+    def eval_batch_size(self) -> int:
+        return self.config.evaluation.batch_size or self.layout.micro_batch_size
 
 
-def _clip_gradients(parameters: list[torch.nn.Parameter], config: TrainConfig) -> None:
-    if config.optim.clip_norm is None:
-        return
-    norm_type = 2.0 if config.optim.clip_norm_type == "l2" else math.inf
-    torch.nn.utils.clip_grad_norm_(parameters, config.optim.clip_norm, norm_type=norm_type)
+@attrs.frozen
+class RunState:
+    """Where the run stands between optimiser steps."""
+
+    loop: LoopState
+    """Steps taken and the best validation score so far (what a checkpoint records)."""
+    last_saved: Path | None = None
+    last_validation: dict[str, float] | None = None
+    window_start: float = attrs.field(factory=time.perf_counter)
+    """Start of the current logging window (for steps per second)."""
+    window_steps: int = 0
+
+    @property
+    def step(self) -> int:
+        return self.loop.step
 
 
-def _improved(value: float, best: float | None, mode: str) -> bool:
-    if not math.isfinite(value):
-        return False
-    return best is None or (value > best if mode == "max" else value < best)
+@attrs.frozen
+class StepResult:
+    """One optimiser step: its loss (mean over micro-batches and processes), learning rate and the last
+    micro-batch's output (whose named loss terms are logged)."""
+
+    loss: float
+    learning_rate: float
+    output: PipelineOutput
 
 
-def _write_config(config: TrainConfig, run_dir: Path, invocation: dict[str, Any] | None) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints._atomic_write_bytes(
-        run_dir / "config.json", config_to_json(config, invocation=invocation or {}).encode()
-    )
-
-
-def train(config: TrainConfig, *, invocation: dict[str, Any] | None = None) -> TrainResult:
+def train(
+    config: TrainConfig, *, evaluation: Evaluation, invocation: dict[str, Any] | None = None
+) -> TrainResult:
     """Train (or resume) the run ``config.run_dir``; collective under torchrun."""
     context = distributed.context_from_environment()
     device = resolve_device(config.device, context.local_rank)
     dtype = resolve_precision(config.precision, device)
     distributed.start(context, device)
     try:
-        return _train(config, context, device, dtype, invocation)
+        session, run = prepare(config, context, device, dtype, invocation)
+        run = train_steps(session, run, evaluation)
+        return finish(session, run, evaluation)
     finally:
         distributed.stop(context)
 
 
-def _train(
+def train_steps(session: TrainingSession, run: RunState, evaluation: Evaluation) -> RunState:
+    """Optimiser steps until ``stop_at``, each followed by the log, validation and checkpoint when due."""
+    loop = session.config.loop
+    session.pipeline.train()
+    with StopRequest() as stop_request:
+        while run.step < session.stop_at:
+            run = record_step(session, run, optimizer_step(session, run))
+            if run.step % loop.val_every == 0 or run.step == loop.steps:
+                run = validate_and_keep_best(session, run, evaluation)
+            stop_signal = agreed_stop_signal(stop_request.signal_number)
+            if run.step % loop.checkpoint_every == 0 or run.step == session.stop_at or stop_signal:
+                run = checkpoint(session, run)
+            if stop_signal:
+                interrupt(session, run, stop_request.signal_number or 15)
+    session.progress.close()
+    return run
+
+
+# --- prepare the run (or resume it) ---------------------------------------------------------------
+
+
+def prepare(
     config: TrainConfig,
     context: distributed.DistributedContext,
     device: torch.device,
     dtype: torch.dtype,
     invocation: dict[str, Any] | None,
-) -> TrainResult:
-    run_dir = config.run_dir
-    checkpoint_dir = run_dir / "checkpoints"
-    latest = checkpoints.latest_checkpoint(checkpoint_dir)
-    if latest is not None and not config.resume:
-        raise ConfigError(
-            f"run folder {run_dir} already has checkpoints; add --resume to continue it or pick another --name"
-        )
-
+) -> tuple[TrainingSession, RunState]:
+    """Build model, data, optimiser and logs for this process, resuming from the latest checkpoint if asked."""
+    latest = existing_checkpoint(config)
     # Same seed on every rank for the weights; DDP also broadcasts rank 0's state at wrap time.
     torch.manual_seed(config.loop.seed)
     pipeline = build_pipeline(config).to(device)
@@ -194,27 +240,77 @@ def _train(
         accumulate=config.loop.accumulate,
         world_size=context.world_size,
     )
-    parameters = [parameter for parameter in pipeline.parameters() if parameter.requires_grad]
-    if not parameters:
-        raise ConfigError(
-            "the pipeline has no trainable parameters; check the frozen-parameter options of --model"
-        )
+    parameters = trainable_parameters(pipeline)
     optimizer = config.optim.build(parameters)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-
-    state = checkpoints.LoopState()
+    state = LoopState()
     if config.resume and latest is not None:
         state, _ = checkpoints.load_training_checkpoint(
             latest, model=pipeline, optimizer=optimizer, scaler=scaler
         )
     if context.is_main:
-        _write_config(config, run_dir, invocation)
-    log = MetricsLog(run_dir, enabled=context.is_main, tensorboard=config.tensorboard)
+        write_config(config, invocation)
+    log = MetricsLog(config.run_dir, enabled=context.is_main, tensorboard=config.tensorboard)
     log.truncate_after(state.step)
+    runner, ddp = wrap_for_training(pipeline, config, context, device)
+    session = TrainingSession(
+        config=config,
+        context=context,
+        device=device,
+        dtype=dtype,
+        pipeline=pipeline,
+        runner=runner,
+        ddp=ddp,
+        parameters=parameters,
+        optimizer=optimizer,
+        scaler=scaler,
+        layout=layout,
+        batches=batches_from(train_set, layout, state.step, config, context, device),
+        val_set=val_set,
+        log=log,
+        progress=progress_bar(config, context, state.step),
+    )
+    return session, RunState(loop=state, last_saved=latest if config.resume else None)
 
+
+def existing_checkpoint(config: TrainConfig) -> Path | None:
+    """The run's latest checkpoint; an error when there is one and ``--resume`` was not given."""
+    latest = checkpoints.latest_checkpoint(config.run_dir / "checkpoints")
+    if latest is not None and not config.resume:
+        raise ConfigError(
+            f"run folder {config.run_dir} already has checkpoints; add --resume to continue it or pick "
+            "another --name"
+        )
+    return latest
+
+
+def trainable_parameters(pipeline: torch.nn.Module) -> list[torch.nn.Parameter]:
+    parameters = [parameter for parameter in pipeline.parameters() if parameter.requires_grad]
+    if not parameters:
+        raise ConfigError(
+            "the pipeline has no trainable parameters; check the frozen-parameter options of --model"
+        )
+    return parameters
+
+
+def write_config(config: TrainConfig, invocation: dict[str, Any] | None) -> None:
+    """``config.json``: the resolved config and the command-line invocation that produced it."""
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    document = config_to_json(config, invocation=invocation or {})
+    checkpoints._atomic_write_bytes(config.run_dir / "config.json", document.encode())
+
+
+def wrap_for_training(
+    pipeline: torch.nn.Module,
+    config: TrainConfig,
+    context: distributed.DistributedContext,
+    device: torch.device,
+) -> tuple[torch.nn.Module, torch.nn.parallel.DistributedDataParallel | None]:
+    """(what the step calls, the DDP wrapper or None): loss first for DDP, then DDP and compile if asked."""
     runner: torch.nn.Module = LossAndOutput(pipeline)
-    if context.enabled:
-        runner = torch.nn.parallel.DistributedDataParallel(
+    ddp = None
+    if distributed.is_distributed():
+        runner = ddp = torch.nn.parallel.DistributedDataParallel(
             runner,
             device_ids=[device.index] if device.type == "cuda" else None,
             # MetaSlot's prototypes get gradients only on some steps; codebook buffers sync in update_codebook.
@@ -223,167 +319,236 @@ def _train(
         )
     if config.compile:
         runner = torch.compile(runner)
+    return runner, ddp
 
-    total = config.loop.steps
-    stop_at = min(config.loop.stop_at or total, total)
-    warmup = int(total * config.schedule.warmup_fraction)
+
+def batches_from(
+    train_set: torch.utils.data.Dataset,
+    layout: BatchLayout,
+    start_step: int,
+    config: TrainConfig,
+    context: distributed.DistributedContext,
+    device: torch.device,
+) -> Iterator[Batch]:
+    """This process's training micro-batches from ``start_step`` on (fewer workers than CPUs, with a note)."""
     num_workers = worker_count(config.loop.num_workers, available_cpus())
     if context.is_main and num_workers < config.loop.num_workers:
         print(fewer_workers_note(config.loop.num_workers, num_workers), file=sys.stderr)
-    batches = training_batches(
+    return training_batches(
         train_set,
         layout,
-        start_step=state.step,
+        start_step=start_step,
         seed=config.loop.seed,
         num_workers=num_workers,
-        distributed=context.enabled,
+        distributed=distributed.is_distributed(),
         pin_memory=device.type == "cuda",
     )
-    progress = tqdm(
-        total=stop_at,
-        initial=state.step,
+
+
+def stop_step(config: TrainConfig) -> int:
+    """The step this invocation stops after (``--loop.stop-at``; schedules still span all steps)."""
+    return min(config.loop.stop_at or config.loop.steps, config.loop.steps)
+
+
+def progress_bar(config: TrainConfig, context: distributed.DistributedContext, start_step: int) -> tqdm:
+    return tqdm(
+        total=stop_step(config),
+        initial=start_step,
         disable=not (context.is_main and config.progress),
         dynamic_ncols=True,
         desc=config.name,
         file=sys.stderr,
     )
-    last_validation: dict[str, float] | None = None
-    last_saved: Path | None = latest if config.resume else None
 
-    def save(name: str = "", point_latest: bool = True) -> Path | None:
-        if not context.is_main:
-            return None
-        epoch, within = layout.position(state.step)
-        sidecar = checkpoints.save_checkpoint(
-            checkpoint_dir,
-            name or checkpoints.checkpoint_name(state.step),
-            model=pipeline,
-            optimizer=None if name else optimizer,
-            scaler=scaler,
-            state=state,
-            data_position={"epoch": epoch, "step_in_epoch": within},
-            extra={"run": config.name},
-            point_latest=point_latest,
-        )
-        if not name:
-            checkpoints.prune_checkpoints(checkpoint_dir, config.loop.keep_checkpoints)
-        return sidecar
 
-    def validate() -> EvaluationResult:
-        return evaluate(
-            pipeline,
-            val_set,
-            batch_size=config.evaluation.batch_size or layout.micro_batch_size,
-            device=device,
-            dtype=dtype,
-            max_batches=config.loop.val_batches,
-            world_size=context.world_size,
-            rank=context.rank,
-            seed=config.loop.seed,
-        )
+# --- one optimiser step ---------------------------------------------------------------------------
 
-    window_start = time.perf_counter()
-    window_steps = 0
-    pipeline.train()
-    with StopRequest() as stop_request:
-        while state.step < stop_at:
-            step = state.step
-            learning_rate = warmup_cosine(
-                step,
-                peak=config.optim.learning_rate,
-                total_steps=total,
-                warmup_steps=warmup,
-                final=config.schedule.final_learning_rate,
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum = torch.zeros((), device=device)
-            output: PipelineOutput | None = None
-            for micro in range(config.loop.accumulate):
-                batch = next(batches).to(device, non_blocking=True)
-                synchronise = micro == config.loop.accumulate - 1 or not context.enabled
-                sync_context = runner.no_sync() if not synchronise and hasattr(runner, "no_sync") else _null()
-                with sync_context:
-                    with autocast(device, dtype):
-                        loss, output = runner(batch.image)
-                    scaler.scale(loss.float() / config.loop.accumulate).backward()
-                loss_sum += loss.detach().float()
-            reduced = distributed.all_reduce_sum(loss_sum / (config.loop.accumulate * context.world_size))
-            step_loss = float(reduced)
-            if not math.isfinite(step_loss):
-                where = (
-                    f"; the last good checkpoint is {last_saved}"
-                    if last_saved
-                    else " before any checkpoint was saved"
-                )
-                raise NonFiniteLossError(
-                    f"loss became {step_loss} at step {step + 1}{where}; lower --optim.learning-rate, "
-                    "keep --optim.clip-norm on, or use --precision bf16/fp32"
-                )
-            scaler.unscale_(optimizer)
-            _clip_gradients(parameters, config)
-            scaler.step(optimizer)
-            scaler.update()
-            assert output is not None
-            pipeline.after_optimizer_step(output)
-            state = attrs.evolve(state, step=step + 1)
-            window_steps += 1
-            progress.update(1)
-            progress.set_postfix(loss=f"{step_loss:.4g}", lr=f"{learning_rate:.2e}", refresh=False)
 
-            if state.step % config.loop.log_every == 0 or state.step == stop_at:
-                elapsed = time.perf_counter() - window_start
-                terms = {
-                    f"loss/{name}": float(value.detach().float().mean())
-                    for name, value in output.terms.items()
-                }
-                log.write(
-                    state.step,
-                    "train",
-                    {
-                        "loss": step_loss,
-                        "lr": learning_rate,
-                        **terms,
-                        "time/steps_per_second": window_steps / max(elapsed, 1e-9),
-                    },
-                )
-                window_start, window_steps = time.perf_counter(), 0
+def optimizer_step(session: TrainingSession, run: RunState) -> StepResult:
+    """Optimiser step ``run.step + 1``: accumulate the micro-batches' gradients, check the loss, update."""
+    config, accumulate = session.config, session.config.loop.accumulate
+    learning_rate = warmup_cosine(
+        run.step,
+        peak=config.optim.learning_rate,
+        total_steps=config.loop.steps,
+        warmup_steps=int(config.loop.steps * config.schedule.warmup_fraction),
+        final=config.schedule.final_learning_rate,
+    )
+    for group in session.optimizer.param_groups:
+        group["lr"] = learning_rate
+    session.optimizer.zero_grad(set_to_none=True)
+    loss_sum = torch.zeros((), device=session.device)
+    for micro in range(accumulate):
+        batch = next(session.batches).to(session.device, non_blocking=True)
+        with gradient_sync(session, last_micro_batch=micro == accumulate - 1):
+            with autocast(session.device, session.dtype):
+                loss, output = session.runner(batch.image)
+            session.scaler.scale(loss.float() / accumulate).backward()
+        loss_sum += loss.detach().float()
+    step_loss = float(distributed.all_reduce_sum(loss_sum / (accumulate * session.context.world_size)))
+    require_finite(step_loss, run)
+    session.scaler.unscale_(session.optimizer)
+    clip_gradients(session.parameters, config)
+    session.scaler.step(session.optimizer)
+    session.scaler.update()
+    session.pipeline.after_optimizer_step(output)
+    return StepResult(loss=step_loss, learning_rate=learning_rate, output=output)
 
-            if state.step % config.loop.val_every == 0 or state.step == total:
-                result = validate()
-                last_validation = result.metrics
-                log.write(state.step, "val", result.metrics)
-                value = result.metrics.get(config.loop.best_metric, float("nan"))
-                if _improved(value, state.best_value, config.loop.best_mode):
-                    state = attrs.evolve(state, best_value=value, best_step=state.step)
-                    save("best", point_latest=False)
-                if context.is_main:
-                    progress.write(_format_validation(state.step, result.metrics))
 
-            stop_signal = stop_request.signal_number or 0
-            if context.enabled:
-                stop_signal = int(distributed.all_reduce_sum(torch.tensor(stop_signal, dtype=torch.long)))
-            if state.step % config.loop.checkpoint_every == 0 or state.step == stop_at or stop_signal:
-                last_saved = save() or last_saved
-            if stop_signal:
-                progress.close()
-                log.close()
-                distributed.barrier()
-                raise TrainingInterrupted(
-                    f"stopped by signal at step {state.step}; checkpoint saved in {checkpoint_dir}; "
-                    f"continue with the same command plus --resume",
-                    signal_number=stop_request.signal_number or 15,
-                )
-    progress.close()
-    if config.evaluate_at_end and state.step >= total:
-        final = evaluate_and_report(
-            pipeline,
-            val_set,
-            output_dir=run_dir / "eval",
-            batch_size=config.evaluation.batch_size or layout.micro_batch_size,
-            device=device,
-            dtype=dtype,
+def gradient_sync(session: TrainingSession, last_micro_batch: bool) -> contextlib.AbstractContextManager:
+    """DDP all-reduces the gradients of the last micro-batch only (``no_sync`` before it)."""
+    if session.ddp is None or last_micro_batch:
+        return contextlib.nullcontext()
+    return session.ddp.no_sync()
+
+
+def require_finite(step_loss: float, run: RunState) -> None:
+    """Stop before a NaN/inf loss reaches the weights, naming the last good checkpoint."""
+    if math.isfinite(step_loss):
+        return
+    where = (
+        f"; the last good checkpoint is {run.last_saved}"
+        if run.last_saved
+        else " before any checkpoint was saved"
+    )
+    raise NonFiniteLossError(
+        f"loss became {step_loss} at step {run.step + 1}{where}; lower --optim.learning-rate, "
+        "keep --optim.clip-norm on, or use --precision bf16/fp32"
+    )
+
+
+def clip_gradients(parameters: list[torch.nn.Parameter], config: TrainConfig) -> None:
+    if config.optim.clip_norm is None:
+        return
+    norm_type = 2.0 if config.optim.clip_norm_type == "l2" else math.inf
+    torch.nn.utils.clip_grad_norm_(parameters, config.optim.clip_norm, norm_type=norm_type)
+
+
+def record_step(session: TrainingSession, run: RunState, result: StepResult) -> RunState:
+    """Count the step, move the progress bar and, when due, write the training row of ``metrics.jsonl``."""
+    step = run.step + 1
+    run = attrs.evolve(run, loop=attrs.evolve(run.loop, step=step), window_steps=run.window_steps + 1)
+    session.progress.update(1)
+    session.progress.set_postfix(loss=f"{result.loss:.4g}", lr=f"{result.learning_rate:.2e}", refresh=False)
+    if step % session.config.loop.log_every != 0 and step != session.stop_at:
+        return run
+    elapsed = time.perf_counter() - run.window_start
+    terms = {
+        f"loss/{name}": float(value.detach().float().mean()) for name, value in result.output.terms.items()
+    }
+    row = {
+        "loss": result.loss,
+        "lr": result.learning_rate,
+        **terms,
+        "time/steps_per_second": run.window_steps / max(elapsed, 1e-9),
+    }
+    session.log.write(step, "train", row)
+    return attrs.evolve(run, window_start=time.perf_counter(), window_steps=0)
+
+
+# --- validate and keep the best, checkpoint -------------------------------------------------------
+
+
+def validate_and_keep_best(session: TrainingSession, run: RunState, evaluation: Evaluation) -> RunState:
+    """Score the pipeline on the validation split; a better ``best_metric`` saves the ``best`` weights."""
+    config = session.config
+    metrics = evaluation.validate(
+        session.pipeline,
+        session.val_set,
+        batch_size=session.eval_batch_size,
+        device=session.device,
+        dtype=session.dtype,
+        max_batches=config.loop.val_batches,
+        world_size=session.context.world_size,
+        rank=session.context.rank,
+        seed=config.loop.seed,
+    )
+    session.log.write(run.step, "val", metrics)
+    run = attrs.evolve(run, last_validation=metrics)
+    value = metrics.get(config.loop.best_metric, float("nan"))
+    if improved(value, run.loop.best_value, config.loop.best_mode):
+        run = attrs.evolve(run, loop=attrs.evolve(run.loop, best_value=value, best_step=run.step))
+        save(session, run.loop, "best", point_latest=False)
+    if session.context.is_main:
+        session.progress.write(format_validation(run.step, metrics))
+    return run
+
+
+def improved(value: float, best: float | None, mode: str) -> bool:
+    if not math.isfinite(value):
+        return False
+    return best is None or (value > best if mode == "max" else value < best)
+
+
+def format_validation(step: int, metrics: dict[str, float]) -> str:
+    shown = ("loss", "ari", "fg_ari", "mbo", "miou", "active_slots")
+    parts = [f"{name} {metrics[name]:.4f}" for name in shown if name in metrics]
+    return f"step {step} val: " + ", ".join(parts)
+
+
+def checkpoint(session: TrainingSession, run: RunState) -> RunState:
+    """Save the step's checkpoint (rank 0) and keep only the newest ``--loop.keep-checkpoints``."""
+    return attrs.evolve(run, last_saved=save(session, run.loop) or run.last_saved)
+
+
+def save(
+    session: TrainingSession, state: LoopState, name: str = "", point_latest: bool = True
+) -> Path | None:
+    """Write checkpoint ``name`` (a step checkpoint with optimiser and RNG state when empty) on rank 0."""
+    if not session.context.is_main:
+        return None
+    epoch, within = session.layout.position(state.step)
+    sidecar = checkpoints.save_checkpoint(
+        session.checkpoint_dir,
+        name or checkpoints.checkpoint_name(state.step),
+        model=session.pipeline,
+        optimizer=None if name else session.optimizer,
+        scaler=session.scaler,
+        state=state,
+        data_position={"epoch": epoch, "step_in_epoch": within},
+        extra={"run": session.config.name},
+        point_latest=point_latest,
+    )
+    if not name:
+        checkpoints.prune_checkpoints(session.checkpoint_dir, session.config.loop.keep_checkpoints)
+    return sidecar
+
+
+def agreed_stop_signal(local_signal: int | None) -> int:
+    """Non-zero when any process received SIGINT/SIGTERM, so every rank stops after the same step."""
+    stop_signal = local_signal or 0
+    if distributed.is_distributed():
+        stop_signal = int(distributed.all_reduce_sum(torch.tensor(stop_signal, dtype=torch.long)))
+    return stop_signal
+
+
+def interrupt(session: TrainingSession, run: RunState, signal_number: int) -> None:
+    """Close the logs and raise `TrainingInterrupted` (the checkpoint of this step is already saved)."""
+    session.progress.close()
+    session.log.close()
+    distributed.barrier()
+    raise TrainingInterrupted(
+        f"stopped by signal at step {run.step}; checkpoint saved in {session.checkpoint_dir}; "
+        f"continue with the same command plus --resume",
+        signal_number=signal_number,
+    )
+
+
+# --- finish ---------------------------------------------------------------------------------------
+
+
+def finish(session: TrainingSession, run: RunState, evaluation: Evaluation) -> TrainResult:
+    """The final evaluation (with its report and pictures) once the last step is done; close the logs."""
+    config, context = session.config, session.context
+    if config.evaluate_at_end and run.step >= config.loop.steps:
+        metrics = evaluation.report(
+            session.pipeline,
+            session.val_set,
+            output_dir=config.run_dir / "eval",
+            title=f"{config.name} step {run.step} ({config.evaluation.split})",
+            batch_size=session.eval_batch_size,
+            device=session.device,
+            dtype=session.dtype,
             max_batches=config.evaluation.max_batches,
             pictures=config.evaluation.pictures,
             gallery_codes=config.evaluation.gallery_codes,
@@ -391,42 +556,14 @@ def _train(
             world_size=context.world_size,
             rank=context.rank,
             seed=config.loop.seed,
-            title=f"{config.name} step {state.step} ({config.evaluation.split})",
         )
-        last_validation = final.metrics
-        log.write(state.step, "eval", final.metrics)
-    log.close()
+        session.log.write(run.step, "eval", metrics)
+        run = attrs.evolve(run, last_validation=metrics)
+    session.log.close()
     distributed.barrier()
+    last_saved = run.last_saved
     if context.is_main and last_saved is None:
-        last_saved = checkpoint_dir / f"{checkpoints.checkpoint_name(state.step)}.json"
+        last_saved = session.checkpoint_dir / f"{checkpoints.checkpoint_name(run.step)}.json"
     return TrainResult(
-        run_dir=run_dir, step=state.step, checkpoint=last_saved, last_validation=last_validation
+        run_dir=config.run_dir, step=run.step, checkpoint=last_saved, last_validation=run.last_validation
     )
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
-
-
-def fewer_workers_note(requested: int, used: int) -> str:
-    """The one line that says the loader starts fewer workers than ``--loop.num-workers`` asked for."""
-    return (
-        f"data loader: {used} worker{'s' if used != 1 else ''} instead of --loop.num-workers {requested}, "
-        f"one per available CPU"
-    )
-
-
-def _format_validation(step: int, metrics: dict[str, float]) -> str:
-    shown = ("loss", "ari", "fg_ari", "mbo", "miou", "active_slots")
-    parts = [f"{name} {metrics[name]:.4f}" for name in shown if name in metrics]
-    return f"step {step} val: " + ", ".join(parts)
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """Rows of ``metrics.jsonl`` (for tests and notebooks)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []

@@ -1,4 +1,5 @@
-"""Presets: plain functions ``<model>_<data>() -> TrainConfig``, picked by ``--model`` × ``--data``.
+"""Presets: plain functions ``<model>_<data>() -> TrainConfig``, picked by ``--model`` × ``--data``
+through the explicit registry `PRESETS` (so ``--help`` lists them and each has a static caller).
 
 The paper configs (``spec/reference.md`` §2) for VOC, COCO and ClevrTex: DINOv2 ViT-S/14 at 224
 (16×16 tokens), 256×256 input, slots 6/7/11, slot width 256, MetaSlot codebook 512 with a ring buffer
@@ -11,12 +12,13 @@ MOVi-D has no MetaSlot config in the reference; its presets reuse the COCO setti
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 
+from metaslot.errors import ConfigError
 from metaslot.train.config import EvalSpec, LoopSpec, OptimSpec, ScheduleSpec, TrainConfig
-from metaslot.train.errors import ConfigError
 
 MODELS = ("autoencoder", "dinosaur", "vqvae", "slate", "slotdiffusion")
 DATASETS = ("shapes", "voc", "coco", "clevrtex", "movi_d")
@@ -360,24 +362,50 @@ def slotdiffusion_movi_d() -> TrainConfig:
     return _video_evaluation(_slotdiffusion("movi_d"))
 
 
+# --- the registry: (--model, --data) → preset ---------------------------------------------------
+
+PRESETS: dict[tuple[str, str], Callable[..., TrainConfig]] = {
+    ("autoencoder", "shapes"): autoencoder_shapes,
+    ("autoencoder", "voc"): autoencoder_voc,
+    ("autoencoder", "coco"): autoencoder_coco,
+    ("autoencoder", "clevrtex"): autoencoder_clevrtex,
+    ("autoencoder", "movi_d"): autoencoder_movi_d,
+    ("dinosaur", "shapes"): dinosaur_shapes,
+    ("dinosaur", "voc"): dinosaur_voc,
+    ("dinosaur", "coco"): dinosaur_coco,
+    ("dinosaur", "clevrtex"): dinosaur_clevrtex,
+    ("dinosaur", "movi_d"): dinosaur_movi_d,
+    ("vqvae", "shapes"): vqvae_shapes,  # the vqvae presets take the --vqvae-variant
+    ("vqvae", "voc"): vqvae_voc,
+    ("vqvae", "coco"): vqvae_coco,
+    ("vqvae", "clevrtex"): vqvae_clevrtex,
+    ("vqvae", "movi_d"): vqvae_movi_d,
+    ("slate", "shapes"): slate_shapes,
+    ("slate", "voc"): slate_voc,
+    ("slate", "coco"): slate_coco,
+    ("slate", "clevrtex"): slate_clevrtex,
+    ("slate", "movi_d"): slate_movi_d,
+    ("slotdiffusion", "shapes"): slotdiffusion_shapes,
+    ("slotdiffusion", "voc"): slotdiffusion_voc,
+    ("slotdiffusion", "coco"): slotdiffusion_coco,
+    ("slotdiffusion", "clevrtex"): slotdiffusion_clevrtex,
+    ("slotdiffusion", "movi_d"): slotdiffusion_movi_d,
+}
+
+
 # --- selection -----------------------------------------------------------------------------------
 
 
 def with_slot_attention(config: TrainConfig) -> TrainConfig:
     """The same preset with plain Slot Attention in place of MetaSlot (same widths, slots, iterations)."""
-    from metaslot.models.aggregators import MetaSlotSpec, SlotAttentionSpec
+    from metaslot.models.aggregators import MetaSlotSpec, slot_attention_like
 
     aggregator = getattr(config.model, "aggregator", None)
     if not isinstance(aggregator, MetaSlotSpec):
         raise ConfigError(
             f"--aggregator slot-attention does not apply to {type(config.model).__name__} (it has no aggregator)"
         )
-    shared = {
-        field.name: getattr(aggregator, field.name)
-        for field in attrs.fields(SlotAttentionSpec)
-        if field.init and hasattr(aggregator, field.name)
-    }
-    model = attrs.evolve(config.model, aggregator=SlotAttentionSpec(**shared))
+    model = attrs.evolve(config.model, aggregator=slot_attention_like(aggregator))
     return attrs.evolve(config, model=model, name=f"{config.name}-sa")
 
 
@@ -399,7 +427,7 @@ def preset(
     data = _choose("data", data, DATASETS)
     aggregator = _choose("aggregator", aggregator, AGGREGATORS)
     variant = _choose("vqvae-variant", vqvae_variant, VQVAE_VARIANTS)
-    function = globals()[f"{model}_{data}"]
+    function = PRESETS[(model, data)]
     config = function(variant) if model == "vqvae" else function()
     if aggregator == "slot-attention" and model != "vqvae":
         config = with_slot_attention(config)

@@ -1,37 +1,53 @@
-"""Building the pipeline of a config, including the stage-1 VQ-VAE that SLATE and SlotDiffusion need."""
+"""Building the pipeline of a config, including the stage-1 VQ-VAE that SLATE and SlotDiffusion need.
+
+Which specs need a stage 1 is a type question (`StageTwoSpec`: SLATE's and SlotDiffusion's specs, which
+also say which VQ-VAE variant their presets train first), never a class-name string.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
 
+from metaslot.errors import CheckpointError, ConfigError
+from metaslot.models.pipelines.stage_two import StageTwoSpec
 from metaslot.train import checkpoint as checkpoints
-from metaslot.train.errors import CheckpointError, ConfigError
+from metaslot.train.config import TrainConfig
 
-# Stage-2 spec class → the VQ-VAE variant its preset expects (reference: c256 for SLATE, c4 for SlotDiffusion).
-STAGE_TWO_VARIANTS = {"SlateSpec": "c256", "SlotDiffusionSpec": "c4"}
-_DATA_SELECTORS = {
-    "ShapesSpec": "shapes",
-    "VOCSpec": "voc",
-    "COCOSpec": "coco",
-    "ClevrTexSpec": "clevrtex",
-    "MoviDSpec": "movi_d",
-}
+
+@runtime_checkable
+class PipelineSpec(Protocol):
+    """What ``TrainConfig.model`` holds: a spec whose ``build()`` gives the pipeline."""
+
+    def build(self) -> torch.nn.Module: ...
 
 
 def needs_stage_one(model_spec: object) -> bool:
-    return type(model_spec).__name__ in STAGE_TWO_VARIANTS
+    return isinstance(model_spec, StageTwoSpec)
 
 
 def data_selector(data_spec: object) -> str:
-    return _DATA_SELECTORS.get(type(data_spec).__name__, "shapes")
+    """The ``--data`` name of a dataset spec (``shapes`` for a dataset no preset names)."""
+    from metaslot.data.published import ClevrTexSpec, COCOSpec, VOCSpec
+    from metaslot.data.shapes import ShapesSpec
+    from metaslot.data.video import MoviDSpec
+
+    names = {
+        ShapesSpec: "shapes",
+        VOCSpec: "voc",
+        COCOSpec: "coco",
+        ClevrTexSpec: "clevrtex",
+        MoviDSpec: "movi_d",
+    }
+    return next((name for kind, name in names.items() if isinstance(data_spec, kind)), "shapes")
 
 
-def stage_one_command(model_spec: object, data_spec: object) -> str:
+def stage_one_command(model_spec: StageTwoSpec, data_spec: object) -> str:
     """The exact command that trains the VQ-VAE a stage-2 preset expects, for the same dataset."""
     data = data_selector(data_spec)
-    variant = STAGE_TWO_VARIANTS.get(type(model_spec).__name__, "c256")
+    variant = model_spec.stage_one_variant
     suffix = " --vqvae-variant c4" if variant == "c4" else ""
     return f"python -m cli.train --model vqvae --data {data}{suffix} --name vqvae-{variant}-{data}"
 
@@ -49,19 +65,21 @@ def stage_one_weights(path: Path) -> dict[str, torch.Tensor]:
     return checkpoints.read_tensors(model_path)
 
 
-def build_pipeline(config: object) -> torch.nn.Module:
+def build_pipeline(config: TrainConfig) -> torch.nn.Module:
     """``config.model.build()``, with the VQ-VAE weights mapped in for stage-2 pipelines."""
-    model_spec = config.model  # type: ignore[attr-defined]
+    model_spec = config.model
+    if not isinstance(model_spec, PipelineSpec):
+        raise ConfigError(f"--model holds {model_spec!r}, which has no build(); pass a pipeline spec")
     pipeline = model_spec.build()
-    if needs_stage_one(model_spec):
-        vqvae = config.vqvae  # type: ignore[attr-defined]
-        if vqvae is None:
+    if isinstance(model_spec, StageTwoSpec):
+        data = data_selector(config.data)
+        if config.vqvae is None:
+            name = type(model_spec).__name__.removesuffix("Spec")
             raise ConfigError(
-                f"{type(model_spec).__name__.removesuffix('Spec')} needs a trained VQ-VAE: run "
-                f"`{stage_one_command(model_spec, config.data)}` first, then add "  # type: ignore[attr-defined]
-                f"--vqvae runs/vqvae-{STAGE_TWO_VARIANTS[type(model_spec).__name__]}-{data_selector(config.data)}"  # type: ignore[attr-defined]
+                f"{name} needs a trained VQ-VAE: run `{stage_one_command(model_spec, config.data)}` first, "
+                f"then add --vqvae runs/vqvae-{model_spec.stage_one_variant}-{data}"
             )
-        load_stage_one(pipeline, stage_one_weights(vqvae), vqvae, data_selector(config.data))  # type: ignore[attr-defined]
+        load_stage_one(pipeline, stage_one_weights(config.vqvae), config.vqvae, data)
     return pipeline
 
 

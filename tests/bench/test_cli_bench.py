@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from metaslot.bench import pipelines
 from metaslot.bench.timing import Timing, time_interleaved
 from metaslot.bench.variants import Variant, variants
-from metaslot.cli.bench import main
+from metaslot.cli.bench import main, preset_model
 
 MACHINE_KEYS = {"date", "cpu", "cores", "platform", "python", "torch", "device", "device_name", "git_commit"}
 SPREAD_MS = {"min_ms", "median_ms", "max_ms", "repeats"}
@@ -84,11 +84,11 @@ def test_the_paper_and_tiny_specs_build_from_the_presets_without_weights() -> No
     from metaslot.models.encoders import DinoViTSpec
 
     for model in pipelines.MODELS:
-        for spec in (pipelines.paper_spec(model), pipelines.tiny_spec(model)):
+        for spec in (pipelines.paper_spec(model, preset_model), pipelines.tiny_spec(model, preset_model)):
             encoder = getattr(spec, "encoder", None)
             if isinstance(encoder, DinoViTSpec):
                 assert not encoder.pretrained and encoder.weights is None
-    paper = {case.model: case for case in pipelines.cases(("paper",))}
+    paper = {case.model: case for case in pipelines.cases(("paper",), preset_model)}
     assert {case.batch_size for case in paper.values()} == {32}
     assert paper["dinosaur"].image_size == paper["vqvae"].image_size == 256
 

@@ -36,14 +36,20 @@ class LabelImages(torch.utils.data.Dataset):
         return Sample(image=image, segment=segment, num_objects=count)
 
 
+class OracleAggregator(nn.Module):
+    codebook_size = 6
+
+    def update_codebook(self, output: AggregatorOutput) -> None:
+        return None
+
+
 class Oracle(nn.Module):
     """Perfect masks (slot j = label j); slots without a segment are pruned; code = slot index."""
 
     def __init__(self, shift: bool = False) -> None:
         super().__init__()
         self.shift = shift
-        self.aggregator = nn.Module()
-        self.aggregator.register_buffer("codebook", torch.zeros(6, 2))
+        self.aggregator = OracleAggregator()
 
     def forward(self, image: torch.Tensor) -> PipelineOutput:
         labels = image[:, 0].round().long()
@@ -57,6 +63,9 @@ class Oracle(nn.Module):
             slots=torch.zeros(batch, SLOTS, 2), attention=masks.flatten(2), keep=keep, codes=codes
         )
         return PipelineOutput(loss=image[:, 1].mean(), masks=masks, keep=keep, aggregator=aggregated)
+
+    def after_optimizer_step(self, output: PipelineOutput) -> None:
+        return None
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 7])

@@ -24,7 +24,7 @@ STAGE_TWO_ENCODER = CNNEncoderSpec(channels=(16, 16), kernel_size=3, strides=(2,
 
 
 def tiny_aggregator(
-    kind: str, feature_dim: int, honour_keep: bool = True
+    kind: str, feature_dim: int, honour_keep_downstream: bool = True
 ) -> SlotAttentionSpec | MetaSlotSpec:
     """3 slots of width 8, 2 iterations; MetaSlot with 6 prototypes (Autoencoder and DINOSAUR tests)."""
     if kind == "slot_attention":
@@ -36,11 +36,11 @@ def tiny_aggregator(
         num_iterations=2,
         codebook_size=6,
         buffer_capacity=12,
-        honour_keep_downstream=honour_keep,
+        honour_keep_downstream=honour_keep_downstream,
     )
 
 
-def stage_two_metaslot(codebook_size: int = 8, honour_keep: bool = True) -> MetaSlotSpec:
+def stage_two_metaslot(codebook_size: int = 8, honour_keep_downstream: bool = True) -> MetaSlotSpec:
     """MetaSlot for the SLATE / SlotDiffusion tests; ``codebook_size=1`` makes evaluation keep slot 0 only."""
     return MetaSlotSpec(
         num_slots=3,
@@ -48,7 +48,7 @@ def stage_two_metaslot(codebook_size: int = 8, honour_keep: bool = True) -> Meta
         feature_dim=16,
         codebook_size=codebook_size,
         buffer_capacity=16,
-        honour_keep_downstream=honour_keep,
+        honour_keep_downstream=honour_keep_downstream,
     )
 
 

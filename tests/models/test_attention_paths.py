@@ -57,3 +57,33 @@ def test_auto_projects_only_for_few_tokens(name: str) -> None:
     assert forced.shared_keys_values(few, SHAPES["num_slots"], total) is None
     projected = attrs.evolve(SPECS[name], attention_path="projected").build()
     assert projected.shared_keys_values(many, SHAPES["num_slots"], total) is not None
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+@pytest.mark.parametrize("training", [False, True])
+def test_the_path_is_decided_once_per_forward(name: str, training: bool, monkeypatch) -> None:
+    """Every aggregate call of a forward (both MetaSlot stages, both bilevel parts) gets that one decision."""
+    from metaslot.models.aggregators import slot_attention as module_file
+    from metaslot.ops import slot_attention as ops_file
+
+    decisions, received = [], []
+    decide, run_aggregate = ops_file.key_value_source, ops_file.aggregate
+
+    def counting_decision(*args, **kwargs):
+        decisions.append(decide(*args, **kwargs))
+        return decisions[-1]
+
+    def recording_aggregate(*args, **kwargs):
+        received.append(kwargs.get("source"))
+        return run_aggregate(*args, **kwargs)
+
+    monkeypatch.setattr(module_file, "key_value_source", counting_decision)
+    monkeypatch.setattr(module_file, "aggregate", recording_aggregate)
+    if name == "metaslot":
+        from metaslot.models.aggregators import metaslot as metaslot_file
+
+        monkeypatch.setattr(metaslot_file, "aggregate", recording_aggregate)
+    SPECS[name].build().train(training)(torch.randn(2, 10, 6))
+    assert len(decisions) == 1
+    assert len(received) == (1 if name == "slot_attention" else 2)
+    assert all(source is decisions[0] for source in received)

@@ -12,7 +12,7 @@ import torch.multiprocessing as multiprocessing
 from safetensors.torch import load_file, save_file
 
 from metaslot.models.aggregators import MetaSlot, MetaSlotSpec
-from metaslot.models.aggregators.distributed import all_gather_tensor, broadcast_state
+from metaslot.runtime.distributed import all_gather_tensor, broadcast_state
 
 WORLD_SIZE = 2
 STEPS = 5

@@ -27,7 +27,7 @@ DECODERS = {
 
 def tiny_autoencoder(
     kind: str,
-    honour_keep: bool = True,
+    honour_keep_downstream: bool = True,
     projection: ProjectionSpec | None = None,
     decoder: str = "broadcast",
 ):
@@ -35,7 +35,7 @@ def tiny_autoencoder(
     return AutoencoderSpec(
         encoder=CNNEncoderSpec(channels=(8, 8), kernel_size=3, strides=(2, 1)),
         projection=projection,
-        aggregator=tiny_aggregator(kind, feature_dim=8, honour_keep=honour_keep),
+        aggregator=tiny_aggregator(kind, feature_dim=8, honour_keep_downstream=honour_keep_downstream),
         decoder=DECODERS[decoder],
         image_size=IMAGE_SIZE,
     ).build()
@@ -108,7 +108,7 @@ def test_attention_colour_decoder_paints_only_the_kept_slot() -> None:
 
 
 def test_reference_behaviour_decodes_pruned_slots_but_masks_still_drop_them() -> None:
-    pipeline = tiny_autoencoder("metaslot", honour_keep=False).eval()
+    pipeline = tiny_autoencoder("metaslot", honour_keep_downstream=False).eval()
     plain, shifted = outputs_with_first_slot_pruned(pipeline, images())
     assert not torch.allclose(shifted.reconstruction, plain.reconstruction)
     assert (plain.masks[:, 0] == 0).all()

@@ -22,14 +22,14 @@ IMAGE_SIZE = 8
 TINY_VIT = DinoViTSpec(model_name="vit_tiny_patch16_224", pretrained=False, image_size=32)
 
 
-def tiny_dinosaur(kind: str, encoder=None, honour_keep: bool = True, image_size: int = IMAGE_SIZE):
+def tiny_dinosaur(kind: str, encoder=None, honour_keep_downstream: bool = True, image_size: int = IMAGE_SIZE):
     torch.manual_seed(0)
     return DinosaurSpec(
         encoder=encoder
         if encoder is not None
         else CNNEncoderSpec(channels=(6, 6), kernel_size=3, strides=(2, 2)),
         projection=ProjectionSpec(),
-        aggregator=tiny_aggregator(kind, feature_dim=8, honour_keep=honour_keep),
+        aggregator=tiny_aggregator(kind, feature_dim=8, honour_keep_downstream=honour_keep_downstream),
         decoder=MLPDecoderSpec(hidden_channels=(16, 16)),
         image_size=image_size,
     ).build()
@@ -91,7 +91,7 @@ def test_pruned_slot_gets_no_pixels_and_does_not_change_the_reconstruction(kind:
 
 def test_reference_behaviour_decodes_pruned_slots() -> None:
     plain, shifted = outputs_with_first_slot_pruned(
-        tiny_dinosaur("metaslot", honour_keep=False).eval(), images()
+        tiny_dinosaur("metaslot", honour_keep_downstream=False).eval(), images()
     )
     assert not torch.allclose(shifted.reconstruction, plain.reconstruction)
     assert (plain.masks[:, 0] == 0).all()

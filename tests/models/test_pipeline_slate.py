@@ -85,14 +85,16 @@ def test_five_steps_lower_the_loss_and_gradients_reach_exactly_the_trainable_par
 @pytest.mark.parametrize("honour", [True, False])
 def test_a_pruned_slot_gets_no_pixels_and_changes_no_logit(honour: bool) -> None:
     # One prototype: every slot quantises to the same code, so evaluation keeps only slot 0.
-    pipeline = build_with_trained_vqvae(tiny_slate(stage_two_metaslot(codebook_size=1, honour_keep=honour)))
+    pipeline = build_with_trained_vqvae(
+        tiny_slate(stage_two_metaslot(codebook_size=1, honour_keep_downstream=honour))
+    )
     pipeline.eval()
     image = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         output = pipeline(image)
         assert_only_first_slot_kept(output, batch=2)
         tokens = pipeline.vqvae.tokenize(image).quantized.flatten(2).transpose(1, 2)
-        keep = output.keep if pipeline.honour_keep else None
+        keep = output.keep if pipeline.honour_keep_downstream else None
         logits = pipeline.decoder(tokens, output.slots, keep)
         changed = output.slots.clone()
         changed[:, 1:] = torch.randn_like(changed[:, 1:]) * 10

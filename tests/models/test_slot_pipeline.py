@@ -27,7 +27,9 @@ def front_of(pipeline: SlotPipeline, size: int = 8):
 )
 def test_decoder_keep_follows_the_aggregator_spec(kind: str, honour: bool, decoder_sees_keep: bool) -> None:
     torch.manual_seed(0)
-    pipeline = SlotPipeline(ENCODER, None, tiny_aggregator(kind, feature_dim=8, honour_keep=honour))
+    pipeline = SlotPipeline(
+        ENCODER, None, tiny_aggregator(kind, feature_dim=8, honour_keep_downstream=honour)
+    )
     aggregated = front_of(pipeline).aggregator
     keep = pipeline.decoder_keep(aggregated)
     assert (keep is aggregated.keep) if decoder_sees_keep else (keep is None)
@@ -69,3 +71,13 @@ def test_spec_and_input_errors_name_the_fix() -> None:
     require_image_size(torch.zeros(1, 3, 8, 8), 8, "the thing", "ThingSpec")
     with pytest.raises(ValueError, match=r"the thing was built for 8×8 .* image_size=6 in ThingSpec"):
         require_image_size(torch.zeros(1, 3, 6, 6), 8, "the thing", "ThingSpec")
+
+
+def test_the_former_keep_names_still_work() -> None:
+    from metaslot.models.pipelines import honour_keep_downstream, honours_keep
+
+    pipeline = SlotPipeline(
+        ENCODER, None, tiny_aggregator("metaslot", feature_dim=8, honour_keep_downstream=False)
+    )
+    assert honours_keep is honour_keep_downstream
+    assert pipeline.honour_keep is pipeline.honour_keep_downstream is False

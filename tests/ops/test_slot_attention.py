@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from metaslot.ops import SlotAttentionStep, aggregate, masked_slot_attention
+from metaslot.ops import (
+    KeyValueSource,
+    SlotAttentionLayers,
+    aggregate,
+    key_value_source,
+    masked_slot_attention,
+)
 
 WIDTH, CHANNELS, SLOTS, TOKENS, BATCH = 4, 6, 3, 5, 2
 
@@ -36,8 +42,8 @@ class TinyWeights(nn.Module):
         new = self.gru(updates.reshape(-1, WIDTH), slots.reshape(-1, WIDTH)).reshape(slots.shape)
         return new + self.mlp(new)
 
-    def step(self, linear: bool = False) -> SlotAttentionStep:
-        return SlotAttentionStep(
+    def layers(self, linear: bool = False) -> SlotAttentionLayers:
+        return SlotAttentionLayers(
             project_queries=lambda slots: self.project_q(self.norm_queries(slots)),
             project_keys_values=self.keys_values,
             update=self.update,
@@ -61,7 +67,7 @@ def test_initial_slots_get_gradient_only_through_the_straight_through_term(noise
     detached = aggregate(
         initial.detach(),
         features(),
-        weights.step(),
+        weights.layers(),
         3,
         noise_weight=noise_weight,
         generator=torch.Generator().manual_seed(1),
@@ -74,7 +80,7 @@ def test_initial_slots_get_gradient_only_through_the_straight_through_term(noise
     through = aggregate(
         initial.detach(),
         features(),
-        weights.step(),
+        weights.layers(),
         3,
         noise_weight=noise_weight,
         generator=torch.Generator().manual_seed(1),
@@ -96,7 +102,7 @@ def test_noise_from_a_seeded_generator_is_reproducible_and_matches_pre_drawn_noi
         return aggregate(
             slots,
             features(),
-            weights.step(),
+            weights.layers(),
             3,
             noise_weight=0.5,
             generator=torch.Generator().manual_seed(seed),
@@ -109,41 +115,41 @@ def test_noise_from_a_seeded_generator_is_reproducible_and_matches_pre_drawn_noi
     generator = torch.Generator().manual_seed(3)
     drawn = [torch.randn(BATCH, TOKENS, CHANNELS, generator=generator) for _ in range(2)]
     pre_drawn = torch.stack([*drawn, torch.full((BATCH, TOKENS, CHANNELS), float("nan"))])
-    given = aggregate(slots, features(), weights.step(), 3, noise_weight=0.5, noise=pre_drawn)
+    given = aggregate(slots, features(), weights.layers(), 3, noise_weight=0.5, noise=pre_drawn)
     torch.testing.assert_close(given.slots, first.slots)
-    clean = aggregate(slots, features(), weights.step(), 3)
+    clean = aggregate(slots, features(), weights.layers(), 3)
     assert not torch.allclose(clean.slots, first.slots)
 
 
 def test_clean_keys_values_are_computed_once_and_reused():
     weights = TinyWeights()
     slots = weights.initial_slots().detach()
-    aggregate(slots, features(), weights.step(), 4)
+    aggregate(slots, features(), weights.layers(), 4)
     assert weights.keys_values_calls == 1
     weights.keys_values_calls = 0
     aggregate(
-        slots, features(), weights.step(), 3, noise_weight=0.5, generator=torch.Generator().manual_seed(0)
+        slots, features(), weights.layers(), 3, noise_weight=0.5, generator=torch.Generator().manual_seed(0)
     )
     assert weights.keys_values_calls == 3  # two noisy iterations plus one clean
     weights.keys_values_calls = 0
     precomputed = (weights.project_k(features()), weights.project_v(features()))
-    reused = aggregate(slots, features(), weights.step(), 3, clean_keys_values=precomputed)
+    reused = aggregate(slots, features(), weights.layers(), 3, clean_keys_values=precomputed)
     assert weights.keys_values_calls == 0
-    torch.testing.assert_close(reused.slots, aggregate(slots, features(), weights.step(), 3).slots)
+    torch.testing.assert_close(reused.slots, aggregate(slots, features(), weights.layers(), 3).slots)
 
 
 def test_one_iteration_is_one_masked_step_and_pruned_slots_get_no_attention():
     weights = TinyWeights()
     slots = weights.initial_slots().detach()
     keep = torch.tensor([[True, False, True], [False, True, False]])
-    result = aggregate(slots, features(), weights.step(), 1, keep=keep)
+    result = aggregate(slots, features(), weights.layers(), 1, keep=keep)
     keys, values = weights.keys_values(features())
     updates, attention = masked_slot_attention(
         weights.project_q(weights.norm_queries(slots)), keys, values, keep
     )
     torch.testing.assert_close(result.attention, attention)
     torch.testing.assert_close(result.slots, weights.update(slots, updates))
-    many = aggregate(slots, features(), weights.step(), 3, keep=keep)
+    many = aggregate(slots, features(), weights.layers(), 3, keep=keep)
     assert torch.all(many.attention[~keep] == 0)
     torch.testing.assert_close(many.attention.sum(dim=1), torch.ones(BATCH, TOKENS))
 
@@ -155,15 +161,15 @@ def test_rejects_noise_with_the_wrong_number_of_iterations_and_bad_counts():
         aggregate(
             slots,
             features(),
-            weights.step(),
+            weights.layers(),
             3,
             noise_weight=0.5,
             noise=torch.randn(2, BATCH, TOKENS, CHANNELS),
         )
     with pytest.raises(ValueError, match="num_iterations"):
-        aggregate(slots, features(), weights.step(), 0)
+        aggregate(slots, features(), weights.layers(), 0)
     with pytest.raises(ValueError, match="noise_weight"):
-        aggregate(slots, features(), weights.step(), 2, noise_weight=-0.1)
+        aggregate(slots, features(), weights.layers(), 2, noise_weight=-0.1)
 
 
 def _values_and_gradients(linear: bool, feature_space: bool | None, noise_weight: float):
@@ -173,7 +179,7 @@ def _values_and_gradients(linear: bool, feature_space: bool | None, noise_weight
     output = aggregate(
         initial.detach(),
         inputs,
-        weights.step(linear=linear),
+        weights.layers(linear=linear),
         3,
         noise_weight=noise_weight,
         generator=torch.Generator().manual_seed(5),
@@ -207,20 +213,55 @@ def test_reading_features_directly_gives_the_same_values_and_gradients(
 def test_feature_space_is_chosen_by_cost_and_needs_the_weights():
     weights = TinyWeights()
     slots = weights.initial_slots().detach()
-    aggregate(slots, features(), weights.step(linear=True), 3)
+    aggregate(slots, features(), weights.layers(linear=True), 3)
     assert weights.keys_values_calls == 1  # 5 tokens, 3 slots: projecting once is cheaper
     many_tokens = torch.randn(BATCH, 64, CHANNELS)
-    aggregate(slots, many_tokens, weights.step(linear=True), 3)
+    aggregate(slots, many_tokens, weights.layers(linear=True), 3)
     assert weights.keys_values_calls == 1  # 64 tokens: read in feature space, nothing more projected
     with pytest.raises(ValueError, match="key_value_weights"):
-        aggregate(slots, features(), weights.step(), 3, feature_space=True)
+        aggregate(slots, features(), weights.layers(), 3, feature_space=True)
 
 
 def test_epsilon_reaches_the_attention_average():
     weights = TinyWeights()
     slots = weights.initial_slots().detach()
-    small = aggregate(slots, features(), weights.step(), 2)
-    large = aggregate(slots, features(), weights.step(), 2, epsilon=10.0)
+    small = aggregate(slots, features(), weights.layers(), 2)
+    large = aggregate(slots, features(), weights.layers(), 2, epsilon=10.0)
     assert not torch.allclose(small.slots, large.slots)
     with pytest.raises(ValueError, match="epsilon"):
-        aggregate(slots, features(), weights.step(), 2, epsilon=0.0)
+        aggregate(slots, features(), weights.layers(), 2, epsilon=0.0)
+
+
+@pytest.mark.parametrize(
+    ("path", "tokens", "projections", "in_feature_space"),
+    [
+        ("projected", 64, 1, False),
+        ("feature_space", 5, 0, True),
+        ("auto", 5, 1, False),
+        ("auto", 64, 0, True),
+    ],
+)
+def test_key_value_source_decides_the_clean_read_outs_once(path, tokens, projections, in_feature_space):
+    """One decision per forward: projected once, or feature space ('auto': by the multiply-add count)."""
+    weights = TinyWeights()
+    inputs = torch.randn(BATCH, tokens, CHANNELS)
+    source = key_value_source(
+        inputs, weights.layers(linear=True), num_slots=SLOTS, num_read_outs=3, path=path
+    )
+    assert weights.keys_values_calls == projections
+    assert source.in_feature_space == in_feature_space
+    slots = weights.initial_slots().detach()
+    given = aggregate(slots, inputs, weights.layers(linear=True), 3, source=source)
+    assert weights.keys_values_calls == projections  # aggregate reuses the source, projects nothing more
+    forced = aggregate(slots, inputs, weights.layers(linear=True), 3, feature_space=in_feature_space)
+    torch.testing.assert_close(given.slots, forced.slots)
+
+
+def test_a_source_without_weights_cannot_read_in_feature_space():
+    weights = TinyWeights()
+    with pytest.raises(ValueError, match="key_value_weights"):
+        key_value_source(features(), weights.layers(), num_slots=SLOTS, num_read_outs=3, path="feature_space")
+    assert not key_value_source(
+        features(), weights.layers(), num_slots=SLOTS, num_read_outs=3
+    ).in_feature_space
+    assert KeyValueSource(None).in_feature_space

@@ -8,8 +8,15 @@ import attrs
 import torch
 from train_fakes import FakeDataSpec, FakePipelineSpec
 
+from metaslot.eval.session import SplitEvaluation
+from metaslot.train import loop
 from metaslot.train.checkpoint import read_tensors
 from metaslot.train.config import EvalSpec, LoopSpec, TrainConfig
+
+
+def train(config: TrainConfig, **options: object) -> loop.TrainResult:
+    """`metaslot.train.loop.train` with the standard evaluation, as the command line runs it."""
+    return loop.train(config, evaluation=SplitEvaluation(), **options)
 
 
 def tiny_config(runs_dir: Path, name: str = "run", **loop: object) -> TrainConfig:

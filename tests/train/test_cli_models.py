@@ -11,7 +11,7 @@ from cli_args import loop_args, model_args, without_codebook
 from metaslot.cli import eval as eval_cli
 from metaslot.cli import train as train_cli
 from metaslot.cli import visualize as visualize_cli
-from metaslot.train.loop import read_metrics
+from metaslot.train.logging import read_metrics
 
 
 def _train(model: str, runs: Path, *extra: str) -> Path:

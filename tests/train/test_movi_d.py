@@ -17,7 +17,7 @@ from metaslot.cli.train import parse_train_arguments
 from metaslot.data.sampling import ItemKey
 from metaslot.data.video import MoviDSpec
 from metaslot.train.config import config_from_json, config_to_json, rebuild
-from metaslot.train.loop import read_metrics
+from metaslot.train.logging import read_metrics
 from metaslot.train.presets import MODELS, preset
 
 pytest.importorskip("av")

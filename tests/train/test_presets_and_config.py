@@ -14,7 +14,7 @@ from PIL import Image
 from metaslot.cli.train import parse_train_arguments
 from metaslot.data.records import collate
 from metaslot.train.config import config_from_json, config_to_json
-from metaslot.train.presets import DATASETS, MODELS, preset
+from metaslot.train.presets import DATASETS, MODELS, PRESETS, preset
 
 PAPER = {"voc": 6, "coco": 7, "clevrtex": 11}
 
@@ -97,6 +97,15 @@ def test_help_after_selectors_shows_the_preset_values() -> None:
     text = output.getvalue()
     assert "--model.aggregator.num-slots" in text and "(default: 11)" in text
     assert "(default: 1408)" in text  # ring buffer 4·32·11
+    assert "--model {autoencoder,dinosaur,vqvae,slate,slotdiffusion}" in text
+    assert "--data {shapes,voc,coco,clevrtex,movi_d}" in text
+
+
+def test_the_registry_holds_one_preset_per_model_and_data() -> None:
+    """Every --model × --data pair has exactly one preset function, found without name lookups."""
+    assert set(PRESETS) == {(model, data) for model in MODELS for data in DATASETS}
+    assert all(function.__name__ == f"{model}_{data}" for (model, data), function in PRESETS.items())
+    assert preset("slate", "coco").name == PRESETS[("slate", "coco")]().name
 
 
 def _png(array: numpy.ndarray) -> bytes:

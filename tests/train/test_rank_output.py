@@ -13,7 +13,7 @@ import pytest
 import metaslot.train.loop as loop
 from metaslot.cli import train as train_cli
 from metaslot.cli._errors import user_errors
-from metaslot.train.errors import TrainingInterrupted
+from metaslot.errors import TrainingInterrupted
 
 
 def _as_rank(monkeypatch: pytest.MonkeyPatch, rank: int) -> None:
@@ -22,7 +22,7 @@ def _as_rank(monkeypatch: pytest.MonkeyPatch, rank: int) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
 
 
-def _trained_at_once(config, *, invocation=None) -> loop.TrainResult:
+def _trained_at_once(config, *, evaluation, invocation=None) -> loop.TrainResult:
     return loop.TrainResult(
         run_dir=config.run_dir,
         step=3,

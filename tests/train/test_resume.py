@@ -13,12 +13,12 @@ from pathlib import Path
 import attrs
 import pytest
 import torch
-from helpers import evolve_loop, final_weights, tiny_config, without_timing
+from helpers import evolve_loop, final_weights, tiny_config, train, without_timing
 from train_fakes import FakePipelineSpec
 
+from metaslot.errors import CheckpointError, ConfigError, NonFiniteLossError
 from metaslot.train.checkpoint import latest_checkpoint, load_model_checkpoint, read_tensors
-from metaslot.train.errors import CheckpointError, ConfigError, NonFiniteLossError
-from metaslot.train.loop import read_metrics, train
+from metaslot.train.logging import read_metrics
 
 HERE = Path(__file__).parent
 
@@ -95,9 +95,8 @@ import sys
 sys.path.insert(0, {here!r})
 from pathlib import Path
 import attrs
-from helpers import tiny_config
+from helpers import tiny_config, train
 from metaslot.cli._errors import user_errors
-from metaslot.train.loop import train
 from train_fakes import FakeDataSpec
 config = attrs.evolve(tiny_config(Path({runs!r}), steps=500, checkpoint_every=1000, val_every=1000),
                       data=FakeDataSpec(delay=0.01))

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from metaslot.data.records import Sample
 from metaslot.data.sampling import ItemKey, ResumableSampler, epoch_order, evaluation_batches, item_index
+from metaslot.errors import ConfigError
+from metaslot.train.batches import BatchLayout, fewer_workers_note, training_batches
 from metaslot.train.checkpoint import LoopState, latest_checkpoint, prune_checkpoints, save_checkpoint
-from metaslot.train.errors import ConfigError
-from metaslot.train.loop import BatchLayout, fewer_workers_note, training_batches
 from metaslot.train.schedules import warmup_cosine
 
 

@@ -17,6 +17,7 @@ from torch import nn
 from metaslot.data.records import Sample
 from metaslot.data.sampling import ItemKey, item_index
 from metaslot.models.records import AggregatorOutput, PipelineOutput
+from metaslot.train.config import allow_in_config
 
 
 class FakeAggregator(nn.Module):
@@ -25,6 +26,10 @@ class FakeAggregator(nn.Module):
         self.queries = nn.Parameter(torch.randn(num_slots, width) * 0.5)
         self.register_buffer("codebook", torch.randn(codebook_size, width))
         self.register_buffer("usage", torch.zeros(codebook_size))
+
+    @property
+    def codebook_size(self) -> int:
+        return self.codebook.shape[0]
 
     def forward(self, features: torch.Tensor) -> AggregatorOutput:
         logits = torch.einsum("kd,bnd->bkn", self.queries, features) / features.shape[-1] ** 0.5
@@ -140,3 +145,8 @@ class FakeDataSpec:
             raise FileNotFoundError("fake split 'missing' has no files")
         size = self.train_size if train else self.val_size
         return FakeDataset(size, self.resolution, offset=0 if train else 10_000, delay=self.delay)
+
+
+# Runs trained with these specs are evaluated from their config.json, which loads only metaslot's own
+# classes unless others are allowed explicitly.
+allow_in_config(FakePipelineSpec, FakeDataSpec)

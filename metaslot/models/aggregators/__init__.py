@@ -12,6 +12,7 @@ from metaslot.models.aggregators.initializers import PerSlotGaussian, SharedGaus
 from metaslot.models.aggregators.metaslot import MetaSlot
 from metaslot.models.aggregators.slot_attention import SlotAttention, SlotAttentionWeights
 from metaslot.models.aggregators.specs import MetaSlotSpec, SlotAttentionSpec
+from metaslot.models.aggregators.variants import slot_attention_like
 
 __all__ = [
     "CodebookState",
@@ -22,4 +23,5 @@ __all__ = [
     "SlotAttention",
     "SlotAttentionSpec",
     "SlotAttentionWeights",
+    "slot_attention_like",
 ]

@@ -14,7 +14,6 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
-from metaslot.models.aggregators.distributed import broadcast_state
 from metaslot.models.aggregators.specs import MetaSlotSpec
 from metaslot.ops.codebook import (
     RingBuffer,
@@ -27,6 +26,7 @@ from metaslot.ops.codebook import (
     write_ring_buffer,
 )
 from metaslot.ops.quantize import quantize
+from metaslot.runtime.distributed import broadcast_state
 
 
 class CodebookState(nn.Module):
@@ -48,8 +48,10 @@ class CodebookState(nn.Module):
         self.register_buffer("kmeans_done", torch.zeros((), dtype=torch.bool))
         # Images whose slots went through the upkeep: every image keeps at least one slot, so
         # min(images_seen, capacity) is a lower bound on buffer_fill that the host can know without
-        # reading the device. Persisted (so a resume decides the one-off k-means exactly as an
-        # uninterrupted run) and mirrored on the host; the mirrors are re-derived on every load.
+        # reading the device (unless all of an image's slots were non-finite and left out: the one-off
+        # k-means then reads fewer real slots, still only filled rows). Persisted (so a resume decides
+        # the one-off k-means exactly as an uninterrupted run) and mirrored on the host; the mirrors are
+        # re-derived on every load.
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
         self._images_seen_host = 0
         self._kmeans_done_host = False
@@ -95,9 +97,17 @@ class CodebookState(nn.Module):
         num_images: int,
         generator: torch.Generator | None = None,
     ) -> None:
-        """One upkeep step on final slots (already gathered from all ranks); updates state in place."""
+        """One upkeep step on final slots (already gathered from all ranks); updates state in place.
+
+        Slots holding NaN or ±inf are treated as invalid (and zeroed, since a masked NaN still poisons
+        sums): they never reach the ring buffer, the usage counters, the k-means steps or the codebook.
+        A masked write, so no host sync.
+        """
         spec = self.spec
         slots = slots.to(self.buffer_vectors.dtype)
+        finite = torch.isfinite(slots).all(dim=-1)
+        valid = valid & finite
+        slots = torch.where(finite[:, None], slots, torch.zeros_like(slots))
         codes = quantize(slots[None], self.codebook).codes[0]
 
         buffer = write_ring_buffer(self.ring_buffer(), slots, valid)

@@ -8,6 +8,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from metaslot.errors import ConfigError
+
 
 class PerSlotGaussian(nn.Module):
     """One learned mean and log-std per slot; samples in training, returns the mean at evaluation.
@@ -70,4 +72,4 @@ def build_initializer(kind: str, num_slots: int, slot_dim: int, shared_samples_a
         return PerSlotGaussian(num_slots, slot_dim)
     if kind == "shared":
         return SharedGaussian(num_slots, slot_dim, sample_at_eval=shared_samples_at_eval)
-    raise ValueError(f"unknown initializer {kind!r}: choose 'per-slot' or 'shared'")
+    raise ConfigError(f"unknown initializer {kind!r}: choose 'per-slot' or 'shared'")

@@ -16,7 +16,6 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from metaslot.models.aggregators.codebook_state import CodebookState
-from metaslot.models.aggregators.distributed import all_gather_tensor, world_size
 from metaslot.models.aggregators.slot_attention import SlotAttentionWeights
 from metaslot.models.aggregators.specs import MetaSlotSpec
 from metaslot.models.records import AggregatorOutput
@@ -24,6 +23,7 @@ from metaslot.ops.dedup import prune_duplicates
 from metaslot.ops.noise import prune_probability
 from metaslot.ops.quantize import quantize
 from metaslot.ops.slot_attention import aggregate
+from metaslot.runtime.distributed import all_gather_tensor, world_size
 
 
 class MetaSlot(SlotAttentionWeights):
@@ -62,6 +62,11 @@ class MetaSlot(SlotAttentionWeights):
         """The prototypes (an ``nn.Parameter``)."""
         return self.codebook_state.codebook
 
+    @property
+    def codebook_size(self) -> int:
+        """m, the number of prototypes (`metaslot.models.interfaces.Aggregator`)."""
+        return self.spec.codebook_size
+
     def _prototype_source(self) -> Float[Tensor, "m d"]:
         # Gradient reaches the prototypes only when the spec says the optimiser trains them.
         if self.spec.codebook_update in ("gradient", "both"):
@@ -94,24 +99,20 @@ class MetaSlot(SlotAttentionWeights):
         self.check_features(features)
         initial = self.initial_slots(features, initial_slots, generator)
         features_normed = self.norm_features(features)
-        step = self.step()
         noisy = self.training or spec.noise_at_eval
         # Clean read-outs of both stages share one projection, unless reading the features directly is cheaper.
-        clean_keys_values = self.shared_keys_values(
-            features_normed, initial.shape[1], 2 * self.num_iterations
-        )
+        source = self.key_value_source(features_normed, initial.shape[1], 2 * self.num_iterations)
 
         # Stage 2 starts from (detached) prototypes, so stage 1 never needs a graph.
         with torch.no_grad():
             middle = aggregate(
                 initial.detach(),
                 features_normed,
-                step,
+                self.layers(),
                 self.num_iterations,
                 noise_weight=spec.noise_weight if noisy and spec.noise_stages == "both" else 0.0,
                 generator=generator,
-                clean_keys_values=clean_keys_values,
-                feature_space=clean_keys_values is None,
+                source=source,
                 epsilon=self.epsilon,
             ).slots
         quantized = quantize(
@@ -128,14 +129,13 @@ class MetaSlot(SlotAttentionWeights):
         final = aggregate(
             start,
             features_normed,
-            step,
+            self.layers(),
             self.num_iterations,
             keep=keep,
             noise_weight=spec.noise_weight if noisy else 0.0,
             generator=generator,
             straight_through=initial if spec.straight_through else None,
-            clean_keys_values=clean_keys_values,
-            feature_space=clean_keys_values is None,
+            source=source,
             epsilon=self.epsilon,
         )
         codes: Int[Tensor, "b k"] = torch.where(keep, quantized.codes, torch.full_like(quantized.codes, -1))

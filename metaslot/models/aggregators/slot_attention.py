@@ -10,11 +10,17 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
+from metaslot.errors import DataError
 from metaslot.models.aggregators.initializers import build_initializer
 from metaslot.models.aggregators.specs import SlotAttentionSpec, _SlotAttentionFields
 from metaslot.models.records import AggregatorOutput
-from metaslot.ops.attention import feature_space_is_cheaper
-from metaslot.ops.slot_attention import Aggregation, SlotAttentionStep, aggregate
+from metaslot.ops.slot_attention import (
+    Aggregation,
+    KeyValueSource,
+    SlotAttentionLayers,
+    aggregate,
+    key_value_source,
+)
 
 
 class SlotAttentionWeights(nn.Module):
@@ -44,7 +50,7 @@ class SlotAttentionWeights(nn.Module):
         )
         self._zero_biases()
         # Built once: dynamo (torch 2.14) cannot construct an attrs frozen instance inside a compiled graph.
-        self._step = SlotAttentionStep(
+        self._layers = SlotAttentionLayers(
             project_queries=self._queries,
             project_keys_values=self._keys_values,
             update=self._update,
@@ -79,30 +85,32 @@ class SlotAttentionWeights(nn.Module):
         hidden = hidden.reshape(batch, num_slots, slot_dim)
         return hidden + self.mlp(self.norm_mlp(hidden))
 
-    def step(self) -> SlotAttentionStep:
+    def layers(self) -> SlotAttentionLayers:
         """This module's weights as the callables ``metaslot.ops.aggregate`` expects."""
-        return self._step
+        return self._layers
+
+    def step(self) -> SlotAttentionLayers:
+        """The former name of `layers` (kept for existing callers)."""
+        return self._layers
+
+    def key_value_source(
+        self, features_normed: Float[Tensor, "b n c"], num_slots: int, num_read_outs: int
+    ) -> KeyValueSource:
+        """How the clean read-outs of one forward (at most ``num_read_outs``; noisy ones never use it) get
+        their keys and values, by the spec's ``attention_path`` (`metaslot.ops.key_value_source`)."""
+        return key_value_source(
+            features_normed,
+            self._layers,
+            num_slots=num_slots,
+            num_read_outs=num_read_outs,
+            path=self.attention_path,
+        )
 
     def shared_keys_values(
         self, features_normed: Float[Tensor, "b n c"], num_slots: int, num_iterations: int
     ) -> tuple[Float[Tensor, "b n d"], Float[Tensor, "b n d"]] | None:
-        """Keys and values projected once for the clean read-outs of one forward (at most
-        ``num_iterations``: noisy iterations never use them), or None where those read-outs run in
-        feature space (``attention_path``; 'auto' compares the costs for ``num_iterations``).
-
-        Pass the result to ``aggregate`` as ``clean_keys_values`` with ``feature_space=result is None``.
-        """
-        if self.attention_path == "auto":
-            feature_space = feature_space_is_cheaper(
-                tokens=features_normed.shape[1],
-                feature_dim=self.feature_dim,
-                slot_dim=self.slot_dim,
-                num_slots=num_slots,
-                num_iterations=num_iterations,
-            )
-        else:
-            feature_space = self.attention_path == "feature_space"
-        return None if feature_space else self._keys_values(features_normed)
+        """`key_value_source`'s projected keys and values, or None for feature space (the former API)."""
+        return self.key_value_source(features_normed, num_slots, num_iterations).keys_values
 
     def initial_slots(
         self,
@@ -122,7 +130,7 @@ class SlotAttentionWeights(nn.Module):
 
     def check_features(self, features: Tensor) -> None:
         if features.ndim != 3 or features.shape[-1] != self.feature_dim:
-            raise ValueError(
+            raise DataError(
                 f"features must have shape (batch, tokens, {self.feature_dim}), got {tuple(features.shape)}: "
                 f"flatten spatial maps to tokens and match feature_dim"
             )
@@ -147,6 +155,11 @@ class SlotAttention(SlotAttentionWeights):
     def from_spec(cls, spec: SlotAttentionSpec) -> SlotAttention:
         return cls(spec)
 
+    @property
+    def codebook_size(self) -> None:
+        """No codebook (`metaslot.models.interfaces.Aggregator`)."""
+        return None
+
     def forward(
         self,
         features: Float[Tensor, "b n c"],
@@ -156,18 +169,16 @@ class SlotAttention(SlotAttentionWeights):
         self.check_features(features)
         initial = self.initial_slots(features, initial_slots, generator)
         features_normed = self.norm_features(features)
-        step = self.step()
-        clean_keys_values = self.shared_keys_values(features_normed, initial.shape[1], self.num_iterations)
+        source = self.key_value_source(features_normed, initial.shape[1], self.num_iterations)
         if self.spec.bilevel:
-            aggregation = self._bilevel(initial, features_normed, step, clean_keys_values)
+            aggregation = self._bilevel(initial, features_normed, source)
         else:
             aggregation = aggregate(
                 initial,
                 features_normed,
-                step,
+                self._layers,
                 self.num_iterations,
-                clean_keys_values=clean_keys_values,
-                feature_space=clean_keys_values is None,
+                source=source,
                 epsilon=self.epsilon,
             )
         batch, num_slots = initial.shape[:2]
@@ -183,8 +194,7 @@ class SlotAttention(SlotAttentionWeights):
         self,
         initial: Float[Tensor, "b k d"],
         features_normed: Float[Tensor, "b n c"],
-        step: SlotAttentionStep,
-        clean_keys_values: tuple[Tensor, Tensor] | None,
+        source: KeyValueSource,
     ) -> Aggregation:
         """BO-QSA: the first T−1 iterations carry no gradient; the last starts from the detached slots
         plus the straight-through term, so the initial slots get the last iteration's gradient."""
@@ -194,20 +204,18 @@ class SlotAttention(SlotAttentionWeights):
                 slots = aggregate(
                     initial,
                     features_normed,
-                    step,
+                    self._layers,
                     self.num_iterations - 1,
-                    clean_keys_values=clean_keys_values,
-                    feature_space=clean_keys_values is None,
+                    source=source,
                     epsilon=self.epsilon,
                 ).slots
         return aggregate(
             slots.detach(),
             features_normed,
-            step,
+            self._layers,
             1,
             straight_through=initial,
-            clean_keys_values=clean_keys_values,
-            feature_space=clean_keys_values is None,
+            source=source,
             epsilon=self.epsilon,
         )
 

@@ -6,10 +6,13 @@ Every place where MetaSlot's defaults differ from the paper text or from the pap
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+from metaslot.errors import ConfigError
+from metaslot.ops.slot_attention import AttentionPath
 from metaslot.validators import at_least_one, non_negative
 
 if TYPE_CHECKING:
@@ -20,13 +23,12 @@ Initializer = Literal["per-slot", "shared"]
 Quantizer = Literal["argmin", "gumbel"]
 NoiseStages = Literal["both", "second"]
 CodebookUpdate = Literal["gradient", "kmeans", "both"]
-AttentionPath = Literal["auto", "projected", "feature_space"]
 
 
 def _one_of(*choices: str):
     def check(instance: object, attribute: attrs.Attribute, value: str) -> None:
         if value not in choices:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown {attribute.name} {value!r}: choose one of {', '.join(repr(c) for c in choices)}"
             )
 
@@ -35,7 +37,7 @@ def _one_of(*choices: str):
 
 def _unit_interval(instance: object, attribute: attrs.Attribute, value: float) -> None:
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must lie in [0, 1], got {value}")
+        raise ConfigError(f"{attribute.name} must lie in [0, 1], got {value}")
 
 
 def _default_hidden(instance: _SlotAttentionFields) -> int:
@@ -75,9 +77,9 @@ class _SlotAttentionFields:
 
     @epsilon.validator
     def _check_epsilon(self, attribute: attrs.Attribute, value: float) -> None:
-        if value <= 0:
-            raise ValueError(
-                f"epsilon must be positive, got {value}: it keeps empty slots from dividing by zero"
+        if not 0 < value < math.inf:  # also refuses NaN
+            raise ConfigError(
+                f"epsilon must be positive and finite, got {value}: it keeps empty slots from dividing by zero"
             )
 
 
@@ -149,17 +151,17 @@ class MetaSlotSpec(_SlotAttentionFields):
     @prune_start.validator
     def _check_start(self, attribute: attrs.Attribute, value: float) -> None:
         if not 0.0 < value <= 1.0:
-            raise ValueError(f"prune_start must lie in (0, 1], got {value}: 1 prunes from the first step")
+            raise ConfigError(f"prune_start must lie in (0, 1], got {value}: 1 prunes from the first step")
 
     @prune_growth.validator
     def _check_growth(self, attribute: attrs.Attribute, value: float) -> None:
         if value < 1.0:
-            raise ValueError(f"prune_growth must be >= 1 (a growing probability), got {value}")
+            raise ConfigError(f"prune_growth must be >= 1 (a growing probability), got {value}")
 
     @buffer_capacity.validator
     def _check_capacity(self, attribute: attrs.Attribute, value: int) -> None:
         if value < self.num_slots:
-            raise ValueError(
+            raise ConfigError(
                 f"buffer_capacity ({value}) is smaller than num_slots ({self.num_slots}): the ring buffer "
                 f"must hold at least one image's slots; raise buffer_capacity (the reference used 4·batch·k)"
             )

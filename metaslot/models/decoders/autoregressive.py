@@ -12,12 +12,13 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
+from metaslot.errors import ConfigError, DataError
 from metaslot.validators import fraction, positive
 
 
 def _heads_divide_width(instance: ARDecoderSpec, attribute: attrs.Attribute, value: int) -> None:
     if value <= 0 or instance.width % value:
-        raise ValueError(f"num_heads ({value}) must be positive and divide width ({instance.width})")
+        raise ConfigError(f"num_heads ({value}) must be positive and divide width ({instance.width})")
 
 
 @attrs.frozen
@@ -94,7 +95,7 @@ class ARDecoder(nn.Module):
         """Logits of token i given tokens < i and the slots (teacher forcing); pruned slots are ignored."""
         batch, length, _ = tokens.shape
         if length > self.spec.num_tokens:
-            raise ValueError(
+            raise DataError(
                 f"{length} tokens exceed the decoder's num_tokens ({self.spec.num_tokens}): "
                 "raise ARDecoderSpec.num_tokens to the VQ-VAE's latent grid size"
             )
@@ -124,7 +125,7 @@ class ARDecoder(nn.Module):
         Runs ``num_tokens`` full forwards (no key/value cache): meant for pictures, not training.
         """
         if temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+            raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
         batch, length = slots.shape[0], self.spec.num_tokens
         tokens = slots.new_zeros(batch, length, code_vectors.shape[-1])
         codes = torch.zeros(batch, length, dtype=torch.long, device=slots.device)

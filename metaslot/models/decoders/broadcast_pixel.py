@@ -8,9 +8,11 @@ from typing import Protocol
 
 import attrs
 import torch
+from einops import rearrange, repeat
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
+from metaslot.errors import ConfigError
 from metaslot.models.encoders.cnn import SoftPositionEmbedding
 from metaslot.models.masks import slot_alpha
 from metaslot.validators import at_least_one, non_negative, odd_positive
@@ -62,7 +64,7 @@ def _upsampling_steps(broadcast_size: int, image_size: int) -> int:
     while size < image_size:
         size, steps = size * 2, steps + 1
     if size != image_size:
-        raise ValueError(
+        raise ConfigError(
             f"image_size {image_size} is not broadcast_size {broadcast_size} times a power of two: "
             f"pick broadcast_size from {[image_size // 2**i for i in range(6) if image_size % 2**i == 0]}"
         )
@@ -106,11 +108,11 @@ class BroadcastPixelDecoder(nn.Module):
     def forward(
         self, slots: Float[Tensor, "b k d"], keep: Bool[Tensor, "b k"] | None = None
     ) -> PixelDecoderOutput:
-        batch, num_slots, slot_dim = slots.shape
         size = self.broadcast_size
-        grid = slots.reshape(batch * num_slots, 1, 1, slot_dim).expand(-1, size, size, -1)
-        grid = self.position(grid).permute(0, 3, 1, 2)
-        decoded = self.layers(grid).reshape(batch, num_slots, 4, self.image_size, self.image_size)
+        # Every slot is decoded on its own: broadcast it over the grid, one image per (image, slot).
+        grid = repeat(slots, "b k d -> (b k) h w d", h=size, w=size)
+        grid = rearrange(self.position(grid), "bk h w d -> bk d h w")
+        decoded = rearrange(self.layers(grid), "(b k) c h w -> b k c h w", b=slots.shape[0])
         rgb, logits = decoded[:, :, :3], decoded[:, :, 3]
         alpha = slot_alpha(logits, keep)
         reconstruction = torch.einsum("bkhw,bkchw->bchw", alpha, rgb)

@@ -16,6 +16,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
+from metaslot.errors import ConfigError
 from metaslot.validators import fraction, positive
 
 
@@ -23,18 +24,18 @@ def _block_channels(
     instance: DiffusionDecoderSpec, attribute: attrs.Attribute, value: tuple[int, ...]
 ) -> None:
     if len(value) < 2:
-        raise ValueError(
+        raise ConfigError(
             f"block_channels needs at least 2 levels (one plain, one cross-attention), got {value}"
         )
     bad = [channels for channels in value if channels <= 0 or channels % instance.norm_groups]
     if bad:
-        raise ValueError(
+        raise ConfigError(
             f"block_channels {value}: {bad} not divisible by norm_groups ({instance.norm_groups}); "
             "pick multiples of norm_groups"
         )
     downsampling = 2 ** (len(value) - 1)
     if instance.latent_size % downsampling:
-        raise ValueError(
+        raise ConfigError(
             f"latent_size ({instance.latent_size}) must be divisible by {downsampling} "
             f"for {len(value)} UNet levels; use fewer block_channels or a larger latent grid"
         )
@@ -165,7 +166,7 @@ class DiffusionDecoder(nn.Module):
     ) -> Float[Tensor, "b c h w"]:
         """Latents generated from the slots by deterministic DDIM (η = 0) in ``num_steps`` steps."""
         if not 1 <= num_steps <= self.spec.num_train_timesteps:
-            raise ValueError(
+            raise ConfigError(
                 f"num_steps ({num_steps}) must be in 1..{self.spec.num_train_timesteps} (the training steps)"
             )
         scheduler = DDIMScheduler.from_config(self.noise_scheduler.config)

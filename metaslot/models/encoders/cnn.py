@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import attrs
 import torch
+from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from metaslot.errors import ConfigError
 from metaslot.validators import odd_positive, positive_ints
 
 
@@ -35,7 +37,7 @@ class CNNEncoderSpec:
 
     def __attrs_post_init__(self) -> None:
         if len(self.strides) != len(self.channels):
-            raise ValueError(
+            raise ConfigError(
                 f"strides {self.strides} must have one entry per conv layer (channels {self.channels}): "
                 f"pass {len(self.channels)} strides"
             )
@@ -103,6 +105,6 @@ class CNNEncoder(nn.Module):
         return height, width
 
     def forward(self, image: Float[Tensor, "b 3 h w"]) -> Float[Tensor, "b n c"]:
-        features = self.convolutions(image).permute(0, 2, 3, 1)  # b h' w' c
-        features = self.position(features).flatten(1, 2)
+        features = rearrange(self.convolutions(image), "b c h w -> b h w c")
+        features = rearrange(self.position(features), "b h w c -> b (h w) c")
         return self.mlp(self.norm(features))

@@ -18,6 +18,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from torch.nn import functional
 
+from metaslot.errors import ConfigError, WeightsError
 from metaslot.validators import at_least_one
 
 DEFAULT_VIT = "vit_small_patch14_dinov2.lvd142m"
@@ -32,7 +33,7 @@ WEIGHT_FILE_NAMES = ("model.safetensors", "pytorch_model.bin", "model.pth")
 """Names looked up inside a weights folder, in this order (the first is what the HF hub repos hold)."""
 
 
-class WeightsNotFoundError(RuntimeError):
+class WeightsNotFoundError(WeightsError):
     """Pretrained weights could not be found or read; the message names the file and the option to pass."""
 
 
@@ -53,7 +54,7 @@ def _how_to_get(model_name: str) -> str:
 
 def _check_model_name(instance: object, attribute: attrs.Attribute, value: str) -> None:
     if not timm.is_model(value):
-        raise ValueError(
+        raise ConfigError(
             f"unknown timm model {value!r}: pass a timm ViT name such as {', '.join(repr(n) for n in KNOWN_VITS)}"
         )
 
@@ -104,7 +105,7 @@ class DinoViTSpec:
 
     def __attrs_post_init__(self) -> None:
         if self.weights is not None and not self.pretrained:
-            raise ValueError(
+            raise ConfigError(
                 f"weights={str(self.weights)!r} was given with pretrained=False: drop the weights for a random "
                 f"backbone, or keep pretrained=True to load them"
             )

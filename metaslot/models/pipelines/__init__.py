@@ -21,6 +21,7 @@ from metaslot.models.pipelines.frontend import (
     FrontEnd,
     FrontEndOutput,
     build_frontend,
+    honour_keep_downstream,
     honours_keep,
 )
 from metaslot.models.pipelines.slate import Slate, SlateSpec
@@ -30,7 +31,7 @@ from metaslot.models.pipelines.slot_pipeline import (
     reconstruction_output,
     slot_output,
 )
-from metaslot.models.pipelines.stage_two import StageTwoPipeline
+from metaslot.models.pipelines.stage_two import StageTwoPipeline, StageTwoSpec
 from metaslot.models.pipelines.vqvae import VQVAE, VQVAESpec, vqvae_c4, vqvae_c256
 
 # Public name → module, imported on first access (diffusers is heavy and only SlotDiffusion needs it).
@@ -57,9 +58,11 @@ __all__ = [
     "SlateSpec",
     "SlotPipeline",
     "StageTwoPipeline",
+    "StageTwoSpec",
     "VQVAESpec",
     "attention_masks",
     "build_frontend",
+    "honour_keep_downstream",
     "honours_keep",
     "load_vqvae_checkpoint",
     "load_vqvae_into",

@@ -14,11 +14,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from metaslot.errors import CheckpointMismatchError
+from metaslot.models.pipelines.vqvae import VQVAE
+
 VQVAE_PARTS = ("encoder.", "codebook.", "decoder.")
-
-
-class CheckpointMismatchError(RuntimeError):
-    """A stage-1 checkpoint does not fit the stage-2 pipeline it is loaded into."""
 
 
 def _how_to_produce(data: str, code_dim: int | None) -> str:
@@ -30,6 +29,15 @@ def _how_to_produce(data: str, code_dim: int | None) -> str:
         f"{', '.join(part + '*' for part in VQVAE_PARTS)}; produce it with "
         f"`python -m cli.train --model vqvae --data {data}{flag}`"
     )
+
+
+def _held_code_dim(pipeline: nn.Module, target_prefix: str) -> int | None:
+    """``code_dim`` of the VQ-VAE ``pipeline`` holds under ``target_prefix`` (None if it holds none there)."""
+    try:
+        held = pipeline.get_submodule(target_prefix.rstrip("."))
+    except AttributeError:
+        return None
+    return held.spec.code_dim if isinstance(held, VQVAE) else None
 
 
 def map_vqvae_keys(
@@ -62,8 +70,7 @@ def load_vqvae_into(
     """
     target = pipeline.state_dict()
     expected = {key for key in target if key.startswith(tuple(target_prefix + part for part in VQVAE_PARTS))}
-    vqvae = getattr(pipeline, target_prefix.rstrip("."), None)
-    code_dim = getattr(getattr(vqvae, "spec", None), "code_dim", None)
+    code_dim = _held_code_dim(pipeline, target_prefix)
     mapped = map_vqvae_keys(source, target_prefix, source_prefix)
     matched = sorted(set(mapped) & expected)
     if not matched:

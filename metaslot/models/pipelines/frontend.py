@@ -9,6 +9,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from metaslot.errors import ConfigError
 from metaslot.models.aggregators import MetaSlotSpec, SlotAttentionSpec
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.records import AggregatorOutput
@@ -16,10 +17,14 @@ from metaslot.models.records import AggregatorOutput
 AggregatorSpec = SlotAttentionSpec | MetaSlotSpec
 
 
-def honours_keep(aggregator: AggregatorSpec) -> bool:
-    """Whether decoders should ignore pruned slots (MetaSlot's ``honour_keep_downstream``; Slot Attention
+def honour_keep_downstream(aggregator: AggregatorSpec) -> bool:
+    """Whether decoders ignore pruned slots: MetaSlot's ``honour_keep_downstream`` field (Slot Attention
     prunes nothing, so passing its all-True keep is harmless)."""
     return aggregator.honour_keep_downstream if isinstance(aggregator, MetaSlotSpec) else True
+
+
+honours_keep = honour_keep_downstream
+"""The former name of `honour_keep_downstream` (kept for existing imports)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ def build_frontend(
     else:
         projection_module = None
         if width != aggregator.feature_dim:
-            raise ValueError(
+            raise ConfigError(
                 f"the encoder gives {width}-wide tokens but the aggregator's feature_dim is "
                 f"{aggregator.feature_dim}: set feature_dim={width} or add a projection (ProjectionSpec())"
             )

@@ -7,12 +7,16 @@ vectors and the slots; loss = cross-entropy on the codes. Masks come from the ag
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 import torch
 import torch.nn.functional as functional
+from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor
 
+from metaslot.errors import DataError
 from metaslot.models.decoders.autoregressive import ARDecoderSpec
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.pipelines.frontend import AggregatorSpec
@@ -31,6 +35,7 @@ class SlateSpec:
     Load the trained VQ-VAE after ``build()`` with ``checkpoint_mapping.load_vqvae_checkpoint``.
     """
 
+    stage_one_variant: ClassVar[str] = "c256"  # reference: SLATE decodes the codes of vqvae-c256
     encoder: EncoderSpec
     aggregator: AggregatorSpec
     projection: ProjectionSpec | None = attrs.Factory(ProjectionSpec)
@@ -70,16 +75,16 @@ class Slate(StageTwoPipeline):
         aggregated = front.aggregator
         with torch.no_grad():
             tokens = self.vqvae.tokenize(image)
-        codes = tokens.codes.flatten(1)
-        vectors = tokens.quantized.flatten(2).transpose(1, 2)
+        codes = rearrange(tokens.codes, "b h w -> b (h w)")
+        vectors = rearrange(tokens.quantized, "b c h w -> b (h w) c")
         if codes.shape[1] != self.decoder.spec.num_tokens:
-            raise ValueError(
+            raise DataError(
                 f"a {tuple(image.shape[-2:])} image gives {codes.shape[1]} VQ tokens but the decoder was "
                 f"built for {self.decoder.spec.num_tokens}: set SlateSpec.image_size to the input size"
             )
         logits = self.decoder(vectors, aggregated.slots, self.decoder_keep(aggregated))
         # Cross-entropy in float32 (the logits may come out of bf16 autocast).
-        cross_entropy = functional.cross_entropy(logits.float().transpose(1, 2), codes)
+        cross_entropy = functional.cross_entropy(rearrange(logits.float(), "b n m -> b m n"), codes)
         masks = attention_masks(front, (image.shape[-2], image.shape[-1]))
         return slot_output(aggregated, cross_entropy, "cross_entropy", masks)
 
@@ -102,4 +107,4 @@ class Slate(StageTwoPipeline):
             generator=generator,
         )
         side = latent_grid(self.spec.image_size, self.spec.vqvae)
-        return self.vqvae.decode(codebook.lookup(codes.view(-1, side, side)))
+        return self.vqvae.decode(codebook.lookup(rearrange(codes, "b (h w) -> b h w", h=side, w=side)))

@@ -12,16 +12,22 @@ from jaxtyping import Bool, Float
 from torch import Tensor, nn
 from torch.nn import functional
 
+from metaslot.errors import DataError
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.masks import attention_to_masks
-from metaslot.models.pipelines.frontend import AggregatorSpec, FrontEndOutput, build_frontend, honours_keep
+from metaslot.models.pipelines.frontend import (
+    AggregatorSpec,
+    FrontEndOutput,
+    build_frontend,
+    honour_keep_downstream,
+)
 from metaslot.models.records import AggregatorOutput, PipelineOutput
 
 
 def require_image_size(image: Float[Tensor, "b 3 h w"], size: int, pipeline: str, spec: str) -> None:
     """Pipelines whose decoder is built for one square size reject other inputs with the fix."""
     if tuple(image.shape[-2:]) != (size, size):
-        raise ValueError(
+        raise DataError(
             f"{pipeline} was built for {size}×{size} images but got {tuple(image.shape[-2:])}: "
             f"resize the data or set image_size={image.shape[-1]} in {spec}"
         )
@@ -38,7 +44,12 @@ class SlotPipeline(nn.Module):
     ) -> None:
         super().__init__()
         self.frontend = build_frontend(encoder, projection, aggregator)
-        self.honour_keep = honours_keep(aggregator)
+        self.honour_keep_downstream = honour_keep_downstream(aggregator)
+
+    @property
+    def honour_keep(self) -> bool:
+        """The former name of ``honour_keep_downstream`` (kept for existing callers)."""
+        return self.honour_keep_downstream
 
     @property
     def aggregator(self) -> nn.Module:
@@ -46,7 +57,7 @@ class SlotPipeline(nn.Module):
 
     def decoder_keep(self, aggregated: AggregatorOutput) -> Bool[Tensor, "b k"] | None:
         """The keep mask the decoder sees: None (decode every slot, the reference) unless keep is honoured."""
-        return aggregated.keep if self.honour_keep else None
+        return aggregated.keep if self.honour_keep_downstream else None
 
     def after_optimizer_step(self, output: PipelineOutput) -> None:
         """Codebook upkeep of the aggregator (a no-op for plain Slot Attention)."""

@@ -8,11 +8,14 @@ from the slots and decodes through the VQ-VAE decoder (the reference has no samp
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from metaslot.errors import DataError
 from metaslot.models.decoders.diffusion import DiffusionDecoderSpec
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.pipelines.frontend import AggregatorSpec
@@ -31,6 +34,7 @@ class SlotDiffusionSpec:
     Load the trained VQ-VAE after ``build()`` with ``checkpoint_mapping.load_vqvae_checkpoint``.
     """
 
+    stage_one_variant: ClassVar[str] = "c4"  # reference: SlotDiffusion denoises the latents of vqvae-c4
     encoder: EncoderSpec
     aggregator: AggregatorSpec
     projection: ProjectionSpec | None = attrs.Factory(ProjectionSpec)
@@ -70,7 +74,7 @@ class SlotDiffusion(StageTwoPipeline):
             latents = self.vqvae.tokenize(image).quantized
         size = self.decoder.spec.latent_size
         if tuple(latents.shape[-2:]) != (size, size):
-            raise ValueError(
+            raise DataError(
                 f"a {tuple(image.shape[-2:])} image gives {tuple(latents.shape[-2:])} latents but the UNet "
                 f"was built for {size}×{size}: set SlotDiffusionSpec.image_size to the input size"
             )

@@ -8,10 +8,25 @@ The VQ-VAE is built without LPIPS and without gradients, and stays in evaluation
 
 from __future__ import annotations
 
+from typing import ClassVar, Protocol, runtime_checkable
+
+from torch import nn
+
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.pipelines.frontend import AggregatorSpec
 from metaslot.models.pipelines.slot_pipeline import SlotPipeline
 from metaslot.models.pipelines.vqvae import VQVAESpec, frozen_vqvae
+
+
+@runtime_checkable
+class StageTwoSpec(Protocol):
+    """A pipeline spec that needs a trained stage-1 VQ-VAE (`SlateSpec`, `SlotDiffusionSpec`)."""
+
+    stage_one_variant: ClassVar[str]
+    """The VQ-VAE preset its own presets train first: ``c256`` (SLATE) or ``c4`` (SlotDiffusion)."""
+    vqvae: VQVAESpec
+
+    def build(self) -> nn.Module: ...
 
 
 class StageTwoPipeline(SlotPipeline):

@@ -17,6 +17,7 @@ import torch.nn.functional as functional
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from metaslot.errors import ConfigError, MissingDependencyError
 from metaslot.models.records import PipelineOutput
 from metaslot.models.taesd import (
     FROZEN_ENCODER_LAYERS,
@@ -29,13 +30,13 @@ from metaslot.models.vqvae import GridCodebook, GridQuantized, VQDecoder, VQEnco
 from metaslot.validators import non_negative, positive
 
 
-class LPIPSUnavailableError(RuntimeError):
+class LPIPSUnavailableError(MissingDependencyError, RuntimeError):
     """LPIPS was asked for but the ``lpips`` package or its weights are not available."""
 
 
 def _scale(instance: object, attribute: attrs.Attribute, value: int | float) -> None:
     if not 0 < value <= 1:
-        raise ValueError(
+        raise ConfigError(
             f"input_scale must be in (0, 1], got {value!r}: the encoder downsamples by 8 after this resize"
         )
 
@@ -86,7 +87,7 @@ def latent_grid(image_size: int, vqvae: VQVAESpec) -> int:
     """Side of the VQ-VAE's latent grid for square ``image_size`` inputs (resize, then three stride-2 convs)."""
     resized = image_size * vqvae.input_scale
     if resized != int(resized) or int(resized) % 8:
-        raise ValueError(
+        raise ConfigError(
             f"image_size ({image_size}) × input_scale ({vqvae.input_scale}) = {resized} must be a whole "
             "multiple of 8 (the TAESD encoder downsamples by 8): change image_size or input_scale"
         )

@@ -1,0 +1,60 @@
+"""What the training loop and the evaluation need from a pipeline and its aggregator, as protocols.
+
+Every pipeline of `metaslot.models.pipelines` satisfies `Pipeline`; a plug-in pipeline does so by having
+these members, whatever its base class. The protocols are runtime-checkable so the shape checker can
+verify arguments; callers use the members, never ``hasattr`` probes.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from jaxtyping import Float
+from torch import Tensor
+
+from metaslot.models.records import AggregatorOutput, PipelineOutput
+
+
+@runtime_checkable
+class Aggregator(Protocol):
+    """Slot Attention or MetaSlot: features in, `AggregatorOutput` out, upkeep after each optimiser step."""
+
+    @property
+    def codebook_size(self) -> int | None:
+        """m, the number of prototypes; None for an aggregator without a codebook (plain Slot Attention)."""
+        ...
+
+    def update_codebook(self, output: AggregatorOutput) -> None:
+        """Codebook upkeep after the optimiser step (a no-op without a codebook)."""
+        ...
+
+
+@runtime_checkable
+class Pipeline(Protocol):
+    """A trainable pipeline: ``pipeline(image b 3 h w) -> PipelineOutput`` (loss, named terms, masks and
+    keep for slot pipelines, an optional reconstruction), its aggregator (None for the VQ-VAE), and the
+    hook the training loop calls after every optimiser step. It is also an ``nn.Module``."""
+
+    @property
+    def aggregator(self) -> Aggregator | None: ...
+
+    def __call__(self, image: Float[Tensor, "b 3 h w"]) -> PipelineOutput: ...
+
+    def after_optimizer_step(self, output: PipelineOutput) -> None:
+        """Upkeep that follows the optimiser step (MetaSlot's codebook); the output is that step's."""
+        ...
+
+
+@runtime_checkable
+class SamplesReconstructions(Protocol):
+    """A generative pipeline (SLATE, SlotDiffusion) that redraws images from their slots for pictures."""
+
+    def reconstruct(self, image: Float[Tensor, "b 3 h w"]) -> Float[Tensor, "b 3 h2 w2"]:
+        """ImageNet-normalised images at the stage-1 VQ-VAE's resolution, sampled from the slots."""
+        ...
+
+
+def codebook_size_of(pipeline: Pipeline) -> int | None:
+    """m of the pipeline's aggregator codebook, or None (Slot Attention, the VQ-VAE)."""
+    aggregator = pipeline.aggregator
+    return None if aggregator is None else aggregator.codebook_size

@@ -1,0 +1,116 @@
+"""Imports run one way: cli → train / eval / bench → models / data → runtime / ops → errors.
+
+Reads every module of the package with `ast` (no import), lists the edges between its parts and fails
+on an edge that points sideways or upwards, e.g. train ↔ eval, bench → cli, models → train,
+ops → models. Imports inside functions count, and so do the module names a package's lazy
+``_LAZY = {name: "metaslot...."}`` table resolves on first use. ``docs/architecture.md`` draws the layers.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "metaslot"
+
+# Higher imports lower, never the other way; parts on one level do not import each other.
+LEVEL = {
+    "cli": 5,
+    "train": 4,
+    "eval": 4,
+    "bench": 4,
+    "models": 3,
+    "data": 3,
+    "runtime": 2,
+    "ops": 2,
+    "validators": 1,
+    "errors": 0,
+    "_lazy": 0,
+}
+FACADE = "__init__"  # metaslot/__init__.py re-exports public names from the layers below
+
+
+def part_of(module: str) -> str:
+    """``metaslot.train.loop`` → ``train``; ``metaslot`` → the facade."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else FACADE
+
+
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    relative = path.relative_to(package.parent).with_suffix("")
+    parts = list(relative.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, root: Path = PACKAGE) -> set[str]:
+    """Every ``metaslot...`` module ``path`` imports (relative imports resolved), lazily or not."""
+    tree = ast.parse(path.read_text())
+    own = module_name(path, root)
+    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                found.add(".".join([*base, node.module] if node.module else base))
+            else:
+                found.add(node.module or "")
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "_LAZY" for target in node.targets
+        ):
+            if isinstance(node.value, ast.Dict):
+                found.update(
+                    value.value
+                    for value in node.value.values
+                    if isinstance(value, ast.Constant) and isinstance(value.value, str)
+                )
+    return {name for name in found if name == "metaslot" or name.startswith("metaslot.")}
+
+
+def import_edges() -> dict[tuple[str, str], list[str]]:
+    """(importing part, imported part) → the files with such an import."""
+    edges: dict[tuple[str, str], list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = part_of(module_name(path))
+        for target in {part_of(name) for name in imported_modules(path)} - {source, FACADE}:
+            edges.setdefault((source, target), []).append(str(path.relative_to(PACKAGE.parent)))
+    return edges
+
+
+def test_every_part_of_the_package_has_a_level() -> None:
+    parts = {part_of(module_name(path)) for path in PACKAGE.rglob("*.py")} - {FACADE}
+    assert parts == set(LEVEL), "give the new part a level here and a place in docs/architecture.md"
+
+
+def test_imports_only_point_downwards() -> None:
+    wrong = {
+        f"{source} → {target}": files
+        for (source, target), files in import_edges().items()
+        if source != FACADE and LEVEL[source] <= LEVEL[target]
+    }
+    assert not wrong, f"upward or sideways imports: {wrong}"
+
+
+def test_the_edge_finder_sees_every_kind_of_import(tmp_path: Path) -> None:
+    """Plain, from-, relative, function-local and lazy-table imports are all found."""
+    root = tmp_path / "metaslot"
+    (root / "bench").mkdir(parents=True)
+    probe = root / "bench" / "probe.py"
+    probe.write_text(
+        "import metaslot.ops\n"
+        "from metaslot.models import records\n"
+        "from ..cli import bench\n"
+        "def later():\n"
+        "    from metaslot.train.loop import train\n"
+        '_LAZY = {"evaluate": "metaslot.eval.evaluate"}\n'
+    )
+    assert {part_of(name) for name in imported_modules(probe, root)} == {
+        "ops",
+        "models",
+        "cli",
+        "train",
+        "eval",
+    }
