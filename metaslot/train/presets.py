@@ -160,30 +160,30 @@ def prune_growth_reaching_one_at(step: int, start: float = 0.02) -> float:
 def autoencoder_shapes() -> TrainConfig:
     """The CPU main job: a few minutes on 2 cores, then evaluation and pictures.
 
-    Tuned for learning within minutes rather than copied from a paper: a per-pixel (1×1 conv) broadcast
-    decoder at full resolution learnt shapes ~2× faster per step and ~2.5× cheaper than the 8×8
-    transposed-conv decoder, and a short dead-code timeout plus k-means updates keep the small codebook
-    alive from the first hundred steps (with the reference's timeout, codes stayed collapsed for ~800).
+    Built to show object discovery within minutes, not copied from a paper (docs/results.md has what was
+    tried). The encoder sees each pixel on its own (1×1 convs over colour, then the position embedding), so
+    the slots group pixels by colour and place; the attention-colour decoder paints every slot in one
+    colour through its attention mask, so the reconstruction loss reaches the grouping directly and one
+    slot cannot paint two differently coloured shapes. Seven slots for at most four shapes plus the
+    background leave MetaSlot duplicates to prune; a small codebook with k-means updates and a short
+    dead-code timeout stays alive from the first hundred steps.
     """
     from metaslot.data.shapes import ShapesSpec
-    from metaslot.models.decoders import BroadcastPixelDecoderSpec
+    from metaslot.models.decoders import AttentionColourDecoderSpec
     from metaslot.models.encoders import CNNEncoderSpec
     from metaslot.models.pipelines import AutoencoderSpec
 
-    resolution, batch_size, slots, width, steps = 32, 16, 5, 32, 2_000
+    resolution, batch_size, slots, width, steps = 32, 16, 7, 32, 3_000
     aggregator = attrs.evolve(
-        _metaslot(slots, width, batch_size, codebook_size=64),
+        _metaslot(slots, width, batch_size, codebook_size=32),
         codebook_update="both",
         dead_code_timeout=256,
         prune_growth=round(prune_growth_reaching_one_at(steps * 2 // 3), 5),
     )
     model = AutoencoderSpec(
-        # A stride-2 first layer: 16×16 tokens instead of 32×32, ~1.7× faster per step on CPU.
-        encoder=CNNEncoderSpec(channels=(width, width, width, width), strides=(2, 1, 1, 1)),
+        encoder=CNNEncoderSpec(channels=(width, width, width, width), kernel_size=1, strides=(1, 1, 1, 1)),
         aggregator=aggregator,
-        decoder=BroadcastPixelDecoderSpec(
-            broadcast_size=resolution, kernel_size=1, num_convs=2, hidden_channels=64
-        ),
+        decoder=AttentionColourDecoderSpec(),
         image_size=resolution,
     )
     data = ShapesSpec(
