@@ -1,17 +1,35 @@
-"""The shapes study: does MetaSlot's adaptive slot count help on the embedded dataset?
+"""The shapes study: Slot Attention against MetaSlot at the default job's recipe, and over slot counts.
 
-Trains the autoencoder pipeline (small CNN encoder, spatial-broadcast decoder) on the synthetic shapes
-dataset with a variable object count (1–6 objects, a budget of 7 slots) once with plain Slot Attention
-and once with MetaSlot — same widths, steps, data and seeds — then evaluates the *last* checkpoint of
-every run on the same held-out test images (no model selection on them) and reports mean ± std over
-seeds of ARI, FG-ARI, mBO, mIoU, |kept slots − objects| and the per-image correlation between kept
-slots and objects, with a picture grid and slot-count histograms.
+Every run is the default job's preset (``autoencoder_shapes``, what ``python -m cli.train`` trains: its
+data, model, slot count, optimiser, schedule and steps) with only the aggregator, the seed and, in the
+sweep, the slot count changed:
 
-    python examples/shapes_study.py                      # ~60 CPU minutes on 2 cores
-    python examples/shapes_study.py --seeds 0 --steps 50  # a quick look
+- **main comparison**: both aggregators at the preset's own slot count, seeds ``--seeds`` (0–4);
+- **slot-count sweep**: both aggregators at every k of ``--slot-counts`` (4, 6, 8, 10), seeds
+  ``--sweep-seeds`` (0–2); MetaSlot's ring buffer follows k (the preset's size per slot, 4·batch·k).
 
-Interrupting is safe: finished runs are skipped and an unfinished one resumes from its last checkpoint.
-Results land in ``--output`` (JSON, markdown table, PNGs); docs/results.md quotes them.
+The **last** checkpoint of every run (no selection) is evaluated on the same held-out images, the first
+``--test-images`` of the preset data's ``test`` split, which training never reads: ARI, FG-ARI, mBO,
+mIoU, mean |kept − objects|, mean |kept − (objects + 1)| (the background takes one slot), kept slots and
+the per-image correlation of kept slots with objects. ``--output`` receives ``shapes_study.json`` (every
+run's metrics and the summaries), ``shapes_study.md`` (tables: mean ± std over seeds, per seed, the
+sweep) and three PNGs: the segmentation grid, kept slots against objects, FG-ARI and kept slots against k.
+
+    python examples/shapes_study.py                                            # the whole study
+    python examples/shapes_study.py --part main --aggregators metaslot         # one process's share
+    python examples/shapes_study.py --part sweep --aggregators slot-attention  # another share
+    python examples/shapes_study.py --report-only                              # report finished runs
+    python examples/shapes_study.py --seeds 0 --sweep-seeds 0 --steps 50 --output /tmp/study  # a quick look
+
+The whole study trains 34 runs with the defaults (2 × 5 main, 2 × 4 × 3 sweep; fewer when the preset's
+slot count is one of the sweep's); see docs/results.md for the measured time.
+
+Runs live under ``--runs-dir`` as ``{aggregator}-k{k}-seed{seed}``; a run that the main comparison and
+the sweep share is trained once. Interrupting is safe: finished runs are skipped and an unfinished one
+resumes exactly from its last checkpoint. A run folder trained with another recipe (the preset changed
+since) is refused rather than reused. ``--aggregators`` and ``--part`` choose what this process trains,
+so disjoint shares can run side by side; every process ends by writing the report of the whole study
+from the runs finished so far, listing the missing ones (``--report-only`` does only that).
 """
 
 from __future__ import annotations
@@ -21,7 +39,7 @@ import json
 import math
 import statistics
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import matplotlib
@@ -32,16 +50,18 @@ import numpy  # noqa: E402
 import torch  # noqa: E402
 import tyro  # noqa: E402
 
-from metaslot.eval.evaluate import EvaluationResult, PictureSamples, evaluate  # noqa: E402
+from metaslot.errors import ConfigError, MetaslotError, TrainingInterrupted  # noqa: E402
+from metaslot.eval.evaluate import PictureSamples, evaluate  # noqa: E402
 from metaslot.eval.pictures import displayable, kept_slot_labels, label_overlay  # noqa: E402
 from metaslot.eval.session import SplitEvaluation  # noqa: E402
 from metaslot.models.aggregators import MetaSlotSpec  # noqa: E402
 from metaslot.train.checkpoint import latest_checkpoint, load_model_checkpoint, read_sidecar  # noqa: E402
-from metaslot.train.config import TrainConfig  # noqa: E402
+from metaslot.train.config import TrainConfig, config_from_json, to_jsonable  # noqa: E402
 from metaslot.train.loop import train  # noqa: E402
-from metaslot.train.presets import preset, prune_growth_reaching_one_at  # noqa: E402
+from metaslot.train.presets import preset  # noqa: E402
 
-AGGREGATORS = ("slot-attention", "metaslot")
+Aggregator = Literal["slot-attention", "metaslot"]
+AGGREGATORS: tuple[Aggregator, ...] = ("slot-attention", "metaslot")
 METRICS = (
     "ari",
     "fg_ari",
@@ -52,73 +72,171 @@ METRICS = (
     "active_slots",
     "count_correlation",
 )
+SWEEP_METRICS = ("fg_ari", "active_slots", "background_count_error")
 LABELS = {
     "ari": "ARI",
     "fg_ari": "FG-ARI",
     "mbo": "mBO",
     "miou": "mIoU",
-    "slot_count_abs_error": "mean abs(slots − objects)",
-    "background_count_error": "mean abs(slots − objects − 1)",
+    "slot_count_abs_error": "mean \\|kept − objects\\|",
+    "background_count_error": "mean \\|kept − (objects + 1)\\|",
     "active_slots": "kept slots",
-    "count_correlation": "corr(slots, objects)",
+    "count_correlation": "corr(kept, objects)",
 }
+EVALUATION_BATCH = 64
 
 
 @dataclasses.dataclass(frozen=True)
 class Study:
-    """What to train and where to write; every run uses the `autoencoder_shapes` preset with these changes."""
+    """What to train, evaluate and report; every run is the default job's preset with a few changes."""
 
-    seeds: tuple[int, ...] = (0, 1, 2)
-    aggregators: tuple[Literal["slot-attention", "metaslot"], ...] = AGGREGATORS
-    steps: int = 2_000
-    num_slots: int = 7
-    min_objects: int = 1
-    max_objects: int = 6
-    size_range: tuple[float, float] = (0.1, 0.22)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    """Seeds of the main comparison (initialisation and data order), at the preset's slot count."""
+    slot_counts: tuple[int, ...] = (4, 6, 8, 10)
+    """Slot counts k of the sweep."""
+    sweep_seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds of every slot count of the sweep."""
+    aggregators: tuple[Aggregator, ...] = AGGREGATORS
+    """Which aggregators this process trains (the report always covers both)."""
+    part: Literal["main", "sweep", "all"] = "all"
+    """Which part of the study this process trains."""
+    report_only: bool = False
+    """Train nothing: write the report from the finished runs and list the missing ones."""
+    steps: int | None = None
+    """Training steps (None: the preset's). Only for quick looks: everything else, the MetaSlot prune
+    ramp included, stays the preset's."""
     test_images: int = 512
+    """Evaluate on the first this many images of the test split (the same for every run)."""
     picture_images: int = 8
+    """Rows of the segmentation grid."""
     runs_dir: Path = Path("runs/shapes-study")
+    """One folder per run, ``{aggregator}-k{k}-seed{seed}``."""
     output: Path = Path("docs/results")
+    """Where the JSON, the markdown tables and the PNGs go."""
     progress: bool = True
 
 
-def run_config(study: Study, aggregator: str, seed: int) -> TrainConfig:
-    """The default job's preset with the study's slot budget, object counts, length and seed."""
-    base = preset("autoencoder", "shapes", aggregator)
-    model = attrs.evolve(
-        base.model, aggregator=attrs.evolve(base.model.aggregator, num_slots=study.num_slots)
-    )
-    if isinstance(model.aggregator, MetaSlotSpec):  # the buffer and prune schedule follow the run
-        metaslot = attrs.evolve(
-            model.aggregator,
-            buffer_capacity=4 * base.loop.batch_size * study.num_slots,
-            prune_growth=prune_growth_reaching_one_at(max(study.steps * 2 // 3, 1)),
-        )
-        model = attrs.evolve(model, aggregator=metaslot)
-    data = attrs.evolve(
-        base.data,
-        min_objects=study.min_objects,
-        max_objects=study.max_objects,
-        size_range=study.size_range,
-        val_size=max(base.data.val_size, study.test_images),
-    )
-    loop = attrs.evolve(
-        base.loop,
-        steps=study.steps,
-        seed=seed,
-        val_every=study.steps,
-        checkpoint_every=max(study.steps // 4, 1),
-    )
+@dataclasses.dataclass(frozen=True)
+class RunKey:
+    """One training run of the study."""
+
+    aggregator: Aggregator
+    slots: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.aggregator}-k{self.slots}-seed{self.seed}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluated:
+    """A finished run's metrics on the test images, its (objects × kept slots) counts and picture samples."""
+
+    key: RunKey
+    metrics: dict[str, float]
+    histogram: numpy.ndarray
+    samples: PictureSamples
+    step: int
+
+
+# --- the runs --------------------------------------------------------------------------------------
+
+
+def preset_config(aggregator: Aggregator) -> TrainConfig:
+    """The default job (``autoencoder_shapes``) with ``aggregator``; Slot Attention shares MetaSlot's fields."""
+    return preset("autoencoder", "shapes", aggregator)
+
+
+def preset_slots() -> int:
+    """The preset's own slot count: where the main comparison runs."""
+    return preset_config("metaslot").model.aggregator.num_slots
+
+
+def main_runs(study: Study) -> list[RunKey]:
+    slots = preset_slots()
+    return [RunKey(aggregator, slots, seed) for seed in study.seeds for aggregator in AGGREGATORS]
+
+
+def sweep_runs(study: Study) -> list[RunKey]:
+    return [
+        RunKey(aggregator, slots, seed)
+        for slots in study.slot_counts
+        for seed in study.sweep_seeds
+        for aggregator in AGGREGATORS
+    ]
+
+
+def all_runs(study: Study) -> list[RunKey]:
+    """Every run of the study once (main and sweep share the runs with the same k and seed)."""
+    return list(dict.fromkeys(main_runs(study) + sweep_runs(study)))
+
+
+def runs_to_train(study: Study) -> list[RunKey]:
+    """The runs of ``--part`` for ``--aggregators``, each once, in study order."""
+    parts = {"main": main_runs, "sweep": sweep_runs}
+    chosen = [key for part, runs in parts.items() if study.part in (part, "all") for key in runs(study)]
+    return [key for key in dict.fromkeys(chosen) if key.aggregator in study.aggregators]
+
+
+def with_slot_count(model: Any, slots: int) -> Any:
+    """``model`` with ``slots`` slots; MetaSlot's ring buffer keeps the preset's size per slot (4·batch·k)."""
+    aggregator = model.aggregator
+    changes: dict[str, int] = {"num_slots": slots}
+    if isinstance(aggregator, MetaSlotSpec):
+        changes["buffer_capacity"] = aggregator.buffer_capacity * slots // aggregator.num_slots
+    return attrs.evolve(model, aggregator=attrs.evolve(aggregator, **changes))
+
+
+def run_config(study: Study, key: RunKey) -> TrainConfig:
+    """The preset with the run's aggregator, slot count and seed (and ``--steps`` if given)."""
+    base = preset_config(key.aggregator)
+    steps = base.loop.steps if study.steps is None else study.steps
     return attrs.evolve(
         base,
-        name=f"{aggregator}-seed{seed}",
-        model=model,
-        data=data,
-        loop=loop,
+        name=key.name,
+        model=with_slot_count(base.model, key.slots),
+        loop=attrs.evolve(base.loop, seed=key.seed, steps=steps),
         runs_dir=study.runs_dir,
         progress=study.progress,
-        evaluate_at_end=False,
+        evaluate_at_end=False,  # the study evaluates every run on its own test images
     )
+
+
+def first_difference(saved: Any, wanted: Any, where: str = "config") -> str | None:
+    """The first setting (dotted path) where two JSON trees differ, with both values; None if equal."""
+    if isinstance(saved, dict) and isinstance(wanted, dict):
+        for name in sorted(set(saved) | set(wanted)):
+            found = first_difference(saved.get(name), wanted.get(name), f"{where}.{name}")
+            if found is not None:
+                return found
+        return None
+    return None if saved == wanted else f"{where} is {saved!r} there, {wanted!r} now"
+
+
+def as_recipe(config: TrainConfig) -> Any:
+    """``config`` as plain JSON without what only drives a run (folder, resume, progress, stop_at)."""
+    neutral = attrs.evolve(
+        config,
+        runs_dir=Path("."),
+        resume=False,
+        progress=False,
+        loop=attrs.evolve(config.loop, stop_at=None),
+    )
+    return json.loads(json.dumps(to_jsonable(neutral)))
+
+
+def require_same_recipe(config: TrainConfig) -> None:
+    """Refuse a run folder whose ``config.json`` was written for another recipe (the preset changed)."""
+    path = config.run_dir / "config.json"
+    if not path.is_file():
+        return
+    difference = first_difference(as_recipe(config_from_json(path.read_text())), as_recipe(config))
+    if difference is not None:
+        raise ConfigError(
+            f"{config.run_dir} was trained with another recipe ({difference}); delete that folder or "
+            "choose another --runs-dir"
+        )
 
 
 def finished_step(config: TrainConfig) -> int:
@@ -131,6 +249,7 @@ def finished_step(config: TrainConfig) -> int:
 
 def train_or_resume(config: TrainConfig) -> Path:
     """Train the run unless its last checkpoint is already at ``loop.steps``; returns that checkpoint."""
+    require_same_recipe(config)
     done = finished_step(config)
     if done < config.loop.steps:
         print(f"training {config.name} ({'resuming at step ' + str(done) if done else 'from scratch'})")
@@ -138,6 +257,26 @@ def train_or_resume(config: TrainConfig) -> Path:
     sidecar = latest_checkpoint(config.run_dir / "checkpoints")
     assert sidecar is not None  # train() always writes the final checkpoint
     return sidecar
+
+
+def missing_note(study: Study, key: RunKey) -> str:
+    """``name (not started)`` or ``name (at step N of M)``."""
+    config = run_config(study, key)
+    done = finished_step(config)
+    return f"{key.name} ({f'at step {done} of {config.loop.steps}' if done else 'not started'})"
+
+
+# --- evaluation ------------------------------------------------------------------------------------
+
+
+def held_out_images(config: TrainConfig, count: int) -> torch.utils.data.Dataset:
+    """The first ``count`` images of the preset data's test split (training reads only train and val).
+
+    A shapes image is a function of (data seed, split, index) alone, so the test split's length
+    (``val_size`` for shapes) only has to reach ``count``: the images are the same for every run.
+    """
+    data = attrs.evolve(config.data, val_size=max(config.data.val_size, count))
+    return torch.utils.data.Subset(data.build("test"), range(count))
 
 
 def count_correlation(histogram: list[list[int]]) -> float:
@@ -167,147 +306,367 @@ def background_count_error(histogram: list[list[int]]) -> float:
     return float((counts * numpy.abs(slots - objects - 1)).sum() / counts.sum())
 
 
-def evaluate_run(config: TrainConfig, sidecar: Path, study: Study) -> tuple[EvaluationResult, PictureSamples]:
-    """Metrics of the final checkpoint on the first ``test_images`` test images (identical for every run)."""
+def evaluate_run(study: Study, key: RunKey) -> Evaluated:
+    """Metrics of the run's last checkpoint on the test images (identical for every run), on the CPU."""
+    config = run_config(study, key)
     pipeline = config.model.build()
-    load_model_checkpoint(sidecar, pipeline)
-    dataset = torch.utils.data.Subset(config.data.build("test"), range(study.test_images))
+    load_model_checkpoint(latest_checkpoint(config.run_dir / "checkpoints"), pipeline)
     samples = PictureSamples(capacity=study.picture_images)
-    result = evaluate(pipeline, dataset, batch_size=64, device=torch.device("cpu"), seed=0, pictures=samples)
-    return result, samples
+    result = evaluate(
+        pipeline,
+        held_out_images(config, study.test_images),
+        batch_size=EVALUATION_BATCH,
+        device=torch.device("cpu"),
+        seed=0,
+        pictures=samples,
+    )
+    metrics = dict(
+        result.metrics,
+        count_correlation=count_correlation(result.slot_histogram),
+        background_count_error=background_count_error(result.slot_histogram),
+    )
+    histogram = numpy.asarray(result.slot_histogram, dtype=float)
+    return Evaluated(key, metrics, histogram, samples, step=finished_step(config))
 
 
-def summarise(values: list[float]) -> tuple[float, float]:
+def is_finished(study: Study, key: RunKey) -> bool:
+    """Whether the run's last checkpoint is at its final step (refusing a folder of another recipe)."""
+    config = run_config(study, key)
+    require_same_recipe(config)
+    return finished_step(config) >= config.loop.steps
+
+
+# --- summaries and tables --------------------------------------------------------------------------
+
+
+def summarise(values: list[float]) -> dict[str, float]:
+    """Mean and sample standard deviation over the finite values (NaN when there are none)."""
     finite = [value for value in values if math.isfinite(value)]
     if not finite:
-        return float("nan"), float("nan")
-    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
+        return {"mean": float("nan"), "std": float("nan")}
+    return {"mean": statistics.fmean(finite), "std": statistics.stdev(finite) if len(finite) > 1 else 0.0}
 
 
-def markdown_table(per_run: dict[str, list[dict[str, float]]]) -> str:
-    header = "| model | " + " | ".join(LABELS[name] for name in METRICS) + " |"
-    lines = [header, "|" + " --- |" * (len(METRICS) + 1)]
-    for aggregator, runs in per_run.items():
-        cells = []
-        for name in METRICS:
-            mean, std = summarise([run[name] for run in runs])
-            cells.append(f"{mean:.3f} ± {std:.3f}")
-        lines.append(f"| {aggregator} ({len(runs)} seeds) | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def summary_of(runs: list[Evaluated], names: tuple[str, ...]) -> dict[str, Any]:
+    return {"seeds": [run.key.seed for run in runs]} | {
+        name: summarise([run.metrics[name] for run in runs]) for name in names
+    }
+
+
+def main_summary(study: Study, evaluated: dict[RunKey, Evaluated]) -> dict[str, Any]:
+    """Per aggregator: mean ± std over the main comparison's finished seeds."""
+    runs = [evaluated[key] for key in main_runs(study) if key in evaluated]
+    return {
+        aggregator: {"slots": preset_slots()}
+        | summary_of([run for run in runs if run.key.aggregator == aggregator], METRICS)
+        for aggregator in AGGREGATORS
+    }
+
+
+def sweep_point(study: Study, evaluated: dict[RunKey, Evaluated], aggregator: Aggregator, slots: int) -> dict:
+    """Mean ± std over the sweep's finished seeds of one aggregator at one slot count."""
+    keys = (RunKey(aggregator, slots, seed) for seed in study.sweep_seeds)
+    return {"slots": slots} | summary_of([evaluated[key] for key in keys if key in evaluated], SWEEP_METRICS)
+
+
+def sweep_summary(study: Study, evaluated: dict[RunKey, Evaluated]) -> dict[str, list[dict[str, Any]]]:
+    """Per aggregator, one `sweep_point` per slot count."""
+    return {
+        aggregator: [sweep_point(study, evaluated, aggregator, slots) for slots in study.slot_counts]
+        for aggregator in AGGREGATORS
+    }
+
+
+def cell(statistics_: dict[str, float]) -> str:
+    if not math.isfinite(statistics_["mean"]):
+        return "undefined"
+    return f"{statistics_['mean']:.3f} ± {statistics_['std']:.3f}"
+
+
+def number(value: float) -> str:
+    return f"{value:.3f}" if math.isfinite(value) else "undefined"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)] + [
+        "| " + " | ".join(row) + " |" for row in rows
+    ]
+
+
+def main_table(main: dict[str, Any]) -> list[str]:
+    rows = [
+        [aggregator, str(len(summary["seeds"]))] + [cell(summary[name]) for name in METRICS]
+        for aggregator, summary in main.items()
+    ]
+    return table(["model", "seeds"] + [LABELS[name] for name in METRICS], rows)
+
+
+def per_seed_table(study: Study, evaluated: dict[RunKey, Evaluated]) -> list[str]:
+    rows = [
+        [key.aggregator, str(key.seed)] + [number(evaluated[key].metrics[name]) for name in METRICS]
+        for key in sorted(
+            (key for key in main_runs(study) if key in evaluated), key=lambda key: (key.aggregator, key.seed)
+        )
+    ]
+    return table(["model", "seed"] + [LABELS[name] for name in METRICS], rows)
+
+
+def sweep_table(sweep: dict[str, list[dict[str, Any]]]) -> list[str]:
+    rows = [
+        [str(row["slots"]), aggregator, str(len(row["seeds"]))] + [cell(row[name]) for name in SWEEP_METRICS]
+        for aggregator, summaries in sweep.items()
+        for row in summaries
+    ]
+    rows.sort(key=lambda row: int(row[0]))
+    return table(["k", "model", "seeds"] + [LABELS[name] for name in SWEEP_METRICS], rows)
+
+
+def markdown_report(study: Study, document: dict[str, Any], evaluated: dict[RunKey, Evaluated]) -> str:
+    """The tables of ``shapes_study.md``: main comparison, per seed, sweep, and the missing runs."""
+    settings = document["study"]
+    lines = [
+        f"Main comparison: k = {settings['preset_slots']}, {settings['steps']} steps, last checkpoint, "
+        f"first {study.test_images} `test` images ({settings['mean_objects']:.2f} objects per image "
+        "on average, plus the background); mean ± std over seeds.",
+        "",
+        *main_table(document["main"]),
+        "",
+        "Per seed:",
+        "",
+        *per_seed_table(study, evaluated),
+        "",
+        f"Slot-count sweep (seeds {', '.join(map(str, study.sweep_seeds))}): mean ± std over seeds.",
+        "",
+        *sweep_table(document["sweep"]),
+    ]
+    if document["missing"]:
+        lines += ["", f"Missing runs ({len(document['missing'])}): " + ", ".join(document["missing"])]
+    return "\n".join(lines) + "\n"
+
+
+# --- pictures --------------------------------------------------------------------------------------
+
+
+def save_figure(figure: Any, path: Path) -> Path:
+    """Write the PNG under a temporary name first, so a reader never sees half a file."""
+    temporary = path.with_name(path.name + ".tmp")
+    figure.tight_layout()
+    figure.savefig(temporary, dpi=110, format="png")
+    pyplot.close(figure)
+    temporary.replace(path)
+    return path
+
+
+def grid_panels(row: int, samples: dict[str, PictureSamples]) -> list[tuple[str, numpy.ndarray]]:
+    """One grid row: the image, its ground truth and each model's kept-slot segmentation."""
+    first = next(iter(samples.values()))
+    picture = displayable(torch.cat(first.images)[row])
+    segment = torch.cat(first.segments)[row]
+    objects = int((segment.unique() > 0).sum())
+    panels = [
+        ("image", picture),
+        (
+            f"truth: {objects} object{'s' * (objects != 1)}",
+            label_overlay(picture, segment.numpy(), int(segment.max()) + 1),
+        ),
+    ]
+    for name, model_samples in samples.items():
+        masks, keep = torch.cat(model_samples.masks)[row], torch.cat(model_samples.keep)[row]
+        # Slots from colour 1 on, so none shares the truth's background colour (0).
+        labels = kept_slot_labels(masks, keep).numpy() + 1
+        kept = int(keep.sum())
+        overlay = label_overlay(picture, labels, masks.shape[0] + 1)
+        panels.append((f"{name}: {kept} slot{'s' * (kept != 1)}", overlay))
+    return panels
 
 
 def save_comparison_grid(samples: dict[str, PictureSamples], path: Path) -> Path:
     """Rows of test images: image | ground truth | each model's segmentation, titled with its kept slots."""
-    first = next(iter(samples.values()))
-    images = torch.cat(first.images)
-    segments = torch.cat(first.segments)
+    rows = next(iter(samples.values())).count
     columns = 2 + len(samples)
-    figure, axes = pyplot.subplots(
-        images.shape[0], columns, figsize=(1.7 * columns, 1.7 * images.shape[0]), squeeze=False
-    )
-    for row in range(images.shape[0]):
-        picture = displayable(images[row])
-        objects = int((segments[row].unique() > 0).sum())
-        panels = [
-            ("image", picture),
-            (
-                f"truth: {objects} object{'s' * (objects != 1)}",
-                label_overlay(picture, segments[row].numpy(), int(segments[row].max()) + 1),
-            ),
-        ]
-        for name, model_samples in samples.items():
-            masks, keep = torch.cat(model_samples.masks)[row], torch.cat(model_samples.keep)[row]
-            # Slots from colour 1 on, so none shares the truth's background colour (0).
-            labels = kept_slot_labels(masks, keep).numpy() + 1
-            overlay = label_overlay(picture, labels, masks.shape[0] + 1)
-            panels.append((f"{name}: {int(keep.sum())} slots", overlay))
-        for column, (title, panel) in enumerate(panels):
+    figure, axes = pyplot.subplots(rows, columns, figsize=(1.9 * columns, 1.7 * rows), squeeze=False)
+    for row in range(rows):
+        for column, (title, panel) in enumerate(grid_panels(row, samples)):
             axis = axes[row, column]
             axis.imshow(numpy.clip(panel, 0, 1), interpolation="nearest")
             axis.set_title(title, fontsize=7)
             axis.set_xticks([])
             axis.set_yticks([])
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    pyplot.close(figure)
-    return path
+    return save_figure(figure, path)
+
+
+def kept_per_object_count(counts: numpy.ndarray) -> tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray]:
+    """From ``counts[objects, kept]``: the object counts present, and the mean and std of kept slots."""
+    per_count = counts.sum(1)
+    used = numpy.nonzero(per_count)[0]
+    slots = numpy.arange(counts.shape[1])
+    mean = (counts[used] * slots).sum(1) / per_count[used]
+    spread = numpy.sqrt((counts[used] * (slots - mean[:, None]) ** 2).sum(1) / per_count[used])
+    return used, mean, spread
 
 
 def save_count_histograms(histograms: dict[str, numpy.ndarray], path: Path) -> Path:
-    """Left: kept slots − objects over all test images and seeds; right: mean kept slots per object count."""
+    """Left: kept slots − (objects + 1) over the test images of all seeds (0: one slot per object plus
+    the background); right: mean ± std of kept slots per object count against objects + 1."""
     figure, (left, right) = pyplot.subplots(1, 2, figsize=(9, 3.4))
     width = 0.8 / len(histograms)
     for index, (name, counts) in enumerate(histograms.items()):
         objects, slots = numpy.nonzero(counts)
-        differences = numpy.repeat(slots - objects, counts[objects, slots].astype(int))
+        differences = numpy.repeat(slots - objects - 1, counts[objects, slots].astype(int))
         values, frequency = numpy.unique(differences, return_counts=True)
-        left.bar(
-            values + (index - (len(histograms) - 1) / 2) * width,
-            frequency / frequency.sum(),
-            width,
-            label=name,
-        )
-        per_count = counts.sum(1)
-        used = numpy.nonzero(per_count)[0]
-        mean_slots = (counts[used] * numpy.arange(counts.shape[1])).sum(1) / per_count[used]
-        right.plot(used, mean_slots, marker="o", label=name)
-    left.set_xlabel("kept slots − annotated objects")
+        offset = (index - (len(histograms) - 1) / 2) * width
+        left.bar(values + offset, frequency / frequency.sum(), width, label=name)
+        used, mean, spread = kept_per_object_count(counts)
+        right.errorbar(used + offset / 4, mean, yerr=spread, marker="o", capsize=3, label=name)
+    left.axvline(0, color="grey", linestyle="--", linewidth=0.8)
+    left.set_xlabel("kept slots − (objects + 1)   (0: one slot per object + background)")
     left.set_ylabel("fraction of test images")
     left.legend(fontsize=8)
-    limits = [0, max(right.get_xlim()[1], right.get_ylim()[1])]
-    right.plot(limits, limits, color="grey", linestyle="--", linewidth=0.8, label="objects")
-    right.plot(
-        limits,
-        [limit + 1 for limit in limits],
-        color="grey",
-        linestyle=":",
-        linewidth=0.8,
-        label="objects + background",
-    )
+    top = max(right.get_xlim()[1], right.get_ylim()[1])
+    right.plot([0, top], [1, top + 1], color="black", linestyle="--", linewidth=1, label="objects + 1")
+    right.plot([0, top], [0, top], color="grey", linestyle=":", linewidth=0.8, label="objects")
+    right.xaxis.get_major_locator().set_params(integer=True)
     right.set_xlabel("annotated objects")
-    right.set_ylabel("mean kept slots")
+    right.set_ylabel("kept slots (mean ± std)")
     right.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    pyplot.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
-def run_study(study: Study) -> dict[str, list[dict[str, float]]]:
-    """Train (or reuse) every run, evaluate, write JSON, markdown and pictures; returns per-run metrics."""
-    study.output.mkdir(parents=True, exist_ok=True)
-    per_run: dict[str, list[dict[str, float]]] = {name: [] for name in study.aggregators}
-    first_seed_samples: dict[str, PictureSamples] = {}
-    histograms: dict[str, numpy.ndarray] = {}
-    for aggregator in study.aggregators:
-        for seed in study.seeds:
-            config = run_config(study, aggregator, seed)
-            sidecar = train_or_resume(config)
-            result, samples = evaluate_run(config, sidecar, study)
-            metrics = dict(
-                result.metrics,
-                count_correlation=count_correlation(result.slot_histogram),
-                background_count_error=background_count_error(result.slot_histogram),
-                seed=seed,
-            )
-            per_run[aggregator].append(metrics)
-            counts = numpy.asarray(result.slot_histogram, dtype=float)
-            histograms[aggregator] = histograms.get(aggregator, 0) + counts
-            first_seed_samples.setdefault(aggregator, samples)
-            print(f"{config.name}: " + ", ".join(f"{name} {metrics[name]:.3f}" for name in METRICS))
-    table = markdown_table(per_run)
-    (study.output / "shapes_study.md").write_text(table + "\n")
-    (study.output / "shapes_study.json").write_text(
-        json.dumps({"study": dataclasses.asdict(study), "runs": per_run}, indent=2, default=str)
+def save_sweep_plot(sweep: dict[str, list[dict[str, Any]]], mean_objects: float, path: Path) -> Path:
+    """FG-ARI and kept slots against the slot count k (mean ± std over seeds); the kept-slot panel marks
+    the test images' mean objects + 1 (dashed) and k itself (dotted: every slot kept)."""
+    figure, (quality, kept) = pyplot.subplots(1, 2, figsize=(9, 3.4))
+    slot_counts = sorted({row["slots"] for rows in sweep.values() for row in rows})
+    for index, (name, rows) in enumerate(sweep.items()):
+        present = [row for row in rows if row["seeds"]]
+        slots = numpy.asarray([row["slots"] for row in present], dtype=float) + 0.08 * (index - 0.5)
+        for axis, metric in ((quality, "fg_ari"), (kept, "active_slots")):
+            means = [row[metric]["mean"] for row in present]
+            spreads = [row[metric]["std"] for row in present]
+            axis.errorbar(slots, means, yerr=spreads, marker="o", capsize=3, label=name)
+    kept.axhline(mean_objects + 1, color="black", linestyle="--", linewidth=1, label="mean objects + 1")
+    kept.plot(slot_counts, slot_counts, color="grey", linestyle=":", linewidth=0.8, label="k (all slots)")
+    for axis, label in ((quality, "FG-ARI"), (kept, "kept slots")):
+        axis.set_xticks(slot_counts)
+        axis.set_xlabel("slots k")
+        axis.set_ylabel(f"{label} (mean ± std over seeds)")
+        axis.legend(fontsize=8)
+    return save_figure(figure, path)
+
+
+# --- the report ------------------------------------------------------------------------------------
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities as null (strict JSON has no NaN), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(name): json_safe(item) for name, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def trimmed(histogram: numpy.ndarray) -> list[list[int]]:
+    """``histogram[objects][kept]`` cut after the last object count and slot count that occur."""
+    rows, columns = numpy.nonzero(histogram)
+    return histogram[: rows.max(initial=0) + 1, : columns.max(initial=0) + 1].astype(int).tolist()
+
+
+def run_record(run: Evaluated) -> dict[str, Any]:
+    return (
+        dataclasses.asdict(run.key)
+        | {"step": run.step}
+        | run.metrics
+        | {"slot_histogram": trimmed(run.histogram)}
     )
-    save_comparison_grid(first_seed_samples, study.output / "shapes_study_grid.png")
-    save_count_histograms(histograms, study.output / "shapes_study_counts.png")
-    print(table)
-    return per_run
+
+
+def write_text(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
+def study_settings(study: Study, evaluated: dict[RunKey, Evaluated]) -> dict[str, Any]:
+    """The options, plus what the preset decided (slot count, steps) and the test images' mean objects."""
+    some_run = next(iter(evaluated.values()))
+    return {name: str(value) if isinstance(value, Path) else value for name, value in vars(study).items()} | {
+        "preset": "autoencoder_shapes",
+        "preset_slots": preset_slots(),
+        "steps": run_config(study, some_run.key).loop.steps,
+        "test_split": "test",
+        "mean_objects": some_run.metrics["true_objects"],
+    }
+
+
+def save_pictures(study: Study, document: dict[str, Any], evaluated: dict[RunKey, Evaluated]) -> None:
+    """The comparison grid (lowest finished main seed of each model), kept slots against objects (all
+    main seeds) and the sweep plot, each only when its runs exist."""
+    main = [evaluated[key] for key in main_runs(study) if key in evaluated]
+    first_seed: dict[str, Evaluated] = {}
+    histograms: dict[str, numpy.ndarray] = {}
+    for run in sorted(main, key=lambda run: run.key.seed):
+        first_seed.setdefault(run.key.aggregator, run)
+        histograms[run.key.aggregator] = histograms.get(run.key.aggregator, 0) + run.histogram
+    if first_seed:
+        grid = {f"{name} seed {run.key.seed}": run.samples for name, run in first_seed.items()}
+        save_comparison_grid(grid, study.output / "shapes_study_grid.png")
+        save_count_histograms(histograms, study.output / "shapes_study_counts.png")
+    if any(row["seeds"] for rows in document["sweep"].values() for row in rows):
+        mean_objects = document["study"]["mean_objects"]
+        save_sweep_plot(document["sweep"], mean_objects, study.output / "shapes_study_sweep.png")
+
+
+def write_report(study: Study, evaluated: dict[RunKey, Evaluated], missing: list[str]) -> dict[str, Any]:
+    """``shapes_study.json``, ``shapes_study.md`` and the PNGs in ``--output``; returns the JSON document.
+
+    ``missing`` holds a note per unfinished run (`missing_note`): listed, left out of every summary.
+    """
+    study.output.mkdir(parents=True, exist_ok=True)
+    document = {
+        "study": study_settings(study, evaluated),
+        "runs": {run.key.name: run_record(run) for run in evaluated.values()},
+        "main": main_summary(study, evaluated),
+        "sweep": sweep_summary(study, evaluated),
+        "missing": missing,
+    }
+    write_text(study.output / "shapes_study.json", json.dumps(json_safe(document), indent=2) + "\n")
+    write_text(study.output / "shapes_study.md", markdown_report(study, document, evaluated))
+    save_pictures(study, document, evaluated)
+    return document
+
+
+def run_study(study: Study) -> dict[str, Any]:
+    """Train (or resume, or skip) this process's runs, then report every finished run of the study."""
+    if not study.report_only:
+        for key in runs_to_train(study):
+            train_or_resume(run_config(study, key))
+    finished = [key for key in all_runs(study) if is_finished(study, key)]
+    missing = [missing_note(study, key) for key in all_runs(study) if key not in finished]
+    if missing:
+        print(f"missing runs ({len(missing)}), left out of the report: " + ", ".join(missing))
+    if not finished:
+        print(f"no finished run under {study.runs_dir}: nothing to report")
+        return {}
+    evaluated = {key: evaluate_run(study, key) for key in finished}
+    document = write_report(study, evaluated, missing)
+    print((study.output / "shapes_study.md").read_text())
+    return document
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_study(tyro.cli(Study, args=argv))
+    study = tyro.cli(Study, args=argv, description=__doc__)
+    try:
+        run_study(study)
+    except TrainingInterrupted as error:
+        # The run's checkpoint is saved; the study resumes it by itself (no --resume to add).
+        raise SystemExit(
+            "shapes_study: stopped by a signal; run the same command again to continue"
+        ) from error
+    except MetaslotError as error:
+        raise SystemExit(f"shapes_study: error: {error}") from error
 
 
 if __name__ == "__main__":
