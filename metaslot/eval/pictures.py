@@ -6,6 +6,7 @@ so any input normalisation displays correctly.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +17,7 @@ import numpy  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional  # noqa: E402
 from einops import rearrange  # noqa: E402
+from jaxtyping import UInt8  # noqa: E402
 
 from metaslot.eval.evaluate import EvaluationResult, PictureSamples  # noqa: E402
 
@@ -226,3 +228,16 @@ def write_pictures(
         if gallery is not None:
             written.append(gallery)
     return written
+
+
+def segmentation_grid_image(samples: PictureSamples, max_images: int = 8) -> UInt8[numpy.ndarray, "h w 3"]:
+    """The evaluation's segmentation grid (`metaslot.eval.pictures.save_segmentation_grid`) as RGB pixels.
+
+    ``samples`` is what ``evaluate(..., pictures=PictureSamples(capacity))`` filled.
+    """
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = save_segmentation_grid(samples, Path(folder) / "grid.png", max_images)
+        with Image.open(path) as picture:
+            return numpy.asarray(picture.convert("RGB"), dtype=numpy.uint8).copy()
