@@ -118,12 +118,25 @@ def _run_checkpoint(run_dir: Path, checkpoint: CheckpointChoice) -> Path:
     return latest
 
 
-def _evaluation_of(run_dir: Path, sidecar: Path, split: str) -> dict[str, Any] | None:
-    """The evaluation.json written for exactly this checkpoint: by `cli.eval` for it, or the end-of-run
-    evaluation when it is the run's last checkpoint (that evaluation ran on the final weights)."""
+def _same_weights_as_latest(run_dir: Path, sidecar: Path, step: int | None) -> bool:
+    """Whether ``sidecar`` holds the run's final weights (it is the latest, or saved at the same step)."""
+    latest = checkpoints.latest_checkpoint(run_dir / "checkpoints")
+    if latest is None or not latest.is_file():
+        return False
+    if latest == sidecar:
+        return True
+    try:
+        return step is not None and checkpoints.read_sidecar(latest)["state"].get("step") == step
+    except CheckpointError:
+        return False
+
+
+def _evaluation_of(run_dir: Path, sidecar: Path, split: str, step: int | None) -> dict[str, Any] | None:
+    """The evaluation.json written for exactly these weights: by `cli.eval` for this checkpoint, or the
+    end-of-run evaluation (of the final weights) when they are the run's last ones."""
     name = sidecar.name.removesuffix(".json")
     candidates = [run_dir / f"eval-{name}-{split}" / "evaluation.json"]
-    if checkpoints.latest_checkpoint(run_dir / "checkpoints") == sidecar:
+    if _same_weights_as_latest(run_dir, sidecar, step):
         candidates.append(run_dir / "eval" / "evaluation.json")
     for candidate in candidates:
         if candidate.is_file():
@@ -149,12 +162,13 @@ def load_checkpoint(
 def _load_run_checkpoint(run_dir: Path, sidecar: Path, device: torch.device) -> torch.nn.Module:
     config, document = read_run_config(run_dir)
     pipeline, state = load_checkpoint(config, sidecar, device)
+    step = state["state"].get("step")
     _ORIGINS[pipeline] = Origin(
         config=config,
         source=str(sidecar),
         checkpoint=sidecar.name.removesuffix(".json"),
-        step=state["state"].get("step"),
-        evaluation=_evaluation_of(run_dir, sidecar, config.evaluation.split),
+        step=step,
+        evaluation=_evaluation_of(run_dir, sidecar, config.evaluation.split, step),
         invocation=document.get("invocation"),
     )
     return pipeline

@@ -76,6 +76,16 @@ def test_a_run_trained_from_a_weights_file_loads_without_it(dinosaur_run: Weight
     assert result.masks.shape == (1, 3, 40, 32) and result.labels.shape == (1, 40, 32)
 
 
+def test_public_names_resolve_to_their_modules() -> None:
+    import metaslot.pretrained
+    from metaslot.pretrained import loading, sharing
+
+    for name in metaslot.pretrained.__all__:
+        assert getattr(metaslot.pretrained, name) is not None and name in dir(metaslot.pretrained), name
+    assert metaslot.load is loading.load and metaslot.pretrained.load is loading.load
+    assert metaslot.save_pretrained is sharing.save_pretrained and metaslot.push_to_hub is sharing.push_to_hub
+
+
 def test_import_metaslot_stays_torch_free_and_exports_load() -> None:
     code = "import sys, metaslot; assert 'load' in dir(metaslot); assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

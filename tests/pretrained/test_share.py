@@ -76,8 +76,16 @@ def test_the_model_card_says_what_was_trained_and_how_it_scored(
         f"FG-ARI  {evaluation['metrics']['fg_ari']:>10.4f}".split()
         == [line for line in card.splitlines() if line.startswith("FG-ARI")][0].split()
     )
+    # best.json was saved at the last step: the end-of-run evaluation is of the same weights.
     best = metaslot.save_pretrained(autoencoder_run, tmp_path / "best", checkpoint="best")
-    assert "No evaluation of these weights" in (best / "README.md").read_text()  # eval/ ran on the last
+    assert (
+        "checkpoint `best`" in (best / "README.md").read_text()
+        and "FG-ARI" in (best / "README.md").read_text()
+    )
+    unevaluated = tmp_path / "unevaluated"
+    shutil.copytree(autoencoder_run, unevaluated, ignore=shutil.ignore_patterns("eval"))
+    card = (metaslot.save_pretrained(unevaluated, tmp_path / "none") / "README.md").read_text()
+    assert "No evaluation of these weights was recorded" in card and "FG-ARI" not in card
 
 
 def test_load_from_a_faked_hub_cache_offline(autoencoder_run: Path, tmp_path: Path) -> None:
