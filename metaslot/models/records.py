@@ -43,3 +43,31 @@ class PipelineOutput:
     masks: Float[Tensor, "b k h w"] | None = None
     reconstruction: Tensor | None = None
     aggregator: AggregatorOutput | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    """The centred square of an input image the model saw, in input pixels: rows ``top:top+side``,
+    columns ``left:left+side``."""
+
+    top: int
+    left: int
+    side: int
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """What ``pipeline.segment(images)`` returns, at the size of the images given.
+
+    ``masks`` are per-slot soft masks (pruned slots all zero; zero outside ``window``, the centred
+    square the model saw). ``labels`` give each pixel the kept slot with the largest mask (pruned slots
+    never win) and -1 outside ``window``, which only non-square inputs have. ``codes`` are the MetaSlot
+    prototype of each slot (-1 for pruned slots and for plain Slot Attention).
+    """
+
+    slots: Float[Tensor, "b k d"]
+    keep: Bool[Tensor, "b k"]
+    codes: Int[Tensor, "b k"]
+    masks: Float[Tensor, "b k h w"]
+    labels: Int[Tensor, "b h w"]
+    window: Window

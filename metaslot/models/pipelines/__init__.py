@@ -26,6 +26,7 @@ from metaslot.models.pipelines.frontend import (
 )
 from metaslot.models.pipelines.slate import Slate, SlateSpec
 from metaslot.models.pipelines.slot_pipeline import (
+    SlotMasks,
     SlotPipeline,
     attention_masks,
     reconstruction_output,
@@ -56,6 +57,7 @@ __all__ = [
     "FrontEndOutput",
     "Slate",
     "SlateSpec",
+    "SlotMasks",
     "SlotPipeline",
     "StageTwoPipeline",
     "StageTwoSpec",

@@ -20,7 +20,7 @@ from metaslot.errors import DataError
 from metaslot.models.decoders.autoregressive import ARDecoderSpec
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.pipelines.frontend import AggregatorSpec
-from metaslot.models.pipelines.slot_pipeline import attention_masks, slot_output
+from metaslot.models.pipelines.slot_pipeline import slot_output
 from metaslot.models.pipelines.stage_two import StageTwoPipeline
 from metaslot.models.pipelines.vqvae import VQVAESpec, latent_grid, vqvae_c256
 from metaslot.models.records import PipelineOutput
@@ -66,13 +66,14 @@ class Slate(StageTwoPipeline):
     def __init__(self, spec: SlateSpec) -> None:
         super().__init__(spec.encoder, spec.projection, spec.aggregator, spec.vqvae)
         self.spec = spec
+        self.image_size = spec.image_size
         self.decoder = spec.decoder_spec().build()
 
     def forward(
         self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
     ) -> PipelineOutput:
-        front = self.frontend(image, generator=generator)
-        aggregated = front.aggregator
+        masked = self.slot_masks(image, generator)
+        aggregated = masked.front.aggregator
         with torch.no_grad():
             tokens = self.vqvae.tokenize(image)
         codes = rearrange(tokens.codes, "b h w -> b (h w)")
@@ -85,8 +86,7 @@ class Slate(StageTwoPipeline):
         logits = self.decoder(vectors, aggregated.slots, self.decoder_keep(aggregated))
         # Cross-entropy in float32 (the logits may come out of bf16 autocast).
         cross_entropy = functional.cross_entropy(rearrange(logits.float(), "b n m -> b m n"), codes)
-        masks = attention_masks(front, (image.shape[-2], image.shape[-1]))
-        return slot_output(aggregated, cross_entropy, "cross_entropy", masks)
+        return slot_output(aggregated, cross_entropy, "cross_entropy", masked.masks)
 
     @torch.no_grad()
     def reconstruct(
