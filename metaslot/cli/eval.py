@@ -161,8 +161,8 @@ def _evaluate_checkpoint(
     import torch
 
     from metaslot.eval.session import evaluate_and_report
-    from metaslot.runtime.device import resolve_device, resolve_precision
     from metaslot.pretrained.loading import load_checkpoint
+    from metaslot.runtime.device import resolve_device, resolve_precision
 
     device = resolve_device(options.device)
     dtype = resolve_precision(options.precision, device)

@@ -43,8 +43,8 @@ def run_on_files(argv: list[str], program: str) -> None:
 
     from metaslot.pretrained.loading import load
     from metaslot.pretrained.pictures import draw_image_files
-    from metaslot.train.checkpoint import resolve_checkpoint
     from metaslot.runtime.device import resolve_device
+    from metaslot.train.checkpoint import resolve_checkpoint
 
     run_dir, sidecar = resolve_checkpoint(Path(options.checkpoint))
     pipeline = load(sidecar, device=resolve_device(options.device))

@@ -25,11 +25,11 @@ from typing import Any, Literal
 import attrs
 import torch
 
+from metaslot.errors import CheckpointError, ConfigError
 from metaslot.pretrained.building import build_for_weights, load_weights
 from metaslot.pretrained.errors import HubError, ModelNotFoundError
 from metaslot.train import checkpoint as checkpoints
 from metaslot.train.config import TrainConfig, config_from_json
-from metaslot.errors import CheckpointError, ConfigError
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

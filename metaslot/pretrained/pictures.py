@@ -18,12 +18,12 @@ import PIL.Image
 import torch
 from torch.nn import functional
 
+from metaslot.errors import ConfigError
 from metaslot.eval.evaluate import PictureSamples
 from metaslot.eval.pictures import label_overlay, save_segmentation_grid
 from metaslot.models.pipelines import SlotPipeline
 from metaslot.models.records import Segmentation
 from metaslot.models.segmentation import image_batch
-from metaslot.errors import ConfigError
 
 
 @dataclass(frozen=True)

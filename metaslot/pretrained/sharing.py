@@ -19,6 +19,7 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
+from metaslot.errors import ConfigError
 from metaslot.pretrained.card import model_card
 from metaslot.pretrained.errors import HubError, OutputFolderError
 from metaslot.pretrained.loading import (
@@ -33,7 +34,6 @@ from metaslot.pretrained.loading import (
     origin_of,
 )
 from metaslot.train.config import TrainConfig, config_to_json
-from metaslot.errors import ConfigError
 
 
 def _write_atomically(path: Path, payload: bytes) -> None:
