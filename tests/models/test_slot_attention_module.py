@@ -115,6 +115,29 @@ def test_per_slot_initialiser_samples_in_training_and_returns_mean_at_eval() -> 
     assert torch.equal(initializer(2), initializer.mean.expand(2, -1, -1))
 
 
+@pytest.mark.parametrize(("num_slots", "slot_dim"), [(6, 256), (11, 256), (3, 16)])
+def test_per_slot_mean_is_xavier_on_the_slot_by_width_matrix(num_slots: int, slot_dim: int) -> None:
+    """The reference initialises ``mean[0]``, a (k, d) matrix: uniform in ±sqrt(6 / (k + d)) (VOC: 0.151)."""
+    torch.manual_seed(0)
+    mean = PerSlotGaussian(num_slots=num_slots, slot_dim=slot_dim).mean.detach()
+    bound = math.sqrt(6.0 / (num_slots + slot_dim))
+    assert mean.abs().max() <= bound
+    # k·d draws from U(-bound, bound) come close to the bound, with a std of bound/√3.
+    assert mean.abs().max() >= 0.9 * bound
+    assert mean.std().item() == pytest.approx(bound / math.sqrt(3.0), rel=0.2)
+
+
+@pytest.mark.parametrize("slot_dim", [256, 16])
+def test_shared_mean_and_log_std_are_xavier_on_one_by_width(slot_dim: int) -> None:
+    """The reference's NormalShared initialises its (1, 1, d) tensors: bound sqrt(6 / 2d) (0.108 for 256)."""
+    torch.manual_seed(0)
+    shared = SharedGaussian(num_slots=7, slot_dim=slot_dim)
+    bound = math.sqrt(6.0 / (2 * slot_dim))
+    for tensor in (shared.mean.detach(), shared.log_std.detach()):
+        assert tensor.abs().max() <= bound
+        assert tensor.abs().max() >= 0.75 * bound
+
+
 def test_shared_initialiser_samples_at_eval_unless_told_not_to() -> None:
     shared = SharedGaussian(num_slots=4, slot_dim=16).eval()
     sample = shared(1)
