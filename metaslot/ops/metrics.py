@@ -9,8 +9,10 @@ skips NaN.
 
 Labels only name segments: their values need not be contiguous or start at 0 and are compacted
 internally, so sparse ids (COCO category ids, VOC's 255) cost no memory. The one value with a meaning
-is ground-truth label 0, the background, which ``ignore_background=True`` removes. Negative labels
-are rejected rather than silently treated as a segment.
+is ground-truth label 0, the background, which ``ignore_background=True`` leaves out: FG-ARI drops
+its pixels, foreground mBO and mIoU only leave its segment unscored (OCLF's ``ignore_background``;
+predicted segments keep their background pixels). Negative labels are rejected rather than
+silently treated as a segment.
 
 All counts come from one contingency table per image, built with ``bincount`` (exact integer
 counts, deterministic on GPU) rather than the reference's dense one-hot ``einsum``, then turned into
@@ -77,7 +79,8 @@ def _contingency_table(
     """Pixel counts of every (predicted segment, ground-truth segment) pair, per image.
 
     With ``ignore_background`` the pixels whose ground truth is 0 are left out of every count, so
-    the background column is empty and predicted segments lose the pixels they had on it.
+    the background column is empty and predicted segments lose the pixels they had on it (FG-ARI;
+    mBO and mIoU keep every pixel and only leave the background segment unscored).
     """
     _check_label_maps(pred, target)
     batch, pixels = pred.shape
@@ -144,6 +147,19 @@ def _mean_over_present_segments(
     return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("nan")))
 
 
+def _scored_segments(
+    table: Float64[Tensor, "b p g"], target: Integer[Tensor, "b n"], ignore_background: bool
+) -> Bool[Tensor, "b g"]:
+    """Ground-truth segments that count: those present in the image, less label 0 if it is ignored."""
+    present = table.sum(dim=1) > 0
+    if not ignore_background or target.numel() == 0:
+        return present
+    # Compaction keeps the order of labels, so label 0, where the batch has it, is column 0.
+    background = torch.zeros_like(present)
+    background[:, 0] = (target == 0).any()
+    return present & ~background
+
+
 def mean_best_overlap(
     pred: Integer[Tensor, "b n"],
     target: Integer[Tensor, "b n"],
@@ -153,13 +169,14 @@ def mean_best_overlap(
 
     The average runs over the ground-truth segments present in the image. With
     ``ignore_background=False`` (the reference's behaviour) label 0 is a segment like any other; with
-    True it is not scored, and its pixels are also removed from the predicted segments before the
-    IoU (the DINOSAUR/VideoSAUR convention), so a slot is not penalised for covering background.
+    True only the ground-truth background segment is dropped from the average, and predicted segments
+    keep all their pixels, background ones included (OCLF's ``AverageBestOverlapMetric`` with
+    ``ignore_background=True``): a slot that spreads over the background is penalised for it.
     An image with no ground-truth segment to score gets NaN.
     """
-    table = _contingency_table(pred, target, ignore_background)
+    table = _contingency_table(pred, target, ignore_background=False)
     best_overlap = _intersection_over_union(table).amax(dim=1)
-    return _mean_over_present_segments(best_overlap, table.sum(dim=1) > 0)
+    return _mean_over_present_segments(best_overlap, _scored_segments(table, target, ignore_background))
 
 
 def matched_iou(
@@ -170,24 +187,25 @@ def matched_iou(
     """Mean IoU under the one-to-one matching of predicted to ground-truth segments that maximises total IoU.
 
     Hungarian matching (scipy) per image; the matched IoUs are summed and divided by the number of
-    ground-truth segments present, so ground-truth segments left without a prediction count 0.
-    ``ignore_background`` as in :func:`mean_best_overlap`. Never above mBO. An image with no
-    ground-truth segment to score gets NaN.
+    ground-truth segments scored, so ground-truth segments left without a prediction count 0.
+    ``ignore_background`` as in :func:`mean_best_overlap` (the background is not matched; predicted
+    segments keep their background pixels). Never above mBO. An image with no ground-truth segment
+    to score gets NaN.
     """
     # Imported here: scipy.optimize takes about a second to import, and `metaslot.ops` is on every model's path.
     from scipy.optimize import linear_sum_assignment
 
-    table = _contingency_table(pred, target, ignore_background)
+    table = _contingency_table(pred, target, ignore_background=False)
     overlaps = _intersection_over_union(table).cpu()
     pred_present = (table.sum(dim=2) > 0).cpu()
-    target_present = (table.sum(dim=1) > 0).cpu()
+    target_scored = _scored_segments(table, target, ignore_background).cpu()
     matched_totals = torch.zeros(table.shape[0], dtype=torch.float64)
     for image in range(table.shape[0]):
         # Empty segments only carry IoU 0: dropping them leaves the optimum unchanged and the problem smaller.
-        image_overlaps = overlaps[image][pred_present[image]][:, target_present[image]].numpy()
+        image_overlaps = overlaps[image][pred_present[image]][:, target_scored[image]].numpy()
         rows, columns = linear_sum_assignment(image_overlaps, maximize=True)
         matched_totals[image] = float(image_overlaps[rows, columns].sum())
-    count = target_present.sum(dim=1).to(torch.float64)
+    count = target_scored.sum(dim=1).to(torch.float64)
     per_image = torch.where(
         count > 0, matched_totals / count.clamp(min=1), torch.full_like(count, float("nan"))
     )

@@ -50,15 +50,17 @@ def _iou(a: set[int], b: set[int]) -> float:
 
 
 def _reference_overlaps(pred: list[int], target: list[int], ignore_background: bool) -> tuple[float, float]:
-    """(mBO, mIoU) from pixel sets and brute-force matching over all injective assignments."""
-    kept = [i for i, value in enumerate(target) if not (ignore_background and value == 0)]
-    if not kept:
-        return math.nan, math.nan
-    predicted = [segment & set(kept) for segment in _segments(pred)]
-    predicted = [segment for segment in predicted if segment]
+    """(mBO, mIoU) from pixel sets and brute-force matching over all injective assignments.
+
+    ``ignore_background`` drops the ground-truth background segment only; predicted segments keep all
+    their pixels (OCLF's ``ignore_background``).
+    """
     truth = [
         segment for segment in _segments(target) if not (ignore_background and target[min(segment)] == 0)
     ]
+    if not truth:
+        return math.nan, math.nan
+    predicted = _segments(pred)
     table = [[_iou(p, g) for g in truth] for p in predicted]
     best = sum(max(table[p][g] for p in range(len(predicted))) for g in range(len(truth))) / len(truth)
     if len(predicted) >= len(truth):
@@ -188,7 +190,7 @@ def test_overlaps_hand_computed():
     expected = (1 + 2 / 3 + 1 / 2) / 3
     assert mean_best_overlap(pred, target).item() == pytest.approx(expected)
     assert matched_iou(pred, target).item() == pytest.approx(expected)
-    # Foreground only: pred segments lose pixels 0,1; GT {2,3,4} -> 2/3, GT {5} -> 1/2.
+    # Foreground only: GT {2,3,4} -> 2/3 (pred {2,3}), GT {5} -> 1/2 (pred {4,5}); GT {0,1} is not scored.
     assert mean_best_overlap(pred, target, ignore_background=True).item() == pytest.approx(7 / 12)
 
 
@@ -200,11 +202,23 @@ def test_one_segment_for_two_objects():
     assert matched_iou(pred, target).item() == pytest.approx(0.25)
 
 
-def test_background_pixels_are_removed_from_predictions():
-    """DINOSAUR convention: under ignore_background a slot covering background is not penalised."""
+def test_foreground_overlaps_keep_the_predicted_background_pixels():
+    """OCLF: ignoring the background drops the ground-truth background segment only."""
+    pred = torch.tensor([[0, 0, 0, 0, 0, 0, 0, 0]])
+    target = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1]])
+    # One segment for everything: it covers the object (4 pixels) and the background (4 more), IoU 4/8.
+    # Cutting the background out of the prediction first would score a perfect 1.0.
+    assert mean_best_overlap(pred, target, ignore_background=True).item() == pytest.approx(0.5)
+    assert matched_iou(pred, target, ignore_background=True).item() == pytest.approx(0.5)
+    # With the background as a segment both segments score 1/2 with the one prediction; only one matches.
+    assert mean_best_overlap(pred, target).item() == pytest.approx(0.5)
+    assert matched_iou(pred, target).item() == pytest.approx(0.25)
+
+
+def test_a_slot_spreading_over_the_background_is_penalised():
     pred = torch.tensor([[0, 0, 0, 1]])
     target = torch.tensor([[0, 0, 1, 1]])
-    # Foreground {2,3}: pred 0 is cut to {2} and pred 1 is {3}, IoU 1/2 each (1/4 if pred 0 kept {0,1,2}).
+    # Foreground {2,3}: pred {0,1,2} has IoU 1/4, pred {3} 1/2; background {0,1} is not scored.
     assert mean_best_overlap(pred, target, ignore_background=True).item() == pytest.approx(0.5)
     assert matched_iou(pred, target, ignore_background=True).item() == pytest.approx(0.5)
     # With background as a segment: GT {0,1} best 2/3 (pred {0,1,2}), GT {2,3} best 1/2.
