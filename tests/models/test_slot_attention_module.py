@@ -80,6 +80,7 @@ def test_given_initial_slots_are_used_and_checked() -> None:
         ({"num_slots": 0}, "num_slots"),
         ({"num_iterations": 0}, "num_iterations"),
         ({"initializer": "uniform"}, "initializer"),
+        ({"mlp_dropout": 1.0}, "mlp_dropout"),
         ({"epsilon": 0.0}, "epsilon"),
         ({"attention_path": "fused"}, "attention_path"),
     ],
@@ -147,6 +148,21 @@ def test_shared_initialiser_samples_at_eval_unless_told_not_to() -> None:
     assert shared.mean.abs().max() <= bound
     quiet = SharedGaussian(num_slots=4, slot_dim=16, sample_at_eval=False).eval()
     assert torch.equal(quiet(2), quiet.mean.expand(2, 4, -1))
+
+
+def test_mlp_dropout_acts_in_training_only_and_keeps_the_weight_names() -> None:
+    torch.manual_seed(0)
+    plain = tiny_spec().build()
+    dropped = SlotAttention(tiny_spec(mlp_dropout=0.5))
+    assert plain.state_dict().keys() == dropped.state_dict().keys()
+    dropped.load_state_dict(plain.state_dict())
+    features, initial = torch.randn(2, 6, 5), torch.randn(2, 3, 8)
+    plain.eval()
+    dropped.eval()
+    torch.testing.assert_close(dropped(features, initial).slots, plain(features, initial).slots)
+    plain.train()
+    dropped.train()
+    assert not torch.allclose(dropped(features, initial).slots, plain(features, initial).slots)
 
 
 def test_evaluation_is_deterministic_with_per_slot_init() -> None:

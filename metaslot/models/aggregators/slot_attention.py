@@ -39,8 +39,13 @@ class SlotAttentionWeights(nn.Module):
         self.project_values = nn.Linear(feature_dim, slot_dim, bias=False)
         self.gru = nn.GRUCell(slot_dim, slot_dim)
         self.norm_mlp = nn.LayerNorm(slot_dim)
+        # The dropout sits with the activation (index 1 holds no parameters), so the Linear layers keep
+        # the names mlp.0 and mlp.2 whatever the dropout; at 0 nothing is drawn.
+        activation = (
+            nn.Sequential(nn.GELU(), nn.Dropout(spec.mlp_dropout)) if spec.mlp_dropout > 0 else nn.GELU()
+        )
         self.mlp = nn.Sequential(
-            nn.Linear(slot_dim, spec.mlp_hidden_dim), nn.GELU(), nn.Linear(spec.mlp_hidden_dim, slot_dim)
+            nn.Linear(slot_dim, spec.mlp_hidden_dim), activation, nn.Linear(spec.mlp_hidden_dim, slot_dim)
         )
         self._zero_biases()
         # Built once: dynamo (torch 2.14) cannot construct an attrs frozen instance inside a compiled graph.
