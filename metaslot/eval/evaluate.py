@@ -97,7 +97,7 @@ def codebook_size_of(pipeline: torch.nn.Module) -> int | None:
     return None
 
 
-def _segment_labels(masks: torch.Tensor, keep: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def _segment_labels(masks: torch.Tensor, keep: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
     if tuple(masks.shape[-2:]) != size:
         masks = torch.nn.functional.interpolate(
             masks.float(), size=size, mode="bilinear", align_corners=False
@@ -166,7 +166,9 @@ def evaluate(
                     if output.keep is not None
                     else torch.ones(output.masks.shape[:2], dtype=torch.bool, device=device)
                 )
-                labels = _segment_labels(output.masks, keep, tuple(batch.segment.shape[-2:])).flatten(1)
+                # Pruned slots win no pixel, unless the pipeline reproduces the reference (honours_keep False).
+                label_keep = keep if output.honours_keep else None
+                labels = _segment_labels(output.masks, label_keep, tuple(batch.segment.shape[-2:])).flatten(1)
                 target = batch.segment.flatten(1)
                 accumulate("ari", adjusted_rand_index(labels, target))
                 accumulate("fg_ari", adjusted_rand_index(labels, target, ignore_background=True))

@@ -32,8 +32,9 @@ class PipelineOutput:
     """What every pipeline's forward returns.
 
     ``loss`` is the total training loss, ``terms`` its named parts (already weighted). ``masks`` are
-    per-slot segmentation masks at input resolution with pruned slots all zero. ``aggregator`` is the
-    aggregator's output, which the training loop hands back for codebook upkeep; None for the VQ-VAE.
+    per-slot segmentation masks at input resolution with pruned slots all zero, unless
+    ``honours_keep`` is False. ``aggregator`` is the aggregator's output, which the training loop hands
+    back for codebook upkeep; None for the VQ-VAE.
     """
 
     loss: Float[Tensor, ""]
@@ -43,3 +44,6 @@ class PipelineOutput:
     masks: Float[Tensor, "b k h w"] | None = None
     reconstruction: Tensor | None = None
     aggregator: AggregatorOutput | None = None
+    honours_keep: bool = True
+    """False reproduces the reference (``honour_keep_downstream=False``): pruned slots were decoded,
+    their masks are not zeroed and they may win pixels, so evaluation labels pixels over all slots."""

@@ -79,6 +79,39 @@ def test_wrong_masks_score_lower_and_per_image_means_ignore_nan() -> None:
     assert all(value == value for value in result.metrics.values())  # no NaN leaks into the means
 
 
+class PrunedOracle(Oracle):
+    """Perfect masks whose object slots are all marked pruned, as a decoder that never saw keep gives."""
+
+    def __init__(self, honours_keep: bool) -> None:
+        super().__init__()
+        self.honours_keep = honours_keep
+
+    def forward(self, image: torch.Tensor) -> PipelineOutput:
+        output = super().forward(image)
+        keep = torch.zeros_like(output.keep)
+        keep[:, 0] = True  # only the background slot survives
+        return PipelineOutput(
+            loss=output.loss,
+            masks=output.masks,
+            keep=keep,
+            aggregator=output.aggregator,
+            honours_keep=self.honours_keep,
+        )
+
+
+def test_pruned_slots_win_pixels_only_when_the_pipeline_reproduces_the_reference() -> None:
+    reference = evaluate(
+        PrunedOracle(honours_keep=False), LabelImages(), batch_size=3, device=torch.device("cpu")
+    )
+    assert reference.metrics["ari"] == pytest.approx(1.0) and reference.metrics["mbo"] == pytest.approx(1.0)
+    honoured = evaluate(
+        PrunedOracle(honours_keep=True), LabelImages(), batch_size=3, device=torch.device("cpu")
+    )
+    # Everything goes to the one kept slot: images with objects are no longer segmented.
+    assert honoured.metrics["mbo"] < 1.0
+    assert honoured.metrics["active_slots"] == pytest.approx(1.0) == reference.metrics["active_slots"]
+
+
 def test_max_batches_caps_the_images() -> None:
     result = evaluate(Oracle(), LabelImages(), batch_size=2, device=torch.device("cpu"), max_batches=2)
     assert result.images == 4

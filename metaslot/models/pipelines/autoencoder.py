@@ -55,6 +55,9 @@ class Autoencoder(SlotPipeline):
         size = self.spec.image_size
         require_image_size(image, size, "the autoencoder", "AutoencoderSpec")
         aggregated = self.frontend(image, generator=generator).aggregator
-        decoded = self.decoder(aggregated.slots, self.decoder_keep(aggregated))
-        masks = alpha_to_masks(decoded.alpha, (size, size), aggregated.keep)
-        return reconstruction_output(aggregated, decoded.reconstruction, image, masks)
+        keep = self.downstream_keep(aggregated)
+        decoded = self.decoder(aggregated.slots, keep)
+        masks = alpha_to_masks(decoded.alpha, (size, size), keep)
+        return reconstruction_output(
+            aggregated, decoded.reconstruction, image, masks, honours_keep=self.honour_keep
+        )

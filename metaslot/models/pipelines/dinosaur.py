@@ -62,7 +62,14 @@ class Dinosaur(SlotPipeline):
         require_image_size(image, size, "DINOSAUR", "DinosaurSpec")
         front = self.frontend(image, generator=generator)
         aggregated = front.aggregator
-        decoded = self.decoder(aggregated.slots, self.decoder_keep(aggregated))
-        masks = attention_to_masks(decoded.alpha, front.grid, (size, size), aggregated.keep)
+        keep = self.downstream_keep(aggregated)
+        decoded = self.decoder(aggregated.slots, keep)
+        masks = attention_to_masks(decoded.alpha, front.grid, (size, size), keep)
         # The target is detached (reference: feature.detach()), also when the encoder is trainable.
-        return reconstruction_output(aggregated, decoded.reconstruction, front.features.detach(), masks)
+        return reconstruction_output(
+            aggregated,
+            decoded.reconstruction,
+            front.features.detach(),
+            masks,
+            honours_keep=self.honour_keep,
+        )

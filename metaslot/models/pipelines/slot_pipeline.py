@@ -3,7 +3,8 @@
 :class:`SlotPipeline` owns the front end (encoder → projection → aggregator), the keep policy for the
 decoder and the codebook upkeep after each optimiser step. The functions build the pieces of the
 :class:`PipelineOutput` the same way everywhere: masks from the aggregator's attention (SLATE,
-SlotDiffusion) or from a decoder's alpha (see :func:`reconstruction_output`), pruned slots zeroed.
+SlotDiffusion) or from a decoder's alpha (see :func:`reconstruction_output`), pruned slots zeroed
+unless the aggregator spec asks for the reference's behaviour (``honour_keep_downstream=False``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def require_image_size(image: Float[Tensor, "b 3 h w"], size: int, pipeline: str
 
 
 class SlotPipeline(nn.Module):
-    """Base of the pipelines with slots: ``self.frontend``, ``aggregator``, ``decoder_keep``, upkeep.
+    """Base of the pipelines with slots: ``self.frontend``, ``aggregator``, ``downstream_keep``, upkeep.
 
     Subclasses add their decoder (and targets) and define ``forward(image, generator) -> PipelineOutput``.
     """
@@ -44,8 +45,9 @@ class SlotPipeline(nn.Module):
     def aggregator(self) -> nn.Module:
         return self.frontend.aggregator
 
-    def decoder_keep(self, aggregated: AggregatorOutput) -> Bool[Tensor, "b k"] | None:
-        """The keep mask the decoder sees: None (decode every slot, the reference) unless keep is honoured."""
+    def downstream_keep(self, aggregated: AggregatorOutput) -> Bool[Tensor, "b k"] | None:
+        """The keep mask the decoder, the masks and the pixel labels see: None (every slot decoded and
+        able to win pixels, the reference) unless keep is honoured."""
         return aggregated.keep if self.honour_keep else None
 
     def after_optimizer_step(self, output: PipelineOutput) -> None:
@@ -57,10 +59,12 @@ class SlotPipeline(nn.Module):
         self.aggregator.update_codebook(output.aggregator)
 
 
-def attention_masks(front: FrontEndOutput, size: tuple[int, int]) -> Float[Tensor, "b k h w"]:
-    """Masks from the aggregator's attention over the encoder grid, at ``size``, pruned slots zero."""
-    aggregated = front.aggregator
-    return attention_to_masks(aggregated.attention, front.grid, size, aggregated.keep)
+def attention_masks(
+    front: FrontEndOutput, size: tuple[int, int], keep: Bool[Tensor, "b k"] | None
+) -> Float[Tensor, "b k h w"]:
+    """Masks from the aggregator's attention over the encoder grid, at ``size``; slots not in ``keep``
+    zero (pruned slots get no attention anyway)."""
+    return attention_to_masks(front.aggregator.attention, front.grid, size, keep)
 
 
 def slot_output(
@@ -69,6 +73,8 @@ def slot_output(
     term: str,
     masks: Float[Tensor, "b k h w"],
     reconstruction: Tensor | None = None,
+    *,
+    honours_keep: bool = True,
 ) -> PipelineOutput:
     """The record a one-loss slot pipeline returns; ``term`` names the loss in ``terms``."""
     return PipelineOutput(
@@ -79,6 +85,7 @@ def slot_output(
         masks=masks,
         reconstruction=reconstruction,
         aggregator=aggregated,
+        honours_keep=honours_keep,
     )
 
 
@@ -87,10 +94,12 @@ def reconstruction_output(
     reconstruction: Float[Tensor, "*target"],
     target: Float[Tensor, "*target"],
     masks: Float[Tensor, "b k h w"],
+    *,
+    honours_keep: bool = True,
 ) -> PipelineOutput:
     """Autoencoder and DINOSAUR: loss = MSE(reconstruction, target), reported as ``terms["reconstruction"]``.
 
     ``target`` must carry no gradient path the loss should not use (DINOSAUR detaches its features).
     """
     loss = functional.mse_loss(reconstruction, target)
-    return slot_output(aggregated, loss, "reconstruction", masks, reconstruction)
+    return slot_output(aggregated, loss, "reconstruction", masks, reconstruction, honours_keep=honours_keep)

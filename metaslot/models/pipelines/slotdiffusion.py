@@ -83,11 +83,10 @@ class SlotDiffusion(StageTwoPipeline):
         front = self.frontend(image, generator=generator)
         aggregated = front.aggregator
         latents = self.target_latents(image)
-        terms = self.decoder.loss(
-            latents, aggregated.slots, self.decoder_keep(aggregated), generator=generator
-        )
-        masks = attention_masks(front, (image.shape[-2], image.shape[-1]))
-        return slot_output(aggregated, terms.loss, "noise_mse", masks)
+        keep = self.downstream_keep(aggregated)
+        terms = self.decoder.loss(latents, aggregated.slots, keep, generator=generator)
+        masks = attention_masks(front, (image.shape[-2], image.shape[-1]), keep)
+        return slot_output(aggregated, terms.loss, "noise_mse", masks, honours_keep=self.honour_keep)
 
     @torch.no_grad()
     def reconstruct(
@@ -103,7 +102,7 @@ class SlotDiffusion(StageTwoPipeline):
         aggregated = self.frontend(image, generator=generator).aggregator
         latents = self.decoder.sample(
             aggregated.slots,
-            self.decoder_keep(aggregated),
+            self.downstream_keep(aggregated),
             num_steps=num_steps or self.spec.sample_steps,
             generator=generator,
         )
