@@ -146,6 +146,7 @@ def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
         seed=config.loop.seed,
         num_workers=options.num_workers,
         title=f"{config.name} {name} (step {document['state']['step']}, {spec.split})",
+        average=spec.average,
     )
 
 

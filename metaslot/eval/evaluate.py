@@ -14,6 +14,7 @@ count is the number of objects visible in it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import attrs
 import torch
@@ -25,6 +26,7 @@ from metaslot.data.sampling import evaluation_batches
 from metaslot.ops.metrics import (
     active_slot_count,
     adjusted_rand_index,
+    averaging_units,
     codebook_perplexity,
     codes_in_use,
     masks_to_labels,
@@ -119,8 +121,11 @@ def evaluate(
     num_workers: int = 0,
     pictures: PictureSamples | None = None,
     progress: Callable[[int], None] | None = None,
+    average: Literal["image", "batch"] = "image",
 ) -> EvaluationResult:
     """Mean metrics over ``dataset`` (the first ``max_batches`` batches of each process if given).
+
+    ``average``: per-image means, or the reference's mean of batch means (`averaging_units`).
 
     Runs in eval mode without gradients inside a forked RNG seeded with ``seed``, so the result is
     reproducible and the caller's random streams (exact resume) are untouched. Collective: under
@@ -143,11 +148,12 @@ def evaluate(
     usage = torch.zeros(codebook_size or 1, dtype=torch.float64)
 
     def accumulate(name: str, per_image: torch.Tensor) -> None:
-        values = per_image.detach().double().cpu()
+        values = averaging_units(per_image.detach().double().cpu(), average)
         finite = torch.isfinite(values)
         sums[name] = sums.get(name, torch.zeros((), dtype=torch.float64)) + values[finite].sum()
         counts[name] = counts.get(name, torch.zeros((), dtype=torch.float64)) + finite.sum()
 
+    images_evaluated = 0
     was_training = pipeline.training
     pipeline.eval()
     devices = [device.index or 0] if device.type == "cuda" else []
@@ -158,6 +164,7 @@ def evaluate(
             with autocast(device, dtype):
                 output = pipeline(batch.image)
             images = batch.image.shape[0]
+            images_evaluated += images
             accumulate("loss", output.loss.detach().float().expand(images))
             keep = codes = None
             if output.masks is not None:
@@ -217,7 +224,7 @@ def evaluate(
         metrics["codes_in_use"] = float(codes_in_use(all_codes, codebook_size))
         metrics["code_perplexity"] = float(codebook_perplexity(all_codes, codebook_size))
         code_usage = usage.long().tolist()
-    images_seen = int(packed[1, names.index("loss")]) if "loss" in names else 0
+    images_seen = int(all_reduce_sum(torch.tensor(float(images_evaluated), dtype=torch.float64)))
     return EvaluationResult(
         metrics=metrics, images=images_seen, slot_histogram=histogram.long().tolist(), code_usage=code_usage
     )

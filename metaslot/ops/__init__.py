@@ -50,6 +50,7 @@ __all__ = [
 from metaslot.ops.metrics import (  # noqa: E402
     active_slot_count,
     adjusted_rand_index,
+    averaging_units,
     codebook_perplexity,
     codes_in_use,
     masks_to_labels,
@@ -61,6 +62,7 @@ from metaslot.ops.metrics import (  # noqa: E402
 __all__ += [
     "active_slot_count",
     "adjusted_rand_index",
+    "averaging_units",
     "codebook_perplexity",
     "codes_in_use",
     "masks_to_labels",

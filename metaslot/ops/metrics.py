@@ -3,9 +3,9 @@
 Every segmentation metric takes integer label maps of flattened pixels (``b n``, any signed or
 unsigned integer dtype; flatten ``b h w`` with ``labels.flatten(1)``) and returns one value **per
 image**, in float64. The caller averages over images of the whole evaluation set; averaging batch
-means (as the reference's ``AverageLog`` does) over-weights the last, smaller batch. An image on
-which a metric is undefined (no valid pixel, no ground-truth segment) gets NaN, and the aggregator
-skips NaN.
+means (as the reference's ``AverageLog`` does) over-weights the last, smaller batch and makes the
+number depend on the batch size; :func:`averaging_units` offers both. An image on which a metric is
+undefined (no valid pixel, no ground-truth segment) gets NaN, and the aggregator skips NaN.
 
 Labels only name segments: their values need not be contiguous or start at 0 and are compacted
 internally, so sparse ids (COCO category ids, VOC's 255) cost no memory. The one value with a meaning
@@ -22,6 +22,8 @@ Hungarian matching: they belong in evaluation and logging, not in the model's fo
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from jaxtyping import Bool, Float, Float64, Int, Integer
 from torch import Tensor
@@ -29,6 +31,7 @@ from torch import Tensor
 __all__ = [
     "active_slot_count",
     "adjusted_rand_index",
+    "averaging_units",
     "codebook_perplexity",
     "codes_in_use",
     "masks_to_labels",
@@ -210,6 +213,25 @@ def matched_iou(
         count > 0, matched_totals / count.clamp(min=1), torch.full_like(count, float("nan"))
     )
     return per_image.to(table.device)
+
+
+def averaging_units(
+    per_image: Float64[Tensor, " b"], average: Literal["image", "batch"]
+) -> Float64[Tensor, " u"]:
+    """The values whose plain mean over a split is the reported metric, from one batch's per-image values.
+
+    ``"image"`` (our default): the per-image values themselves, so every image weighs the same whatever
+    the batch size. ``"batch"`` (the reference's ``AverageLog``): one value, the batch's mean over its
+    defined (non-NaN) images, so the split's metric is a mean of batch means. A batch without a defined
+    value gives NaN, which the caller skips like an undefined image (the reference's mean turns NaN).
+    """
+    if average == "image":
+        return per_image
+    if average != "batch":
+        raise ValueError(
+            f"unknown average {average!r}: choose 'image' (per-image mean) or 'batch' (reference)"
+        )
+    return per_image.nanmean().reshape(1)
 
 
 def masks_to_labels(

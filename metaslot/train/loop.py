@@ -280,6 +280,7 @@ def _train(
             world_size=context.world_size,
             rank=context.rank,
             seed=config.loop.seed,
+            average=config.evaluation.average,
         )
 
     window_start = time.perf_counter()
@@ -392,6 +393,7 @@ def _train(
             rank=context.rank,
             seed=config.loop.seed,
             title=f"{config.name} step {state.step} ({config.evaluation.split})",
+            average=config.evaluation.average,
         )
         last_validation = final.metrics
         log.write(state.step, "eval", final.metrics)

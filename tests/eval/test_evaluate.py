@@ -112,6 +112,16 @@ def test_pruned_slots_win_pixels_only_when_the_pipeline_reproduces_the_reference
     assert honoured.metrics["active_slots"] == pytest.approx(1.0) == reference.metrics["active_slots"]
 
 
+def test_batch_averaging_reproduces_the_reference_mean_of_batch_means() -> None:
+    # 7 images with 0,1,2,0,1,2,0 objects in batches of 3, 3, 1: batch means 1, 1, 0.
+    by_image = evaluate(Oracle(), LabelImages(), batch_size=3, device=torch.device("cpu"))
+    by_batch = evaluate(Oracle(), LabelImages(), batch_size=3, device=torch.device("cpu"), average="batch")
+    assert by_image.metrics["true_objects"] == pytest.approx(6 / 7)
+    assert by_batch.metrics["true_objects"] == pytest.approx(2 / 3)
+    assert by_batch.images == by_image.images == 7
+    assert by_batch.metrics["ari"] == pytest.approx(1.0)
+
+
 def test_max_batches_caps_the_images() -> None:
     result = evaluate(Oracle(), LabelImages(), batch_size=2, device=torch.device("cpu"), max_batches=2)
     assert result.images == 4

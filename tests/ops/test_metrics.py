@@ -15,6 +15,7 @@ from sklearn.metrics import adjusted_rand_score
 from metaslot.ops.metrics import (
     active_slot_count,
     adjusted_rand_index,
+    averaging_units,
     codebook_perplexity,
     codes_in_use,
     masks_to_labels,
@@ -350,3 +351,21 @@ def test_very_sparse_label_ids_give_the_same_scores(maps, ignore_background):
             rtol=0,
             atol=1e-12,
         )
+
+
+# ---------------------------------------------------------------- averaging over a split
+
+
+def test_batch_averaging_is_a_mean_of_batch_means():
+    """Per image every image weighs the same; the reference's batch means over-weight a small last batch."""
+    batches = [torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64), torch.tensor([0.0], dtype=torch.float64)]
+    per_image = torch.cat([averaging_units(batch, "image") for batch in batches])
+    per_batch = torch.cat([averaging_units(batch, "batch") for batch in batches])
+    assert per_image.mean().item() == pytest.approx(0.75)
+    assert per_batch.tolist() == [1.0, 0.0] and per_batch.mean().item() == pytest.approx(0.5)
+
+
+def test_batch_averaging_skips_undefined_images_and_marks_an_undefined_batch():
+    values = torch.tensor([0.5, math.nan, 1.0], dtype=torch.float64)
+    assert averaging_units(values, "batch").tolist() == [0.75]
+    assert averaging_units(torch.full((2,), math.nan, dtype=torch.float64), "batch").isnan().all()

@@ -102,9 +102,12 @@ def test_overrides_are_plain_flags_in_any_order(tmp_path: Path) -> None:
             "None",
             "--model.encoder.image-size",
             "112",
+            "--evaluation.average",
+            "batch",
         ]
     )
     assert config.model.aggregator.num_slots == 9 and config.loop.steps == 10
+    assert config.evaluation.average == "batch" and preset("slate", "coco").evaluation.average == "image"
     assert config.optim.clip_norm is None and config.model.encoder.image_size == 112
     assert type(config.data).__name__ == "COCOSpec"
     assert invocation["selection"] == {
