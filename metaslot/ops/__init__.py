@@ -19,7 +19,7 @@ from metaslot.ops.codebook import (
     write_ring_buffer,
 )
 from metaslot.ops.dedup import prune_duplicates
-from metaslot.ops.noise import noise_scale, prune_probability
+from metaslot.ops.noise import counter_uniform, noise_scale, prune_probability
 from metaslot.ops.quantize import Quantized, quantize, squared_distances
 from metaslot.ops.slot_attention import Aggregation, SlotAttentionStep, aggregate
 
@@ -29,6 +29,7 @@ __all__ = [
     "RingBuffer",
     "SlotAttentionStep",
     "aggregate",
+    "counter_uniform",
     "dead_code_timeout_steps",
     "feature_space_is_cheaper",
     "feature_space_slot_attention",

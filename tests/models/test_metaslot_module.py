@@ -49,6 +49,7 @@ def test_state_is_declared_and_initialised_without_filler() -> None:
         "buffer_fill",
         "step_counter",
         "kmeans_done",
+        "path_seed",
     ):
         assert f"codebook_state.{name}" in state, name
     assert module.codebook.shape == (16, 8) and module.codebook.abs().max() <= 1 / 16
@@ -191,16 +192,46 @@ def test_prune_path_follows_the_step_schedule() -> None:
     with torch.no_grad():
         module.codebook.zero_()
         module.codebook[1:] += 1000.0
-    pruned_at_step0 = [
-        not bool(module(features, generator=torch.Generator().manual_seed(seed)).keep.all())
-        for seed in range(40)
-    ]
+    pruned_at_step0 = []
+    for seed in range(40):
+        module.codebook_state.path_seed.fill_(seed)
+        pruned = not bool(module(features, generator=torch.Generator().manual_seed(0)).keep.all())
+        assert pruned == bool(module.prune_path())
+        pruned_at_step0.append(pruned)
     assert 5 < sum(pruned_at_step0) < 35
     module.codebook_state.step_counter.fill_(1)  # p = 1
-    assert all(
-        not bool(module(features, generator=torch.Generator().manual_seed(seed)).keep.all())
-        for seed in range(10)
-    )
+    for seed in range(10):
+        module.codebook_state.path_seed.fill_(seed)
+        assert not bool(module(features).keep.all())
+
+
+def test_one_path_decision_per_step_whatever_the_random_streams() -> None:
+    """The draw is a function of (path_seed, step): neither the generator nor the global RNG moves it."""
+    module = MetaSlot(tiny_spec(prune_start=0.5, prune_growth=1.0))
+    state = module.codebook_state
+    decisions = []
+    for step in range(64):
+        state.step_counter.fill_(step)
+        torch.manual_seed(step)
+        first = bool(module.prune_path())
+        torch.manual_seed(1000 + step)
+        torch.rand(5)
+        assert bool(module.prune_path()) == first
+        decisions.append(first)
+    assert 16 < sum(decisions) < 48  # p = 0.5 at every step: both paths, in some order
+    assert bool(module.eval().prune_path())  # evaluation always prunes
+
+
+def test_checkpoints_from_before_the_path_seed_still_load() -> None:
+    module = MetaSlot(tiny_spec())
+    state = {
+        name: tensor for name, tensor in module.state_dict().items() if name != "codebook_state.path_seed"
+    }
+    fresh = MetaSlot(tiny_spec())
+    seed = fresh.codebook_state.path_seed.clone()
+    fresh.load_state_dict(state, strict=True)
+    assert torch.equal(fresh.codebook_state.path_seed, seed)
+    assert torch.equal(fresh.codebook, module.codebook)
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,10 @@ class CodebookState(nn.Module):
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.long))
         self._images_seen_host = 0
         self._kmeans_done_host = False
+        # Seeds the counter-based prune-path draw (`counter_uniform(path_seed, step_counter)`): one
+        # decision per step, the same on every rank. Drawn from the global RNG at construction, so it
+        # follows the run's seed (all ranks build the model from the same seed); never changes after.
+        self.register_buffer("path_seed", torch.randint(0, 2**31 - 1, (), dtype=torch.long))
 
     def _load_from_state_dict(
         self,
@@ -67,6 +71,9 @@ class CodebookState(nn.Module):
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
+        if prefix + "path_seed" not in state_dict and prefix + "path_seed" in missing_keys:
+            # Checkpoints from before the counter-based path draw: keep the seed drawn at construction.
+            missing_keys.remove(prefix + "path_seed")
         # Loading is not a hot path: one read of two scalars re-derives the host-side mirrors.
         self._images_seen_host = int(self.images_seen)
         self._kmeans_done_host = bool(self.kmeans_done)
