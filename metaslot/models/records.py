@@ -28,6 +28,22 @@ class AggregatorOutput:
 
 
 @dataclass(frozen=True)
+class CodebookStatistics:
+    """How alive MetaSlot's codebook is: ``codes_in_use`` codes are nearest to at least one of the recent
+    kept slots in the ring buffer, and ``perplexity`` is exp(entropy) of that usage (the effective number
+    of codes). 0-d device tensors; `as_metrics` reads them on the host (a sync, for logging)."""
+
+    codes_in_use: Int[Tensor, ""]
+    perplexity: Float[Tensor, ""]
+
+    def as_metrics(self, prefix: str = "codebook/") -> dict[str, float]:
+        return {
+            f"{prefix}codes_in_use": float(self.codes_in_use),
+            f"{prefix}perplexity": float(self.perplexity),
+        }
+
+
+@dataclass(frozen=True)
 class PipelineOutput:
     """What every pipeline's forward returns.
 

@@ -9,12 +9,14 @@ from metaslot.ops.attention import (
 )
 from metaslot.ops.codebook import (
     RingBuffer,
+    buffer_code_usage,
     dead_code_timeout_steps,
     empty_ring_buffer,
     filled_rows,
     kmeans,
     kmeans_ema_step,
     replace_dead_codes,
+    sample_filled_rows,
     update_usage_counters,
     write_ring_buffer,
 )
@@ -29,6 +31,7 @@ __all__ = [
     "RingBuffer",
     "SlotAttentionStep",
     "aggregate",
+    "buffer_code_usage",
     "counter_uniform",
     "dead_code_timeout_steps",
     "feature_space_is_cheaper",
@@ -43,6 +46,7 @@ __all__ = [
     "prune_probability",
     "quantize",
     "replace_dead_codes",
+    "sample_filled_rows",
     "squared_distances",
     "update_usage_counters",
     "write_ring_buffer",
@@ -58,6 +62,7 @@ from metaslot.ops.metrics import (  # noqa: E402
     matched_iou,
     mean_best_overlap,
     slot_count_error,
+    usage_perplexity,
 )
 
 __all__ += [
@@ -70,4 +75,5 @@ __all__ += [
     "matched_iou",
     "mean_best_overlap",
     "slot_count_error",
+    "usage_perplexity",
 ]

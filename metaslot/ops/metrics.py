@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from jaxtyping import Bool, Float, Float64, Int, Integer
+from jaxtyping import Bool, Float, Float64, Int, Integer, Real
 from torch import Tensor
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "matched_iou",
     "mean_best_overlap",
     "slot_count_error",
+    "usage_perplexity",
 ]
 
 # Axis names used only here: p predicted segments, g ground-truth segments (compacted over the batch).
@@ -288,7 +289,12 @@ def codebook_perplexity(codes: Int[Tensor, " v"], codebook_size: int) -> Float64
     Equals the number of codes used when they are used equally often, and is smaller when usage is
     skewed. Codes below 0 (pruned slots, no code) are ignored; with no valid code the value is NaN.
     """
-    usage = _code_usage(codes, codebook_size).to(torch.float64)
+    return usage_perplexity(_code_usage(codes, codebook_size))
+
+
+def usage_perplexity(usage: Real[Tensor, " m"]) -> Float64[Tensor, ""]:
+    """:func:`codebook_perplexity` from how often each code was used (NaN when no code was); no host sync."""
+    usage = usage.to(torch.float64)
     total = usage.sum()
     probabilities = usage / total.clamp(min=1)
     # 0·log 0 = 0: unused codes add no entropy.

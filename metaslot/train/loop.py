@@ -339,6 +339,8 @@ def _train(
                     f"loss/{name}": float(value.detach().float().mean())
                     for name, value in output.terms.items()
                 }
+                statistics = pipeline.codebook_statistics()
+                codebook = statistics.as_metrics() if statistics is not None else {}
                 log.write(
                     state.step,
                     "train",
@@ -346,6 +348,7 @@ def _train(
                         "loss": step_loss,
                         "lr": learning_rate,
                         **terms,
+                        **codebook,
                         "time/steps_per_second": window_steps / max(elapsed, 1e-9),
                     },
                 )

@@ -22,6 +22,7 @@ from metaslot.ops.metrics import (
     matched_iou,
     mean_best_overlap,
     slot_count_error,
+    usage_perplexity,
 )
 
 SEGMENT_METRICS = [adjusted_rand_index, mean_best_overlap, matched_iou]
@@ -369,3 +370,10 @@ def test_batch_averaging_skips_undefined_images_and_marks_an_undefined_batch():
     values = torch.tensor([0.5, math.nan, 1.0], dtype=torch.float64)
     assert averaging_units(values, "batch").tolist() == [0.75]
     assert averaging_units(torch.full((2,), math.nan, dtype=torch.float64), "batch").isnan().all()
+
+
+def test_usage_perplexity_matches_the_perplexity_of_the_codes():
+    codes = torch.tensor([0, 0, 1, 3, 3, 3, -1])
+    usage = torch.tensor([2.0, 1.0, 0.0, 3.0])
+    assert usage_perplexity(usage).item() == pytest.approx(codebook_perplexity(codes, 4).item())
+    assert math.isnan(usage_perplexity(torch.zeros(4)).item())

@@ -20,7 +20,7 @@ from metaslot.models.aggregators.codebook_state import CodebookState
 from metaslot.models.aggregators.distributed import all_gather_tensor, world_size
 from metaslot.models.aggregators.slot_attention import SlotAttentionWeights
 from metaslot.models.aggregators.specs import MetaSlotSpec
-from metaslot.models.records import AggregatorOutput
+from metaslot.models.records import AggregatorOutput, CodebookStatistics
 from metaslot.ops.dedup import prune_duplicates
 from metaslot.ops.noise import counter_uniform, prune_probability
 from metaslot.ops.quantize import quantize
@@ -140,6 +140,10 @@ class MetaSlot(SlotAttentionWeights):
         )
         codes: Int[Tensor, "b k"] = torch.where(keep, quantized.codes, torch.full_like(quantized.codes, -1))
         return AggregatorOutput(slots=final.slots, attention=final.attention, keep=keep, codes=codes)
+
+    def codebook_statistics(self) -> CodebookStatistics:
+        """Codes in use and their perplexity among the recent kept slots (the ring buffer); no host sync."""
+        return self.codebook_state.statistics()
 
     @torch.no_grad()
     def update_codebook(self, output: AggregatorOutput, generator: torch.Generator | None = None) -> None:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from metaslot.models.aggregators.initializers import build_initializer
 from metaslot.models.aggregators.specs import SlotAttentionSpec, _SlotAttentionFields
-from metaslot.models.records import AggregatorOutput
+from metaslot.models.records import AggregatorOutput, CodebookStatistics
 from metaslot.ops.attention import feature_space_is_cheaper
 from metaslot.ops.slot_attention import Aggregation, SlotAttentionStep, aggregate
 
@@ -218,4 +218,8 @@ class SlotAttention(SlotAttentionWeights):
 
     def update_codebook(self, output: AggregatorOutput, generator: torch.Generator | None = None) -> None:
         """Nothing to maintain: plain Slot Attention has no codebook."""
+        return None
+
+    def codebook_statistics(self) -> CodebookStatistics | None:
+        """None: plain Slot Attention has no codebook."""
         return None

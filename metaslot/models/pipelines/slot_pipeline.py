@@ -16,7 +16,7 @@ from torch.nn import functional
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.masks import attention_to_masks
 from metaslot.models.pipelines.frontend import AggregatorSpec, FrontEndOutput, build_frontend, honours_keep
-from metaslot.models.records import AggregatorOutput, PipelineOutput
+from metaslot.models.records import AggregatorOutput, CodebookStatistics, PipelineOutput
 
 
 def require_image_size(image: Float[Tensor, "b 3 h w"], size: int, pipeline: str, spec: str) -> None:
@@ -57,6 +57,10 @@ class SlotPipeline(nn.Module):
                 "output.aggregator is None: pass the PipelineOutput this pipeline's forward returned"
             )
         self.aggregator.update_codebook(output.aggregator)
+
+    def codebook_statistics(self) -> CodebookStatistics | None:
+        """The aggregator's codebook health (codes in use, perplexity), or None without a codebook."""
+        return self.aggregator.codebook_statistics()
 
 
 def attention_masks(
