@@ -114,7 +114,6 @@ class CodebookState(nn.Module):
         """One upkeep step on final slots (already gathered from all ranks); updates state in place."""
         spec = self.spec
         slots = slots.to(self.buffer_vectors.dtype)
-        codes = quantize(slots[None], self.codebook).codes[0]
 
         buffer = write_ring_buffer(self.ring_buffer(), slots, valid)
         self.buffer_vectors.copy_(buffer.vectors)
@@ -140,6 +139,8 @@ class CodebookState(nn.Module):
             self.kmeans_done.fill_(True)
             self._kmeans_done_host = True
 
+        # Quantised after the one-off k-means, so the usage refers to the codes as they now are.
+        codes = quantize(slots[None], self.codebook).codes[0]
         counters = update_usage_counters(self.usage_counters, codes, valid, self.timeout_steps)
         if spec.codebook_update in ("kmeans", "both"):
             self.codebook.data.copy_(kmeans_ema_step(self.codebook.data, slots, valid, spec.kmeans_decay))
