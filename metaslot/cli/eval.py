@@ -187,6 +187,7 @@ def _evaluate_checkpoint(
         seed=config.loop.seed,
         num_workers=options.num_workers,
         title=f"{config.name} {name} (step {document['state']['step']}, {spec.split})",
+        average=spec.average,
     )
 
 

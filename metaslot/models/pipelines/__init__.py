@@ -1,5 +1,6 @@
 """Pipelines: spec → ``build()`` → module with ``forward(image b 3 h w) -> PipelineOutput``, an
-``aggregator`` attribute and ``after_optimizer_step(output)`` (codebook upkeep).
+``aggregator`` attribute, ``after_optimizer_step(output)`` (codebook upkeep) and
+``codebook_statistics()`` (codes in use and perplexity for the training log, None without a codebook).
 
 The slot pipelines derive from :class:`SlotPipeline` (front end, keep policy, upkeep); SLATE and
 SlotDiffusion from :class:`StageTwoPipeline` (plus the frozen stage-1 VQ-VAE). SlotDiffusion needs

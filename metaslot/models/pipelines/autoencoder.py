@@ -59,12 +59,19 @@ class Autoencoder(SlotPipeline):
         require_image_size(image, size, "the autoencoder", "AutoencoderSpec")
         front = self.frontend(image, generator=generator)
         aggregated = front.aggregator
-        decoded = self.decoder(aggregated.slots, self.decoder_keep(aggregated))
-        masks = alpha_to_masks(decoded.alpha, (size, size), aggregated.keep)
+        keep = self.downstream_keep(aggregated)
+        decoded = self.decoder(aggregated.slots, keep)
+        masks = alpha_to_masks(decoded.alpha, (size, size), keep)
         return SlotMasks(front=front, masks=masks, reconstruction=decoded.reconstruction)
 
     def forward(
         self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
     ) -> PipelineOutput:
         masked = self.slot_masks(image, generator)
-        return reconstruction_output(masked.front.aggregator, masked.reconstruction, image, masked.masks)
+        return reconstruction_output(
+            masked.front.aggregator,
+            masked.reconstruction,
+            image,
+            masked.masks,
+            honour_keep_downstream=self.honour_keep_downstream,
+        )

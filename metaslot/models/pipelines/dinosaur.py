@@ -65,8 +65,9 @@ class Dinosaur(SlotPipeline):
         require_image_size(image, size, "DINOSAUR", "DinosaurSpec")
         front = self.frontend(image, generator=generator)
         aggregated = front.aggregator
-        decoded = self.decoder(aggregated.slots, self.decoder_keep(aggregated))
-        masks = attention_to_masks(decoded.alpha, front.grid, (size, size), aggregated.keep)
+        keep = self.downstream_keep(aggregated)
+        decoded = self.decoder(aggregated.slots, keep)
+        masks = attention_to_masks(decoded.alpha, front.grid, (size, size), keep)
         return SlotMasks(front=front, masks=masks, reconstruction=decoded.reconstruction)
 
     def forward(
@@ -75,4 +76,10 @@ class Dinosaur(SlotPipeline):
         masked = self.slot_masks(image, generator)
         # The target is detached (reference: feature.detach()), also when the encoder is trainable.
         target = masked.front.features.detach()
-        return reconstruction_output(masked.front.aggregator, masked.reconstruction, target, masked.masks)
+        return reconstruction_output(
+            masked.front.aggregator,
+            masked.reconstruction,
+            target,
+            masked.masks,
+            honour_keep_downstream=self.honour_keep_downstream,
+        )

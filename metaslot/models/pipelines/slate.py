@@ -83,10 +83,17 @@ class Slate(StageTwoPipeline):
                 f"a {tuple(image.shape[-2:])} image gives {codes.shape[1]} VQ tokens but the decoder was "
                 f"built for {self.decoder.spec.num_tokens}: set SlateSpec.image_size to the input size"
             )
-        logits = self.decoder(vectors, aggregated.slots, self.decoder_keep(aggregated))
+        keep = self.downstream_keep(aggregated)
+        logits = self.decoder(vectors, aggregated.slots, keep)
         # Cross-entropy in float32 (the logits may come out of bf16 autocast).
         cross_entropy = functional.cross_entropy(rearrange(logits.float(), "b n m -> b m n"), codes)
-        return slot_output(aggregated, cross_entropy, "cross_entropy", masked.masks)
+        return slot_output(
+            aggregated,
+            cross_entropy,
+            "cross_entropy",
+            masked.masks,
+            honour_keep_downstream=self.honour_keep_downstream,
+        )
 
     @torch.no_grad()
     def reconstruct(
@@ -102,7 +109,7 @@ class Slate(StageTwoPipeline):
         codes = self.decoder.generate(
             aggregated.slots,
             codebook.embedding.weight,
-            self.decoder_keep(aggregated),
+            self.downstream_keep(aggregated),
             temperature=temperature,
             generator=generator,
         )

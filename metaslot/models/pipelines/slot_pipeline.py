@@ -4,7 +4,8 @@
 decoder and the codebook upkeep after each optimiser step, and :meth:`SlotPipeline.segment` for images
 from outside a dataset. The functions build the pieces of the :class:`PipelineOutput` the same way
 everywhere: masks from the aggregator's attention (SLATE, SlotDiffusion) or from a decoder's alpha (see
-:func:`reconstruction_output`), pruned slots zeroed.
+:func:`reconstruction_output`), pruned slots zeroed unless the aggregator spec asks for the reference's
+behaviour (``honour_keep_downstream=False``).
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ from metaslot.models.pipelines.frontend import (
     build_frontend,
     honour_keep_downstream,
 )
-from metaslot.models.records import AggregatorOutput, PipelineOutput, Segmentation
+from metaslot.models.records import AggregatorOutput, CodebookStatistics, PipelineOutput, Segmentation
 
 
 @dataclass(frozen=True)
 class SlotMasks:
     """What a slot pipeline computes before its loss: the front end's output and per-slot ``masks`` at
-    the input resolution (pruned slots zero), plus the decoder's ``reconstruction`` when the masks come
-    from a decoder (Autoencoder, DINOSAUR)."""
+    the input resolution (pruned slots zero unless keep is not honoured), plus the decoder's
+    ``reconstruction`` when the masks come from a decoder (Autoencoder, DINOSAUR)."""
 
     front: FrontEndOutput
     masks: Float[Tensor, "b k h w"]
@@ -50,7 +51,7 @@ def require_image_size(image: Float[Tensor, "b 3 h w"], size: int, pipeline: str
 
 
 class SlotPipeline(nn.Module):
-    """Base of the pipelines with slots: ``self.frontend``, ``aggregator``, ``decoder_keep``, upkeep.
+    """Base of the pipelines with slots: ``self.frontend``, ``aggregator``, ``downstream_keep``, upkeep.
 
     Subclasses add their decoder (and targets), set ``image_size`` and define
     ``forward(image, generator) -> PipelineOutput``; those whose masks come from a decoder override
@@ -76,16 +77,20 @@ class SlotPipeline(nn.Module):
     def aggregator(self) -> nn.Module:
         return self.frontend.aggregator
 
-    def decoder_keep(self, aggregated: AggregatorOutput) -> Bool[Tensor, "b k"] | None:
-        """The keep mask the decoder sees: None (decode every slot, the reference) unless keep is honoured."""
+    def downstream_keep(self, aggregated: AggregatorOutput) -> Bool[Tensor, "b k"] | None:
+        """The keep mask the decoder, the masks and the pixel labels see: None (every slot decoded and
+        able to win pixels, the reference) unless keep is honoured."""
         return aggregated.keep if self.honour_keep_downstream else None
+
+    decoder_keep = downstream_keep  # the former name, kept importable for this release
 
     def slot_masks(
         self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
     ) -> SlotMasks:
         """Front end and masks without any loss; here from the aggregator's attention (SLATE, SlotDiffusion)."""
         front = self.frontend(image, generator=generator)
-        return SlotMasks(front=front, masks=attention_masks(front, (image.shape[-2], image.shape[-1])))
+        keep = self.downstream_keep(front.aggregator)
+        return SlotMasks(front=front, masks=attention_masks(front, (image.shape[-2], image.shape[-1]), keep))
 
     def segment(self, images: segmentation.Images, generator: torch.Generator | None = None) -> Segmentation:
         """Slots, keep, masks and labels of images from anywhere, at their own size (evaluation mode).
@@ -123,11 +128,17 @@ class SlotPipeline(nn.Module):
             )
         self.aggregator.update_codebook(output.aggregator)
 
+    def codebook_statistics(self) -> CodebookStatistics | None:
+        """The aggregator's codebook health (codes in use, perplexity), or None without a codebook."""
+        return self.aggregator.codebook_statistics()
 
-def attention_masks(front: FrontEndOutput, size: tuple[int, int]) -> Float[Tensor, "b k h w"]:
-    """Masks from the aggregator's attention over the encoder grid, at ``size``, pruned slots zero."""
-    aggregated = front.aggregator
-    return attention_to_masks(aggregated.attention, front.grid, size, aggregated.keep)
+
+def attention_masks(
+    front: FrontEndOutput, size: tuple[int, int], keep: Bool[Tensor, "b k"] | None
+) -> Float[Tensor, "b k h w"]:
+    """Masks from the aggregator's attention over the encoder grid, at ``size``; slots not in ``keep``
+    zero (pruned slots get no attention anyway)."""
+    return attention_to_masks(front.aggregator.attention, front.grid, size, keep)
 
 
 def slot_output(
@@ -136,6 +147,8 @@ def slot_output(
     term: str,
     masks: Float[Tensor, "b k h w"],
     reconstruction: Tensor | None = None,
+    *,
+    honour_keep_downstream: bool = True,
 ) -> PipelineOutput:
     """The record a one-loss slot pipeline returns; ``term`` names the loss in ``terms``."""
     return PipelineOutput(
@@ -146,6 +159,7 @@ def slot_output(
         masks=masks,
         reconstruction=reconstruction,
         aggregator=aggregated,
+        honour_keep_downstream=honour_keep_downstream,
     )
 
 
@@ -154,10 +168,19 @@ def reconstruction_output(
     reconstruction: Float[Tensor, "*target"],
     target: Float[Tensor, "*target"],
     masks: Float[Tensor, "b k h w"],
+    *,
+    honour_keep_downstream: bool = True,
 ) -> PipelineOutput:
     """Autoencoder and DINOSAUR: loss = MSE(reconstruction, target), reported as ``terms["reconstruction"]``.
 
     ``target`` must carry no gradient path the loss should not use (DINOSAUR detaches its features).
     """
     loss = functional.mse_loss(reconstruction, target)
-    return slot_output(aggregated, loss, "reconstruction", masks, reconstruction)
+    return slot_output(
+        aggregated,
+        loss,
+        "reconstruction",
+        masks,
+        reconstruction,
+        honour_keep_downstream=honour_keep_downstream,
+    )

@@ -89,9 +89,15 @@ class SlotDiffusion(StageTwoPipeline):
         aggregated = masked.front.aggregator
         latents = self.target_latents(image)
         terms = self.decoder.loss(
-            latents, aggregated.slots, self.decoder_keep(aggregated), generator=generator
+            latents, aggregated.slots, self.downstream_keep(aggregated), generator=generator
         )
-        return slot_output(aggregated, terms.loss, "noise_mse", masked.masks)
+        return slot_output(
+            aggregated,
+            terms.loss,
+            "noise_mse",
+            masked.masks,
+            honour_keep_downstream=self.honour_keep_downstream,
+        )
 
     @torch.no_grad()
     def reconstruct(
@@ -107,7 +113,7 @@ class SlotDiffusion(StageTwoPipeline):
         aggregated = self.frontend(image, generator=generator).aggregator
         latents = self.decoder.sample(
             aggregated.slots,
-            self.decoder_keep(aggregated),
+            self.downstream_keep(aggregated),
             num_steps=num_steps or self.spec.sample_steps,
             generator=generator,
         )
