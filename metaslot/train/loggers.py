@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import secrets
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -23,7 +22,6 @@ import attrs
 import numpy
 from jaxtyping import UInt8
 
-from metaslot.eval.evaluate import PictureSamples
 from metaslot.errors import ConfigError
 
 WANDB_ID_FILE = "wandb-run-id.txt"
@@ -253,18 +251,3 @@ def open_loggers(
     if wandb is not None:
         loggers.append(WandbLogger(run_dir, wandb, run_name=run_name, config=config))
     return LoggerGroup(tuple(loggers), metrics_file)
-
-
-def segmentation_grid_image(samples: PictureSamples, max_images: int = 8) -> UInt8[numpy.ndarray, "h w 3"]:
-    """The evaluation's segmentation grid (`metaslot.eval.pictures.save_segmentation_grid`) as RGB pixels.
-
-    ``samples`` is what ``evaluate(..., pictures=PictureSamples(capacity))`` filled.
-    """
-    from PIL import Image
-
-    from metaslot.eval.pictures import save_segmentation_grid
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = save_segmentation_grid(samples, Path(folder) / "grid.png", max_images)
-        with Image.open(path) as picture:
-            return numpy.asarray(picture.convert("RGB"), dtype=numpy.uint8).copy()

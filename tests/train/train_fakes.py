@@ -93,6 +93,9 @@ class FakePipeline(nn.Module):
     def after_optimizer_step(self, output: PipelineOutput) -> None:
         self.aggregator.update_codebook(output.aggregator)
 
+    def codebook_statistics(self) -> None:
+        return None
+
 
 @attrs.frozen
 class FakePipelineSpec:

@@ -16,6 +16,7 @@ from metaslot.models.encoders import CNNEncoderSpec, EncoderSpec, ProjectionSpec
 from metaslot.models.masks import alpha_to_masks
 from metaslot.models.pipelines.frontend import AggregatorSpec
 from metaslot.models.pipelines.slot_pipeline import (
+    SlotMasks,
     SlotPipeline,
     attention_masks,
     reconstruction_output,
@@ -52,19 +53,33 @@ class Autoencoder(SlotPipeline):
     def __init__(self, spec: AutoencoderSpec) -> None:
         super().__init__(spec.encoder, spec.projection, spec.aggregator)
         self.spec = spec
+        self.image_size = spec.image_size
         self.decoder: PixelDecoder = spec.decoder.build(
             slot_dim=spec.aggregator.slot_dim, image_size=spec.image_size
         )
 
-    def forward(
+    def slot_masks(
         self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
-    ) -> PipelineOutput:
+    ) -> SlotMasks:
+        """Front end and decoder; masks from the decoder's alpha (the attention, for the attention-colour
+        decoder), no loss."""
         size = self.spec.image_size
         require_image_size(image, size, "the autoencoder", "AutoencoderSpec")
         front = self.frontend(image, generator=generator)
         aggregated = front.aggregator
-        decoded = self.decoder.paint(
-            aggregated.slots, attention_masks(front, (size, size)), self.decoder_keep(aggregated)
+        keep = self.downstream_keep(aggregated)
+        decoded = self.decoder.paint(aggregated.slots, attention_masks(front, (size, size), keep), keep)
+        masks = alpha_to_masks(decoded.alpha, (size, size), keep)
+        return SlotMasks(front=front, masks=masks, reconstruction=decoded.reconstruction)
+
+    def forward(
+        self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
+    ) -> PipelineOutput:
+        masked = self.slot_masks(image, generator)
+        return reconstruction_output(
+            masked.front.aggregator,
+            masked.reconstruction,
+            image,
+            masked.masks,
+            honour_keep_downstream=self.honour_keep_downstream,
         )
-        masks = alpha_to_masks(decoded.alpha, (size, size), aggregated.keep)
-        return reconstruction_output(aggregated, decoded.reconstruction, image, masks)
