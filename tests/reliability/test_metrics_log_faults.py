@@ -62,7 +62,11 @@ def test_damage_before_the_last_line_is_an_error_naming_the_file_and_line(tmp_pa
 
 @pytest.mark.parametrize("kind", ["MetricsLog", "JsonlLogger"])
 def test_both_metrics_writers_skip_a_torn_tail_and_rewind_atomically(tmp_path, monkeypatch, kind) -> None:
-    log = MetricsLog(tmp_path, enabled=True, tensorboard=False) if kind == "MetricsLog" else JsonlLogger(tmp_path)
+    log = (
+        MetricsLog(tmp_path, enabled=True, tensorboard=False)
+        if kind == "MetricsLog"
+        else JsonlLogger(tmp_path)
+    )
     write = log.write if kind == "MetricsLog" else log.log_scalars
     for step in (1, 2, 3):
         write(step, "train", {"loss": float(step)})
