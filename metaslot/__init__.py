@@ -26,6 +26,9 @@ _LAZY = {
     "MetaSlotSpec": "metaslot.models.aggregators",
     "SlotAttentionSpec": "metaslot.models.aggregators",
     "AggregatorOutput": "metaslot.models.records",
+    "load": "metaslot.pretrained",
+    "save_pretrained": "metaslot.pretrained",
+    "push_to_hub": "metaslot.pretrained",
 }
 
 

@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "metaslot"
 
 # Higher imports lower, never the other way; parts on one level do not import each other.
 LEVEL = {
-    "cli": 5,
+    "cli": 6,
+    "pretrained": 5,
     "train": 4,
     "eval": 4,
     "bench": 4,

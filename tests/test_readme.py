@@ -2,10 +2,12 @@
 
 Every ``python -m cli.X`` / ``torchrun ... -m cli.train`` line of a ```bash block in README.md,
 docs/training.md and docs/data.md goes through the real entry point, in document order, inside a temporary
-working directory: the default main job (``python -m cli.train``, ``--resume [runs/NAME]``), ``cli.eval`` and
-``cli.visualize`` really run, shrunk by appending tiny overrides; other training commands (paper presets
+working directory: the default main job (``python -m cli.train``, ``--resume [runs/NAME]``), ``cli.eval``,
+``cli.visualize`` (also on the reader's own ``--image`` files) and ``cli.share`` really run, shrunk by
+appending tiny overrides (``--push-to`` uploads nothing); other training commands (paper presets
 that need datasets, weights or GPUs) are parsed into their `TrainConfig` without training; ``cli.convert``
 and ``cli.download`` lines parse down to the converter or download call. Lines that need the internet (``pip``, ``hf download``) are not run.
+The Python examples run too; the one that loads ``runs/autoencoder-shapes`` runs where a shrunk default job trained.
 """
 
 from __future__ import annotations
@@ -75,10 +77,41 @@ def test_readme_has_python_examples() -> None:
     assert python_blocks(README.read_text()), "README.md lost its ```python examples"
 
 
+MY_IMAGE = (45, 60)  # height, width of the `my.png` the README's loading example segments
+
+
+def write_png(path: Path, height: int, width: int) -> None:
+    import numpy
+    import PIL.Image
+
+    pixels = numpy.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=numpy.uint8)
+    PIL.Image.fromarray(pixels).save(path)
+
+
+@pytest.fixture(scope="module")
+def trained_default_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding ``runs/autoencoder-shapes`` (the default job, shrunk) and ``my.png``."""
+    from metaslot.cli import train as train_cli
+
+    folder = tmp_path_factory.mktemp("readme")
+    train_cli.main([*TINY_DEFAULT_JOB, "--loop.steps", str(TINY_STEPS), "--runs-dir", str(folder / "runs")])
+    write_png(folder / "my.png", *MY_IMAGE)
+    return folder
+
+
 @pytest.mark.parametrize("index", range(len(python_blocks(README.read_text()))))
-def test_readme_python_block_runs(index: int) -> None:
+def test_readme_python_block_runs(
+    index: int, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     code = python_blocks(README.read_text())[index]
-    exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "__readme__"})
+    loads_a_run = "metaslot.load(" in code
+    if loads_a_run:  # the example on a trained model: run it where the default job has trained
+        monkeypatch.chdir(request.getfixturevalue("trained_default_job"))
+    namespace = {"__name__": "__readme__"}
+    exec(compile(code, f"README.md python block {index}", "exec"), namespace)
+    if loads_a_run:
+        segmentation = namespace["out"]
+        assert segmentation.labels.shape == (1, *MY_IMAGE) and segmentation.masks.shape[-2:] == MY_IMAGE
 
 
 def test_readme_setup_commands_are_the_two_promised() -> None:
@@ -126,6 +159,7 @@ class CommandRunner:
             "cli.visualize": self.visualize,
             "cli.convert": self.convert,
             "cli.download": self.download,
+            "cli.share": self.share,
         }
         assert module in handlers, f"{where}: no check for `python -m {module}`; teach tests/test_readme.py"
         if (module, *arguments) in self.done and module in ("cli.eval", "cli.visualize"):
@@ -167,9 +201,31 @@ class CommandRunner:
     def visualize(self, arguments: list[str], where: str) -> None:
         from metaslot.cli import visualize as visualize_cli
 
+        if "--image" in arguments:  # the reader's own files: any picture will do
+            for word in arguments[arguments.index("--image") + 1 :]:
+                if word.startswith("--"):
+                    break
+                if not Path(word).exists():
+                    write_png(Path(word), 40, 52)
         started = time.time()
         visualize_cli.main(arguments)
         assert written_since(started, "segmentation.png"), f"{where}: no pictures written"
+
+    def share(self, arguments: list[str], where: str) -> None:
+        from metaslot.cli import share as share_cli
+
+        pushed: list[tuple[Path, str]] = []
+
+        def push_to_hub(folder: Path, repo_id: str, **options: Any) -> str:
+            pushed.append((folder, repo_id))
+            return f"https://huggingface.co/{repo_id}"
+
+        self.monkeypatch.setattr("metaslot.pretrained.sharing.push_to_hub", push_to_hub)  # the network
+        share_cli.main(arguments)
+        folder = Path(arguments[1])
+        assert (folder / "model.safetensors").is_file() and (folder / "README.md").is_file(), where
+        if "--push-to" in arguments:
+            assert pushed == [(folder, arguments[arguments.index("--push-to") + 1])], where
 
     def convert(self, arguments: list[str], where: str) -> None:
         from metaslot.cli import convert as convert_cli

@@ -2,9 +2,11 @@
 
 RUN_OR_CHECKPOINT is a run folder (its best checkpoint, else the latest), a ``checkpoints/`` folder, a
 ``step-*.json`` sidecar or a ``.safetensors`` file; it comes first. The run's ``config.json`` rebuilds
-the model; ``--data NAME`` evaluates on another dataset's preset data, at the run's training
+the model and the checkpoint gives every weight (frozen DINO/VQ-VAE included), so no weights file or hub
+access is needed; ``--data NAME`` evaluates on another dataset's preset data, at the run's training
 resolution unless ``--data.resolution`` says otherwise. Every field of the evaluation config stays
-overridable (``--data.root``, ``--evaluation.split``, ``--evaluation.max-batches`` ...).
+overridable (``--data.root``, ``--data.resolution``, ``--evaluation.split``, ``--evaluation.batch-size``,
+``--evaluation.max-batches``, ``--num-workers`` ...).
 """
 
 from __future__ import annotations
@@ -159,15 +161,14 @@ def _evaluate_checkpoint(
     import torch
 
     from metaslot.eval.session import evaluate_and_report
+    from metaslot.pretrained.loading import load_checkpoint
     from metaslot.runtime.device import resolve_device, resolve_precision
-    from metaslot.train.checkpoint import load_model_checkpoint
 
     device = resolve_device(options.device)
     dtype = resolve_precision(options.precision, device)
     torch.manual_seed(config.loop.seed)
-    pipeline = config.model.build()
-    document = load_model_checkpoint(sidecar, pipeline)
-    pipeline.to(device)
+    # Every weight, frozen backbones included, comes from the checkpoint: no hub, no weights file.
+    pipeline, document = load_checkpoint(config, sidecar, device)
     spec = options.evaluation
     dataset = options.data.build(spec.split, False)
     name = sidecar.name.removesuffix(".json")
@@ -186,6 +187,7 @@ def _evaluate_checkpoint(
         seed=config.loop.seed,
         num_workers=options.num_workers,
         title=f"{config.name} {name} (step {document['state']['step']}, {spec.split})",
+        average=spec.average,
     )
 
 

@@ -21,7 +21,7 @@ from jaxtyping import UInt8
 from torch.utils.data import Dataset
 
 from metaslot.data.decoding import decode_image, decode_index_map
-from metaslot.data.lmdb_io import CorruptDataError, RecordFile
+from metaslot.data.lmdb_io import RecordFile
 from metaslot.data.locate import locate_split_file
 from metaslot.data.records import Sample
 from metaslot.data.sampling import ItemKey, item_epoch, item_index

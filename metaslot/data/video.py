@@ -27,7 +27,7 @@ from jaxtyping import Float, Int, UInt8
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from metaslot.data.lmdb_io import CorruptDataError, RecordFile
+from metaslot.data.lmdb_io import RecordFile
 from metaslot.data.locate import locate_split_file
 from metaslot.data.records import Batch
 from metaslot.data.sampling import ItemKey, item_epoch, item_index

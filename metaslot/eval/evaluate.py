@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 import attrs
 import torch
@@ -27,6 +28,7 @@ from metaslot.models.interfaces import Pipeline, codebook_size_of
 from metaslot.ops.metrics import (
     active_slot_count,
     adjusted_rand_index,
+    averaging_units,
     codebook_perplexity,
     codes_in_use,
     masks_to_labels,
@@ -90,7 +92,7 @@ class PictureSamples:
             self.reconstructions.append(reconstruction[:take].float().cpu())
 
 
-def _segment_labels(masks: torch.Tensor, keep: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def _segment_labels(masks: torch.Tensor, keep: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
     if tuple(masks.shape[-2:]) != size:
         masks = torch.nn.functional.interpolate(
             masks.float(), size=size, mode="bilinear", align_corners=False
@@ -101,9 +103,13 @@ def _segment_labels(masks: torch.Tensor, keep: torch.Tensor, size: tuple[int, in
 @attrs.define
 class MetricTotals:
     """What the batches add up to: per-image metric sums and counts (NaN images left out of a metric's
-    count), the objects × kept-slots histogram and how often a kept slot chose each code."""
+    count), the objects × kept-slots histogram and how often a kept slot chose each code. ``average``:
+    per-image means, or the reference's mean of batch means (`averaging_units`)."""
 
     codebook_size: int | None
+    average: Literal["image", "batch"] = "image"
+    images: int = 0
+    """Images evaluated by this process (the metric counts are batches under ``average="batch"``)."""
     sums: dict[str, torch.Tensor] = attrs.Factory(dict)
     counts: dict[str, torch.Tensor] = attrs.Factory(dict)
     histogram: torch.Tensor = attrs.Factory(lambda: torch.zeros(MAX_COUNT, MAX_COUNT, dtype=torch.float64))
@@ -113,14 +119,21 @@ class MetricTotals:
         self.usage = torch.zeros(self.codebook_size or 1, dtype=torch.float64)
 
     def add(self, name: str, per_image: torch.Tensor) -> None:
-        values = per_image.detach().double().cpu()
+        values = averaging_units(per_image.detach().double().cpu(), self.average)
         finite = torch.isfinite(values)
         self.sums[name] = self.sums.get(name, torch.zeros((), dtype=torch.float64)) + values[finite].sum()
         self.counts[name] = self.counts.get(name, torch.zeros((), dtype=torch.float64)) + finite.sum()
 
-    def add_segmentation(self, batch: Batch, masks: torch.Tensor, keep: torch.Tensor) -> None:
-        """ARI, FG-ARI, mBO, mIoU of the kept slots' masks against the segments; slot counts."""
-        labels = _segment_labels(masks, keep, tuple(batch.segment.shape[-2:])).flatten(1)
+    def add_segmentation(
+        self, batch: Batch, masks: torch.Tensor, keep: torch.Tensor, honour_keep_downstream: bool = True
+    ) -> None:
+        """ARI, FG-ARI, mBO, mIoU of the kept slots' masks against the segments; slot counts.
+
+        Pruned slots win no pixel, unless the pipeline reproduces the reference
+        (``honour_keep_downstream`` False), where every slot may.
+        """
+        label_keep = keep if honour_keep_downstream else None
+        labels = _segment_labels(masks, label_keep, tuple(batch.segment.shape[-2:])).flatten(1)
         target = batch.segment.flatten(1)
         self.add("ari", adjusted_rand_index(labels, target))
         self.add("fg_ari", adjusted_rand_index(labels, target, ignore_background=True))
@@ -169,7 +182,7 @@ class MetricTotals:
             metrics["codes_in_use"] = float(codes_in_use(all_codes, self.codebook_size))
             metrics["code_perplexity"] = float(codebook_perplexity(all_codes, self.codebook_size))
             code_usage = usage.long().tolist()
-        images = int(packed[1, names.index("loss")]) if "loss" in names else 0
+        images = int(all_reduce_sum(torch.tensor(float(self.images), dtype=torch.float64)))
         return EvaluationResult(
             metrics=metrics, images=images, slot_histogram=histogram.long().tolist(), code_usage=code_usage
         )
@@ -227,8 +240,12 @@ def evaluate(
     num_workers: int = 0,
     pictures: PictureSamples | None = None,
     progress: Callable[[int], None] | None = None,
+    average: Literal["image", "batch"] = "image",
 ) -> EvaluationResult:
     """Mean metrics over ``dataset`` (the first ``max_batches`` batches of each process if given).
+
+    ``average``: per-image means (default: every image weighs the same), or the reference's mean of
+    batch means (`averaging_units`).
 
     Runs in `evaluation_mode` (eval mode, no gradients, a forked RNG seeded with ``seed``), so the
     result is reproducible and the caller's random streams are untouched. Collective: under
@@ -243,18 +260,19 @@ def evaluate(
         num_workers=num_workers,
         seed=seed,
     )
-    totals = MetricTotals(codebook_size=codebook_size_of(pipeline))
+    totals = MetricTotals(codebook_size=codebook_size_of(pipeline), average=average)
     with evaluation_mode(pipeline, device, seed):
         for batch in loader:
             batch = batch.to(device, non_blocking=True)
             with autocast(device, dtype):
                 output = pipeline(batch.image)
             images = batch.image.shape[0]
+            totals.images += images
             totals.add("loss", output.loss.detach().float().expand(images))
             keep = codes = None
             if output.masks is not None:
                 keep = output.keep if output.keep is not None else all_kept(output.masks)
-                totals.add_segmentation(batch, output.masks, keep)
+                totals.add_segmentation(batch, output.masks, keep, output.honour_keep_downstream)
             if output.aggregator is not None and totals.codebook_size is not None:
                 codes = output.aggregator.codes
                 totals.add_codes(codes, keep)

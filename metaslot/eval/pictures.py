@@ -7,6 +7,7 @@ so any input normalisation displays correctly.
 from __future__ import annotations
 
 import io
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +18,7 @@ import numpy  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional  # noqa: E402
 from einops import rearrange  # noqa: E402
+from jaxtyping import UInt8  # noqa: E402
 
 from metaslot.eval.evaluate import EvaluationResult, PictureSamples  # noqa: E402
 from metaslot.runtime import files  # noqa: E402
@@ -67,18 +69,19 @@ def _cat(chunks: list[torch.Tensor]) -> torch.Tensor | None:
 
 
 def save_segmentation_grid(samples: PictureSamples, path: Path, max_images: int = 8) -> Path:
-    """Rows of: image | ground truth | prediction overlay | [reconstruction] | one panel per slot.
+    """Rows of: image | [ground truth] | prediction overlay | [reconstruction] | one panel per slot.
 
     Pruned slots are shown greyed out with a red "pruned" title.
     """
     images = _cat(samples.images)[:max_images]
-    segments = _cat(samples.segments)[:max_images]
+    segments = _cat(samples.segments)  # none for images from outside a dataset (no annotation)
     masks = _cat(samples.masks)
     keep = _cat(samples.keep)
     reconstructions = _cat(samples.reconstructions)
     num_slots = 0 if masks is None else masks.shape[1]
     fixed = (
-        ["image", "ground truth"]
+        ["image"]
+        + (["ground truth"] if segments is not None else [])
         + (["prediction"] if masks is not None else [])
         + (["reconstruction"] if reconstructions is not None else [])
     )
@@ -88,10 +91,9 @@ def save_segmentation_grid(samples: PictureSamples, path: Path, max_images: int 
     for row in range(rows):
         picture = displayable(images[row])
         size = tuple(images.shape[-2:])
-        panels: list[tuple[str, numpy.ndarray]] = [
-            ("image", picture),
-            ("ground truth", _labels_rgb(segments[row], True)),
-        ]
+        panels: list[tuple[str, numpy.ndarray]] = [("image", picture)]
+        if segments is not None:
+            panels.append(("ground truth", _labels_rgb(segments[row], True)))
         if masks is not None:
             slot_masks = _resize_masks(masks[row], size)
             labels = kept_slot_labels(slot_masks, keep[row])
@@ -235,3 +237,16 @@ def write_pictures(
         if gallery is not None:
             written.append(gallery)
     return written
+
+
+def segmentation_grid_image(samples: PictureSamples, max_images: int = 8) -> UInt8[numpy.ndarray, "h w 3"]:
+    """The evaluation's segmentation grid (`metaslot.eval.pictures.save_segmentation_grid`) as RGB pixels.
+
+    ``samples`` is what ``evaluate(..., pictures=PictureSamples(capacity))`` filled.
+    """
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = save_segmentation_grid(samples, Path(folder) / "grid.png", max_images)
+        with Image.open(path) as picture:
+            return numpy.asarray(picture.convert("RGB"), dtype=numpy.uint8).copy()

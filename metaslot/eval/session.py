@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -33,6 +33,7 @@ def evaluate_and_report(
     num_workers: int = 0,
     title: str = "evaluation",
     echo: bool = True,
+    average: Literal["image", "batch"] = "image",
 ) -> EvaluationResult:
     """Evaluate, then (on rank 0) print the table and write ``evaluation.json`` and the PNGs into ``output_dir``.
 
@@ -53,13 +54,14 @@ def evaluate_and_report(
         seed=seed,
         num_workers=num_workers,
         pictures=samples,
+        average=average,
     )
     if rank == 0 and samples is not None and samples.count and isinstance(pipeline, SamplesReconstructions):
         samples.reconstructions = [_sampled_reconstructions(pipeline, samples, pictures, device, dtype, seed)]
     if rank == 0:
         if echo:  # first, so the numbers are shown even when they cannot be written (disk full)
             print(format_table(result, title), flush=True)
-        write_json(result, output_dir / "evaluation.json", title=title)
+        write_json(result, output_dir / "evaluation.json", title=title, average=average)
         written = []
         if samples is not None:
             written = write_pictures(

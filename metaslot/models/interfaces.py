@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 from jaxtyping import Float
 from torch import Tensor
 
-from metaslot.models.records import AggregatorOutput, PipelineOutput
+from metaslot.models.records import AggregatorOutput, CodebookStatistics, PipelineOutput
 
 
 @runtime_checkable
@@ -42,6 +42,10 @@ class Pipeline(Protocol):
 
     def after_optimizer_step(self, output: PipelineOutput) -> None:
         """Upkeep that follows the optimiser step (MetaSlot's codebook); the output is that step's."""
+        ...
+
+    def codebook_statistics(self) -> CodebookStatistics | None:
+        """Codes in use and perplexity of the aggregator's codebook (None without one), for the log."""
         ...
 
 

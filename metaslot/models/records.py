@@ -28,12 +28,29 @@ class AggregatorOutput:
 
 
 @dataclass(frozen=True)
+class CodebookStatistics:
+    """How alive MetaSlot's codebook is: ``codes_in_use`` codes are nearest to at least one of the recent
+    kept slots in the ring buffer, and ``perplexity`` is exp(entropy) of that usage (the effective number
+    of codes). 0-d device tensors; `as_metrics` reads them on the host (a sync, for logging)."""
+
+    codes_in_use: Int[Tensor, ""]
+    perplexity: Float[Tensor, ""]
+
+    def as_metrics(self, prefix: str = "codebook/") -> dict[str, float]:
+        return {
+            f"{prefix}codes_in_use": float(self.codes_in_use),
+            f"{prefix}perplexity": float(self.perplexity),
+        }
+
+
+@dataclass(frozen=True)
 class PipelineOutput:
     """What every pipeline's forward returns.
 
     ``loss`` is the total training loss, ``terms`` its named parts (already weighted). ``masks`` are
-    per-slot segmentation masks at input resolution with pruned slots all zero. ``aggregator`` is the
-    aggregator's output, which the training loop hands back for codebook upkeep; None for the VQ-VAE.
+    per-slot segmentation masks at input resolution with pruned slots all zero, unless
+    ``honour_keep_downstream`` is False. ``aggregator`` is the aggregator's output, which the training loop hands
+    back for codebook upkeep; None for the VQ-VAE.
     """
 
     loss: Float[Tensor, ""]
@@ -43,3 +60,34 @@ class PipelineOutput:
     masks: Float[Tensor, "b k h w"] | None = None
     reconstruction: Tensor | None = None
     aggregator: AggregatorOutput | None = None
+    honour_keep_downstream: bool = True
+    """False reproduces the reference (``honour_keep_downstream=False``): pruned slots were decoded,
+    their masks are not zeroed and they may win pixels, so evaluation labels pixels over all slots."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """The centred square of an input image the model saw, in input pixels: rows ``top:top+side``,
+    columns ``left:left+side``."""
+
+    top: int
+    left: int
+    side: int
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """What ``pipeline.segment(images)`` returns, at the size of the images given.
+
+    ``masks`` are per-slot soft masks (pruned slots all zero; zero outside ``window``, the centred
+    square the model saw). ``labels`` give each pixel the kept slot with the largest mask (pruned slots
+    never win) and -1 outside ``window``, which only non-square inputs have. ``codes`` are the MetaSlot
+    prototype of each slot (-1 for pruned slots and for plain Slot Attention).
+    """
+
+    slots: Float[Tensor, "b k d"]
+    keep: Bool[Tensor, "b k"]
+    codes: Int[Tensor, "b k"]
+    masks: Float[Tensor, "b k h w"]
+    labels: Int[Tensor, "b h w"]
+    window: Window

@@ -10,17 +10,19 @@ from metaslot.ops.attention import (
 from metaslot.ops.checks import NonFiniteError, ShapeError
 from metaslot.ops.codebook import (
     RingBuffer,
+    buffer_code_usage,
     dead_code_timeout_steps,
     empty_ring_buffer,
     filled_rows,
     kmeans,
     kmeans_ema_step,
     replace_dead_codes,
+    sample_filled_rows,
     update_usage_counters,
     write_ring_buffer,
 )
 from metaslot.ops.dedup import prune_duplicates
-from metaslot.ops.noise import noise_scale, prune_probability
+from metaslot.ops.noise import counter_uniform, noise_scale, prune_probability
 from metaslot.ops.quantize import Quantized, quantize, squared_distances
 from metaslot.ops.slot_attention import (
     Aggregation,
@@ -43,6 +45,8 @@ __all__ = [
     "SlotAttentionLayers",
     "SlotAttentionStep",
     "aggregate",
+    "buffer_code_usage",
+    "counter_uniform",
     "dead_code_timeout_steps",
     "feature_space_is_cheaper",
     "feature_space_slot_attention",
@@ -57,6 +61,7 @@ __all__ = [
     "prune_probability",
     "quantize",
     "replace_dead_codes",
+    "sample_filled_rows",
     "squared_distances",
     "update_usage_counters",
     "write_ring_buffer",
@@ -65,21 +70,25 @@ __all__ = [
 from metaslot.ops.metrics import (  # noqa: E402
     active_slot_count,
     adjusted_rand_index,
+    averaging_units,
     codebook_perplexity,
     codes_in_use,
     masks_to_labels,
     matched_iou,
     mean_best_overlap,
     slot_count_error,
+    usage_perplexity,
 )
 
 __all__ += [
     "active_slot_count",
     "adjusted_rand_index",
+    "averaging_units",
     "codebook_perplexity",
     "codes_in_use",
     "masks_to_labels",
     "matched_iou",
     "mean_best_overlap",
     "slot_count_error",
+    "usage_perplexity",
 ]

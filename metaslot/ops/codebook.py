@@ -17,16 +17,19 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from metaslot.ops.checks import check_shapes
-from metaslot.ops.quantize import squared_distances
+from metaslot.ops.quantize import quantize, squared_distances
 
 __all__ = [
     "RingBuffer",
+    "buffer_code_usage",
+    "cluster_means",
     "dead_code_timeout_steps",
     "empty_ring_buffer",
     "filled_rows",
     "kmeans",
     "kmeans_ema_step",
     "replace_dead_codes",
+    "sample_filled_rows",
     "update_usage_counters",
     "write_ring_buffer",
 ]
@@ -95,6 +98,34 @@ def filled_rows(buffer: RingBuffer) -> Bool[Tensor, " c"]:
     rows = torch.arange(capacity, device=buffer.vectors.device)
     age = (buffer.pointer - 1 - rows) % capacity  # 0 for the newest row
     return age < buffer.fill
+
+
+def sample_filled_rows(
+    buffer: RingBuffer, count: int, generator: torch.Generator | None = None
+) -> Float[Tensor, "m d"]:
+    """``count`` filled rows in random order: distinct while the buffer holds at least ``count`` rows,
+    repeated cyclically when it holds fewer. Seeds the one-off k-means with real slots (Forgy), where
+    the reference started from its near-zero codebook and left most codes in empty clusters.
+
+    ``generator`` (on the buffer's device) draws the order; nothing is read on the host. An empty buffer
+    gives its (zero) first rows.
+    """
+    if count < 1:
+        raise ValueError(f"count ({count}) must be at least 1")
+    capacity = buffer.vectors.shape[0]
+    keys = torch.rand(capacity, generator=generator, device=buffer.vectors.device)
+    # Unfilled rows sort after every filled one (keys of filled rows lie in [0, 1)).
+    keys = torch.where(filled_rows(buffer), keys, -1.0)
+    order = torch.argsort(keys, descending=True)
+    picks = torch.arange(count, device=buffer.vectors.device) % buffer.fill.clamp_min(1)
+    return buffer.vectors[order[picks]]
+
+
+def buffer_code_usage(buffer: RingBuffer, codebook: Float[Tensor, "m d"]) -> Float[Tensor, " m"]:
+    """How many filled rows of the buffer (the most recent kept slots) each code is nearest to; no host sync."""
+    codes = quantize(buffer.vectors[None], codebook.detach()).codes[0]
+    filled = filled_rows(buffer).to(torch.float32)
+    return torch.zeros(codebook.shape[0], device=codebook.device).scatter_add(0, codes, filled)
 
 
 def dead_code_timeout_steps(timeout_vectors: int, codebook_size: int, buffer_capacity: int) -> int:

@@ -3,14 +3,16 @@
 Every segmentation metric takes integer label maps of flattened pixels (``b n``, any signed or
 unsigned integer dtype; flatten ``b h w`` with ``labels.flatten(1)``) and returns one value **per
 image**, in float64. The caller averages over images of the whole evaluation set; averaging batch
-means (as the reference's ``AverageLog`` does) over-weights the last, smaller batch. An image on
-which a metric is undefined (no valid pixel, no ground-truth segment) gets NaN, and the aggregator
-skips NaN.
+means (as the reference's ``AverageLog`` does) over-weights the last, smaller batch and makes the
+number depend on the batch size; :func:`averaging_units` offers both. An image on which a metric is
+undefined (no valid pixel, no ground-truth segment) gets NaN, and the aggregator skips NaN.
 
 Labels only name segments: their values need not be contiguous or start at 0 and are compacted
 internally, so sparse ids (COCO category ids, VOC's 255) cost no memory. The one value with a meaning
-is ground-truth label 0, the background, which ``ignore_background=True`` removes. Negative labels
-are rejected rather than silently treated as a segment.
+is ground-truth label 0, the background, which ``ignore_background=True`` leaves out: FG-ARI drops
+its pixels, foreground mBO and mIoU only leave its segment unscored (OCLF's ``ignore_background``;
+predicted segments keep their background pixels). Negative labels are rejected rather than
+silently treated as a segment.
 
 All counts come from one contingency table per image, built with ``bincount`` (exact integer
 counts, deterministic on GPU) rather than the reference's dense one-hot ``einsum``, then turned into
@@ -20,8 +22,10 @@ Hungarian matching: they belong in evaluation and logging, not in the model's fo
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
-from jaxtyping import Bool, Float, Float64, Int, Integer
+from jaxtyping import Bool, Float, Float64, Int, Integer, Real
 from torch import Tensor
 
 from metaslot.ops.checks import ShapeError, check_shapes
@@ -29,12 +33,14 @@ from metaslot.ops.checks import ShapeError, check_shapes
 __all__ = [
     "active_slot_count",
     "adjusted_rand_index",
+    "averaging_units",
     "codebook_perplexity",
     "codes_in_use",
     "masks_to_labels",
     "matched_iou",
     "mean_best_overlap",
     "slot_count_error",
+    "usage_perplexity",
 ]
 
 # Axis names used only here: p predicted segments, g ground-truth segments (compacted over the batch).
@@ -87,7 +93,8 @@ def _contingency_table(
     """Pixel counts of every (predicted segment, ground-truth segment) pair, per image.
 
     With ``ignore_background`` the pixels whose ground truth is 0 are left out of every count, so
-    the background column is empty and predicted segments lose the pixels they had on it.
+    the background column is empty and predicted segments lose the pixels they had on it (FG-ARI;
+    mBO and mIoU keep every pixel and only leave the background segment unscored).
     """
     _check_label_maps(pred, target)
     batch, pixels = pred.shape
@@ -154,6 +161,19 @@ def _mean_over_present_segments(
     return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("nan")))
 
 
+def _scored_segments(
+    table: Float64[Tensor, "b p g"], target: Integer[Tensor, "b n"], ignore_background: bool
+) -> Bool[Tensor, "b g"]:
+    """Ground-truth segments that count: those present in the image, less label 0 if it is ignored."""
+    present = table.sum(dim=1) > 0
+    if not ignore_background or target.numel() == 0:
+        return present
+    # Compaction keeps the order of labels, so label 0, where the batch has it, is column 0.
+    background = torch.zeros_like(present)
+    background[:, 0] = (target == 0).any()
+    return present & ~background
+
+
 def mean_best_overlap(
     pred: Integer[Tensor, "b n"],
     target: Integer[Tensor, "b n"],
@@ -163,13 +183,14 @@ def mean_best_overlap(
 
     The average runs over the ground-truth segments present in the image. With
     ``ignore_background=False`` (the reference's behaviour) label 0 is a segment like any other; with
-    True it is not scored, and its pixels are also removed from the predicted segments before the
-    IoU (the DINOSAUR/VideoSAUR convention), so a slot is not penalised for covering background.
+    True only the ground-truth background segment is dropped from the average, and predicted segments
+    keep all their pixels, background ones included (OCLF's ``AverageBestOverlapMetric`` with
+    ``ignore_background=True``): a slot that spreads over the background is penalised for it.
     An image with no ground-truth segment to score gets NaN.
     """
-    table = _contingency_table(pred, target, ignore_background)
+    table = _contingency_table(pred, target, ignore_background=False)
     best_overlap = _intersection_over_union(table).amax(dim=1)
-    return _mean_over_present_segments(best_overlap, table.sum(dim=1) > 0)
+    return _mean_over_present_segments(best_overlap, _scored_segments(table, target, ignore_background))
 
 
 def matched_iou(
@@ -180,28 +201,48 @@ def matched_iou(
     """Mean IoU under the one-to-one matching of predicted to ground-truth segments that maximises total IoU.
 
     Hungarian matching (scipy) per image; the matched IoUs are summed and divided by the number of
-    ground-truth segments present, so ground-truth segments left without a prediction count 0.
-    ``ignore_background`` as in :func:`mean_best_overlap`. Never above mBO. An image with no
-    ground-truth segment to score gets NaN.
+    ground-truth segments scored, so ground-truth segments left without a prediction count 0.
+    ``ignore_background`` as in :func:`mean_best_overlap` (the background is not matched; predicted
+    segments keep their background pixels). Never above mBO. An image with no ground-truth segment
+    to score gets NaN.
     """
     # Imported here: scipy.optimize takes about a second to import, and `metaslot.ops` is on every model's path.
     from scipy.optimize import linear_sum_assignment
 
-    table = _contingency_table(pred, target, ignore_background)
+    table = _contingency_table(pred, target, ignore_background=False)
     overlaps = _intersection_over_union(table).cpu()
     pred_present = (table.sum(dim=2) > 0).cpu()
-    target_present = (table.sum(dim=1) > 0).cpu()
+    target_scored = _scored_segments(table, target, ignore_background).cpu()
     matched_totals = torch.zeros(table.shape[0], dtype=torch.float64)
     for image in range(table.shape[0]):
         # Empty segments only carry IoU 0: dropping them leaves the optimum unchanged and the problem smaller.
-        image_overlaps = overlaps[image][pred_present[image]][:, target_present[image]].numpy()
+        image_overlaps = overlaps[image][pred_present[image]][:, target_scored[image]].numpy()
         rows, columns = linear_sum_assignment(image_overlaps, maximize=True)
         matched_totals[image] = float(image_overlaps[rows, columns].sum())
-    count = target_present.sum(dim=1).to(torch.float64)
+    count = target_scored.sum(dim=1).to(torch.float64)
     per_image = torch.where(
         count > 0, matched_totals / count.clamp(min=1), torch.full_like(count, float("nan"))
     )
     return per_image.to(table.device)
+
+
+def averaging_units(
+    per_image: Float64[Tensor, " b"], average: Literal["image", "batch"]
+) -> Float64[Tensor, " u"]:
+    """The values whose plain mean over a split is the reported metric, from one batch's per-image values.
+
+    ``"image"`` (our default): the per-image values themselves, so every image weighs the same whatever
+    the batch size. ``"batch"`` (the reference's ``AverageLog``): one value, the batch's mean over its
+    defined (non-NaN) images, so the split's metric is a mean of batch means. A batch without a defined
+    value gives NaN, which the caller skips like an undefined image (the reference's mean turns NaN).
+    """
+    if average == "image":
+        return per_image
+    if average != "batch":
+        raise ValueError(
+            f"unknown average {average!r}: choose 'image' (per-image mean) or 'batch' (reference)"
+        )
+    return per_image.nanmean().reshape(1)
 
 
 def masks_to_labels(
@@ -260,7 +301,12 @@ def codebook_perplexity(codes: Int[Tensor, " v"], codebook_size: int) -> Float64
     Equals the number of codes used when they are used equally often, and is smaller when usage is
     skewed. Codes below 0 (pruned slots, no code) are ignored; with no valid code the value is NaN.
     """
-    usage = _code_usage(codes, codebook_size).to(torch.float64)
+    return usage_perplexity(_code_usage(codes, codebook_size))
+
+
+def usage_perplexity(usage: Real[Tensor, " m"]) -> Float64[Tensor, ""]:
+    """:func:`codebook_perplexity` from how often each code was used (NaN when no code was); no host sync."""
+    usage = usage.to(torch.float64)
     total = usage.sum()
     probabilities = usage / total.clamp(min=1)
     # 0·log 0 = 0: unused codes add no entropy.

@@ -1,4 +1,5 @@
-"""Schedules that are functions of a counter: key/value noise per iteration, pruning-path probability.
+"""Schedules that are functions of a counter: key/value noise per iteration, pruning-path probability,
+and the counter-based uniform draw that decides the path.
 
 Paper §2.7 (progressive noise) and §2.8 (``clust_prob``). Modules call these with the current iteration or
 optimiser step instead of keeping mutable schedule state.
@@ -12,7 +13,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-__all__ = ["noise_scale", "prune_probability"]
+__all__ = ["counter_uniform", "noise_scale", "prune_probability"]
+
+_LOW_32_BITS = 0xFFFFFFFF
 
 
 def noise_scale(iteration: int, num_iterations: int, weight: float = 0.5) -> float:
@@ -48,3 +51,27 @@ def prune_probability(
         return torch.exp(exponent.clamp(max=0.0))
     exponent = step * log_growth + log_start
     return 1.0 if exponent >= 0 else math.exp(exponent)
+
+
+def _mix32(value: Int[Tensor, "*shape"]) -> Int[Tensor, "*shape"]:
+    """A 32-bit integer hash (two multiply-xorshift rounds, constants from Wellons' hash prospector).
+
+    Values are held in int64 and both multipliers are below 2³¹, so no product overflows 63 bits.
+    """
+    value = value & _LOW_32_BITS
+    value = value ^ (value >> 16)
+    value = (value * 0x21F0AAAD) & _LOW_32_BITS
+    value = value ^ (value >> 15)
+    value = (value * 0x735A2D97) & _LOW_32_BITS
+    return value ^ (value >> 15)
+
+
+def counter_uniform(seed: Int[Tensor, ""], counter: Int[Tensor, ""]) -> Float[Tensor, ""]:
+    """A uniform number in [0, 1) that depends only on ``(seed, counter)``: a counter-based draw.
+
+    No generator state is read or advanced, so every process (and device) that holds the same seed and
+    counter gets the same number, on the tensors' device without a host sync. Different counters give
+    (for practical purposes) independent draws; 24 bits of resolution.
+    """
+    mixed = _mix32(_mix32(seed.long()) ^ _mix32(counter.long() + 0x9E3779B9))
+    return (mixed >> 8).to(torch.float32) / float(1 << 24)

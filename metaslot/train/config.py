@@ -88,6 +88,10 @@ class EvalSpec:
     """Images in the segmentation grid (0: no pictures)."""
     gallery_codes: int = attrs.field(default=12, validator=_non_negative)
     gallery_examples: int = attrs.field(default=6, validator=_positive)
+    average: Literal["image", "batch"] = "image"
+    """How metrics are averaged over the split: 'image' (every image weighs the same) or 'batch' (the
+    reference's mean of batch means, which over-weights a smaller last batch and depends on the batch
+    size; use it with the reference's batch size to reproduce its numbers)."""
 
 
 @attrs.frozen

@@ -11,7 +11,6 @@ so a resumed run continues the same W&B run.
 from __future__ import annotations
 
 import secrets
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -243,18 +242,3 @@ def open_loggers(
     if wandb is not None:
         loggers.append(WandbLogger(run_dir, wandb, run_name=run_name, config=config))
     return LoggerGroup(tuple(loggers), metrics_file)
-
-
-def segmentation_grid_image(samples: PictureSamples, max_images: int = 8) -> UInt8[numpy.ndarray, "h w 3"]:
-    """The evaluation's segmentation grid (`metaslot.eval.pictures.save_segmentation_grid`) as RGB pixels.
-
-    ``samples`` is what ``evaluate(..., pictures=PictureSamples(capacity))`` filled.
-    """
-    from PIL import Image
-
-    from metaslot.eval.pictures import save_segmentation_grid
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = save_segmentation_grid(samples, Path(folder) / "grid.png", max_images)
-        with Image.open(path) as picture:
-            return numpy.asarray(picture.convert("RGB"), dtype=numpy.uint8).copy()

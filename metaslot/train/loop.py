@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 import torch
@@ -78,6 +78,7 @@ class Evaluation(Protocol):
         world_size: int,
         rank: int,
         seed: int,
+        average: Literal["image", "batch"],
     ) -> dict[str, float]:
         """Metric means over ``dataset`` (its first ``max_batches`` batches per process); collective."""
         ...
@@ -99,6 +100,7 @@ class Evaluation(Protocol):
         world_size: int,
         rank: int,
         seed: int,
+        average: Literal["image", "batch"],
     ) -> dict[str, float]:
         """`validate`, then (rank 0) the metrics JSON, the printed table and pictures in ``output_dir``."""
         ...
@@ -487,10 +489,13 @@ def record_step(session: TrainingSession, run: RunState, result: StepResult) -> 
     terms = {
         f"loss/{name}": float(value.detach().float().mean()) for name, value in result.output.terms.items()
     }
+    statistics = session.pipeline.codebook_statistics()
+    codebook = statistics.as_metrics() if statistics is not None else {}
     row = {
         "loss": result.loss,
         "lr": result.learning_rate,
         **terms,
+        **codebook,
         "time/steps_per_second": run.window_steps / max(elapsed, 1e-9),
     }
     session.log.write(step, "train", row)
@@ -513,6 +518,7 @@ def validate_and_keep_best(session: TrainingSession, run: RunState, evaluation: 
         world_size=session.context.world_size,
         rank=session.context.rank,
         seed=config.loop.seed,
+        average=config.evaluation.average,
     )
     session.log.write(run.step, "val", metrics)
     run = attrs.evolve(run, last_validation=metrics)
@@ -607,6 +613,7 @@ def finish(session: TrainingSession, run: RunState, evaluation: Evaluation) -> T
             world_size=context.world_size,
             rank=context.rank,
             seed=config.loop.seed,
+            average=config.evaluation.average,
         )
         session.log.write(run.step, "eval", metrics)
         run = attrs.evolve(run, last_validation=metrics)

@@ -51,6 +51,9 @@ class Oracle(nn.Module):
         self.shift = shift
         self.aggregator = OracleAggregator()
 
+    def codebook_statistics(self) -> None:
+        return None
+
     def forward(self, image: torch.Tensor) -> PipelineOutput:
         labels = image[:, 0].round().long()
         if self.shift:  # a wrong segmentation: everything one row down
@@ -86,6 +89,49 @@ def test_wrong_masks_score_lower_and_per_image_means_ignore_nan() -> None:
     result = evaluate(Oracle(shift=True), LabelImages(), batch_size=2, device=torch.device("cpu"))
     assert result.metrics["mbo_fg"] < 1.0 and result.metrics["miou"] < 1.0
     assert all(value == value for value in result.metrics.values())  # no NaN leaks into the means
+
+
+class PrunedOracle(Oracle):
+    """Perfect masks whose object slots are all marked pruned, as a decoder that never saw keep gives."""
+
+    def __init__(self, honour_keep_downstream: bool) -> None:
+        super().__init__()
+        self.honour_keep_downstream = honour_keep_downstream
+
+    def forward(self, image: torch.Tensor) -> PipelineOutput:
+        output = super().forward(image)
+        keep = torch.zeros_like(output.keep)
+        keep[:, 0] = True  # only the background slot survives
+        return PipelineOutput(
+            loss=output.loss,
+            masks=output.masks,
+            keep=keep,
+            aggregator=output.aggregator,
+            honour_keep_downstream=self.honour_keep_downstream,
+        )
+
+
+def test_pruned_slots_win_pixels_only_when_the_pipeline_reproduces_the_reference() -> None:
+    reference = evaluate(
+        PrunedOracle(honour_keep_downstream=False), LabelImages(), batch_size=3, device=torch.device("cpu")
+    )
+    assert reference.metrics["ari"] == pytest.approx(1.0) and reference.metrics["mbo"] == pytest.approx(1.0)
+    honoured = evaluate(
+        PrunedOracle(honour_keep_downstream=True), LabelImages(), batch_size=3, device=torch.device("cpu")
+    )
+    # Everything goes to the one kept slot: images with objects are no longer segmented.
+    assert honoured.metrics["mbo"] < 1.0
+    assert honoured.metrics["active_slots"] == pytest.approx(1.0) == reference.metrics["active_slots"]
+
+
+def test_batch_averaging_reproduces_the_reference_mean_of_batch_means() -> None:
+    # 7 images with 0,1,2,0,1,2,0 objects in batches of 3, 3, 1: batch means 1, 1, 0.
+    by_image = evaluate(Oracle(), LabelImages(), batch_size=3, device=torch.device("cpu"))
+    by_batch = evaluate(Oracle(), LabelImages(), batch_size=3, device=torch.device("cpu"), average="batch")
+    assert by_image.metrics["true_objects"] == pytest.approx(6 / 7)
+    assert by_batch.metrics["true_objects"] == pytest.approx(2 / 3)
+    assert by_batch.images == by_image.images == 7
+    assert by_batch.metrics["ari"] == pytest.approx(1.0)
 
 
 def test_max_batches_caps_the_images() -> None:

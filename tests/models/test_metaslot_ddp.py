@@ -1,4 +1,5 @@
-"""Under DDP every rank ends each upkeep with bit-identical codebook state, though ranks see different data."""
+"""Under DDP every rank ends each upkeep with bit-identical codebook state and takes the same prune path at
+every step, though ranks see different data and draw from different random streams."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from metaslot.models.aggregators import MetaSlot, MetaSlotSpec
 from metaslot.runtime.distributed import all_gather_tensor, broadcast_state
 
 WORLD_SIZE = 2
-STEPS = 5
+STEPS = 8
 SPEC = MetaSlotSpec(
     num_slots=3,
     slot_dim=8,
@@ -38,11 +39,13 @@ def _worker(rank: int, folder: str) -> None:
         module = MetaSlot(SPEC)
         model = torch.nn.parallel.DistributedDataParallel(module)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-        # Different data and different random draws on each rank.
+        # Different data, different random draws and different global RNG states on each rank.
         data = torch.Generator().manual_seed(100 + rank)
         generator = torch.Generator().manual_seed(rank)
-        kept_per_step = []
+        torch.manual_seed(1000 + rank)
+        kept_per_step, paths = [], []
         for _ in range(STEPS):
+            paths.append(bool(module.prune_path()))
             output = model(torch.randn(2, 6, 5, generator=data), generator=generator)
             loss = output.slots.square().mean() + output.attention.square().mean()
             optimizer.zero_grad()
@@ -61,6 +64,7 @@ def _worker(rank: int, folder: str) -> None:
             "mask": mask.tolist(),
             "broadcast": value.item(),
             "kept": kept_per_step,
+            "paths": paths,
         }
         save_file(
             {name: tensor.contiguous() for name, tensor in module.state_dict().items()},
@@ -86,6 +90,10 @@ def test_two_gloo_ranks_end_with_identical_codebook_state(tmp_path: Path) -> Non
     total_kept = sum(sum(check["kept"]) for check in checks)
     assert int(state["codebook_state.buffer_fill"]) == min(16, total_kept)
     assert bool(state["codebook_state.kmeans_done"])
+
+    # One prune-path decision per step for all ranks (p is about 0.5 here, so both paths occur).
+    assert checks[0]["paths"] == checks[1]["paths"]
+    assert len(set(checks[0]["paths"])) == 2
 
     for check in checks:
         assert check["gather"] == [0.0, 0.0, 1.0, 1.0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -49,13 +50,15 @@ def test_state_is_declared_and_initialised_without_filler() -> None:
         "buffer_fill",
         "step_counter",
         "kmeans_done",
+        "path_seed",
     ):
         assert f"codebook_state.{name}" in state, name
     assert module.codebook.shape == (16, 8) and module.codebook.abs().max() <= 1 / 16
     assert isinstance(module.codebook, torch.nn.Parameter)
-    # 48 vectors · 16 codes / 12 rows = 64 steps; counters start there, not at 1 as the reference.
+    # 48 vectors · 16 codes / 12 rows = 64 steps. Counters start at 0 (no code used yet): dead as soon as
+    # the buffer holds real slots, as the reference's (1, then decremented) but never from filler.
     assert module.codebook_state.timeout_steps == 64
-    assert (module.codebook_state.usage_counters == 64).all()
+    assert (module.codebook_state.usage_counters == 0).all()
     assert not module.codebook_state.buffer_vectors.any()
     assert module.codebook_state.buffer_fill == 0 and module.codebook_state.step_counter == 0
 
@@ -191,16 +194,46 @@ def test_prune_path_follows_the_step_schedule() -> None:
     with torch.no_grad():
         module.codebook.zero_()
         module.codebook[1:] += 1000.0
-    pruned_at_step0 = [
-        not bool(module(features, generator=torch.Generator().manual_seed(seed)).keep.all())
-        for seed in range(40)
-    ]
+    pruned_at_step0 = []
+    for seed in range(40):
+        module.codebook_state.path_seed.fill_(seed)
+        pruned = not bool(module(features, generator=torch.Generator().manual_seed(0)).keep.all())
+        assert pruned == bool(module.prune_path())
+        pruned_at_step0.append(pruned)
     assert 5 < sum(pruned_at_step0) < 35
     module.codebook_state.step_counter.fill_(1)  # p = 1
-    assert all(
-        not bool(module(features, generator=torch.Generator().manual_seed(seed)).keep.all())
-        for seed in range(10)
-    )
+    for seed in range(10):
+        module.codebook_state.path_seed.fill_(seed)
+        assert not bool(module(features).keep.all())
+
+
+def test_one_path_decision_per_step_whatever_the_random_streams() -> None:
+    """The draw is a function of (path_seed, step): neither the generator nor the global RNG moves it."""
+    module = MetaSlot(tiny_spec(prune_start=0.5, prune_growth=1.0))
+    state = module.codebook_state
+    decisions = []
+    for step in range(64):
+        state.step_counter.fill_(step)
+        torch.manual_seed(step)
+        first = bool(module.prune_path())
+        torch.manual_seed(1000 + step)
+        torch.rand(5)
+        assert bool(module.prune_path()) == first
+        decisions.append(first)
+    assert 16 < sum(decisions) < 48  # p = 0.5 at every step: both paths, in some order
+    assert bool(module.eval().prune_path())  # evaluation always prunes
+
+
+def test_checkpoints_from_before_the_path_seed_still_load() -> None:
+    module = MetaSlot(tiny_spec())
+    state = {
+        name: tensor for name, tensor in module.state_dict().items() if name != "codebook_state.path_seed"
+    }
+    fresh = MetaSlot(tiny_spec())
+    seed = fresh.codebook_state.path_seed.clone()
+    fresh.load_state_dict(state, strict=True)
+    assert torch.equal(fresh.codebook_state.path_seed, seed)
+    assert torch.equal(fresh.codebook, module.codebook)
 
 
 @pytest.mark.parametrize(
@@ -272,7 +305,8 @@ def test_dead_codes_are_replaced_from_the_buffer() -> None:
 
 
 def test_kmeans_codebook_update_moves_used_codes_without_gradient() -> None:
-    spec = tiny_spec(codebook_update="kmeans", kmeans_init=False, kmeans_decay=0.5, dead_code_timeout=10**6)
+    # Replacement rate 0: dead codes (every code at the first upkeep) stay put, only the k-means step moves.
+    spec = tiny_spec(codebook_update="kmeans", kmeans_init=False, kmeans_decay=0.5, replacement_rate=0.0)
     module = MetaSlot(spec)
     output = module(torch.randn(2, 6, 5), generator=torch.Generator().manual_seed(0))
     before = module.codebook.detach().clone()
@@ -327,3 +361,59 @@ def test_torch_compile_fullgraph() -> None:
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "compiled ok projected" in result.stdout and "compiled ok feature_space" in result.stdout
+
+
+def test_codes_unused_by_the_first_batch_are_replaced_at_once() -> None:
+    """Counters start at 0 (no code used yet), so the first upkeep moves every unused code onto real slots
+    (with the timeout of 4096 vectors they would otherwise idle for 4096·16/12 = 5462 steps)."""
+    module = MetaSlot(tiny_spec(codebook_size=16, buffer_capacity=12, kmeans_init=False))
+    generator = torch.Generator().manual_seed(0)
+    output = module(torch.randn(2, 6, 5), generator=generator)
+    before = module.codebook.detach().clone()
+    module.update_codebook(output, generator=generator)
+    used = quantize(output.slots.detach(), before).codes[output.keep].unique()
+    moved = (module.codebook.detach() - before).abs().sum(dim=1) > 0
+    assert int(moved.sum()) >= 16 - len(used)
+    assert not moved[used].any()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_off_kmeans_starts_from_buffered_slots_and_leaves_no_code_idle(seed: int) -> None:
+    """Slots far from the origin and close to each other (as early in training): k-means from the
+    near-zero codebook put them all in one cluster (1 code in use); seeded from the buffer, all 8 tight
+    clusters get codes, and codes left with an empty cluster are dead at once (replaced by slots)."""
+    module = MetaSlot(tiny_spec(codebook_size=8, buffer_capacity=16))
+    state = module.codebook_state
+    noise = 0.1 * torch.randn(16, 8, generator=torch.Generator().manual_seed(1))
+    slots = 10.0 + 3.0 * torch.eye(8).repeat_interleave(2, dim=0) + noise  # 8 clusters of 2 slots
+    state.upkeep(
+        slots, torch.ones(16, dtype=torch.bool), num_images=8, generator=torch.Generator().manual_seed(seed)
+    )
+    assert bool(state.kmeans_done)
+    statistics = module.codebook_statistics()
+    assert int(statistics.codes_in_use) >= 6
+    assert 1.0 <= float(statistics.perplexity) <= float(statistics.codes_in_use) + 1e-6
+    # Codes that own buffered slots restart the timeout; none is left with an inherited one.
+    owners = quantize(slots[None], module.codebook.detach()).codes[0].unique()
+    assert bool((state.usage_counters[owners] >= state.timeout_steps - 1).all())
+
+
+def test_codebook_statistics_count_the_buffered_slots_and_need_no_codebook_for_slot_attention() -> None:
+    module = MetaSlot(tiny_spec(codebook_size=4, buffer_capacity=6, kmeans_init=False))
+    with torch.no_grad():
+        module.codebook.copy_(torch.eye(4, 8) * 5)
+    state = module.codebook_state
+    assert int(module.codebook_statistics().codes_in_use) == 0  # empty buffer
+    assert math.isnan(float(module.codebook_statistics().perplexity))
+    state.buffer_vectors[:3] = torch.eye(4, 8)[[0, 0, 1]] * 4
+    state.buffer_fill.fill_(3)
+    state.buffer_pointer.fill_(3)
+    statistics = module.codebook_statistics()
+    assert int(statistics.codes_in_use) == 2
+    # Usage 2:1 → exp(entropy) = 3 / 2^(2/3).
+    assert float(statistics.perplexity) == pytest.approx(3 / 2 ** (2 / 3), rel=1e-6)
+    assert statistics.as_metrics() == {
+        "codebook/codes_in_use": 2.0,
+        "codebook/perplexity": pytest.approx(3 / 2 ** (2 / 3), rel=1e-6),
+    }
+    assert metaslot.SlotAttention(num_slots=2, slot_dim=4, feature_dim=3).codebook_statistics() is None

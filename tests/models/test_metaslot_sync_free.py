@@ -56,8 +56,9 @@ def test_training_forward_and_upkeep_have_no_host_sync(
     features = torch.randn(2, 6, 5)
     with monkeypatch.context() as patch:
         _forbid_host_reads(patch)
-        # 2 images per step and an 8-row buffer: the one-off k-means runs at step 4 and unused codes die
-        # after 4 steps (timeout 2 vectors · 16 codes / 8 rows), so the loop covers every upkeep branch.
+        # 2 images per step and an 8-row buffer: unused codes are dead from the first step (then after 4
+        # idle steps: timeout 2 vectors · 16 codes / 8 rows) and the one-off k-means (seeded from the
+        # buffer, counters reset) runs at step 4, so the loop covers every upkeep branch.
         for _ in range(6):
             output = module(features, generator=generator)
             output.slots.square().mean().backward()

@@ -77,11 +77,13 @@ def test_pruned_slot_gets_no_pixels_and_does_not_change_the_reconstruction(kind:
     torch.testing.assert_close(plain.masks.sum(dim=1), torch.ones(2, IMAGE_SIZE, IMAGE_SIZE))
 
 
-def test_reference_behaviour_decodes_pruned_slots_but_masks_still_drop_them() -> None:
+def test_reference_behaviour_decodes_pruned_slots_and_keeps_their_masks() -> None:
     pipeline = tiny_autoencoder("metaslot", honour_keep_downstream=False).eval()
     plain, shifted = outputs_with_first_slot_pruned(pipeline, images())
     assert not torch.allclose(shifted.reconstruction, plain.reconstruction)
-    assert (plain.masks[:, 0] == 0).all()
+    assert not plain.keep[:, 0].any() and (plain.masks[:, 0] > 0).all()
+    torch.testing.assert_close(plain.masks.sum(dim=1), torch.ones(2, IMAGE_SIZE, IMAGE_SIZE))
+    assert not plain.honour_keep_downstream
 
 
 def test_after_optimizer_step_runs_the_codebook_upkeep() -> None:

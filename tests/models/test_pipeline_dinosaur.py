@@ -89,12 +89,16 @@ def test_pruned_slot_gets_no_pixels_and_does_not_change_the_reconstruction(kind:
     torch.testing.assert_close(shifted.reconstruction, plain.reconstruction)
 
 
-def test_reference_behaviour_decodes_pruned_slots() -> None:
+def test_reference_behaviour_decodes_pruned_slots_and_keeps_their_masks() -> None:
+    """honour_keep_downstream=False reproduces the reference: the decoder alpha of a pruned slot is a
+    mask like any other, so it can win pixels (the reference's segmentation is argmax of that alpha)."""
     plain, shifted = outputs_with_first_slot_pruned(
         tiny_dinosaur("metaslot", honour_keep_downstream=False).eval(), images()
     )
     assert not torch.allclose(shifted.reconstruction, plain.reconstruction)
-    assert (plain.masks[:, 0] == 0).all()
+    assert not plain.keep[:, 0].any() and (plain.masks[:, 0] > 0).all()
+    torch.testing.assert_close(plain.masks.sum(dim=1), torch.ones_like(plain.masks[:, 0]))
+    assert not plain.honour_keep_downstream
 
 
 def test_default_spec_is_the_reference_dinosaur() -> None:

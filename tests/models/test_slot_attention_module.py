@@ -80,6 +80,7 @@ def test_given_initial_slots_are_used_and_checked() -> None:
         ({"num_slots": 0}, "num_slots"),
         ({"num_iterations": 0}, "num_iterations"),
         ({"initializer": "uniform"}, "initializer"),
+        ({"mlp_dropout": 1.0}, "mlp_dropout"),
         ({"epsilon": 0.0}, "epsilon"),
         ({"attention_path": "fused"}, "attention_path"),
     ],
@@ -115,6 +116,29 @@ def test_per_slot_initialiser_samples_in_training_and_returns_mean_at_eval() -> 
     assert torch.equal(initializer(2), initializer.mean.expand(2, -1, -1))
 
 
+@pytest.mark.parametrize(("num_slots", "slot_dim"), [(6, 256), (11, 256), (3, 16)])
+def test_per_slot_mean_is_xavier_on_the_slot_by_width_matrix(num_slots: int, slot_dim: int) -> None:
+    """The reference initialises ``mean[0]``, a (k, d) matrix: uniform in ±sqrt(6 / (k + d)) (VOC: 0.151)."""
+    torch.manual_seed(0)
+    mean = PerSlotGaussian(num_slots=num_slots, slot_dim=slot_dim).mean.detach()
+    bound = math.sqrt(6.0 / (num_slots + slot_dim))
+    assert mean.abs().max() <= bound
+    # k·d draws from U(-bound, bound) come close to the bound, with a std of bound/√3.
+    assert mean.abs().max() >= 0.9 * bound
+    assert mean.std().item() == pytest.approx(bound / math.sqrt(3.0), rel=0.2)
+
+
+@pytest.mark.parametrize("slot_dim", [256, 16])
+def test_shared_mean_and_log_std_are_xavier_on_one_by_width(slot_dim: int) -> None:
+    """The reference's NormalShared initialises its (1, 1, d) tensors: bound sqrt(6 / 2d) (0.108 for 256)."""
+    torch.manual_seed(0)
+    shared = SharedGaussian(num_slots=7, slot_dim=slot_dim)
+    bound = math.sqrt(6.0 / (2 * slot_dim))
+    for tensor in (shared.mean.detach(), shared.log_std.detach()):
+        assert tensor.abs().max() <= bound
+        assert tensor.abs().max() >= 0.75 * bound
+
+
 def test_shared_initialiser_samples_at_eval_unless_told_not_to() -> None:
     shared = SharedGaussian(num_slots=4, slot_dim=16).eval()
     sample = shared(1)
@@ -124,6 +148,21 @@ def test_shared_initialiser_samples_at_eval_unless_told_not_to() -> None:
     assert shared.mean.abs().max() <= bound
     quiet = SharedGaussian(num_slots=4, slot_dim=16, sample_at_eval=False).eval()
     assert torch.equal(quiet(2), quiet.mean.expand(2, 4, -1))
+
+
+def test_mlp_dropout_acts_in_training_only_and_keeps_the_weight_names() -> None:
+    torch.manual_seed(0)
+    plain = tiny_spec().build()
+    dropped = SlotAttention(tiny_spec(mlp_dropout=0.5))
+    assert plain.state_dict().keys() == dropped.state_dict().keys()
+    dropped.load_state_dict(plain.state_dict())
+    features, initial = torch.randn(2, 6, 5), torch.randn(2, 3, 8)
+    plain.eval()
+    dropped.eval()
+    torch.testing.assert_close(dropped(features, initial).slots, plain(features, initial).slots)
+    plain.train()
+    dropped.train()
+    assert not torch.allclose(dropped(features, initial).slots, plain(features, initial).slots)
 
 
 def test_evaluation_is_deterministic_with_per_slot_init() -> None:

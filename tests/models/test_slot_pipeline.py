@@ -22,17 +22,19 @@ def front_of(pipeline: SlotPipeline, size: int = 8):
 
 
 @pytest.mark.parametrize(
-    ("kind", "honour", "decoder_sees_keep"),
+    ("kind", "honour", "downstream_sees_keep"),
     [("slot_attention", True, True), ("metaslot", True, True), ("metaslot", False, False)],
 )
-def test_decoder_keep_follows_the_aggregator_spec(kind: str, honour: bool, decoder_sees_keep: bool) -> None:
+def test_downstream_keep_follows_the_aggregator_spec(
+    kind: str, honour: bool, downstream_sees_keep: bool
+) -> None:
     torch.manual_seed(0)
     pipeline = SlotPipeline(
         ENCODER, None, tiny_aggregator(kind, feature_dim=8, honour_keep_downstream=honour)
     )
     aggregated = front_of(pipeline).aggregator
-    keep = pipeline.decoder_keep(aggregated)
-    assert (keep is aggregated.keep) if decoder_sees_keep else (keep is None)
+    keep = pipeline.downstream_keep(aggregated)
+    assert (keep is aggregated.keep) if downstream_sees_keep else (keep is None)
     assert pipeline.aggregator is pipeline.frontend.aggregator
 
 
@@ -49,7 +51,7 @@ def test_upkeep_needs_the_aggregator_output() -> None:
 def test_output_records_carry_the_aggregator_and_a_detached_term() -> None:
     pipeline = SlotPipeline(ENCODER, None, tiny_aggregator("metaslot", feature_dim=8))
     front = front_of(pipeline)
-    masks = attention_masks(front, (8, 8))
+    masks = attention_masks(front, (8, 8), front.aggregator.keep)
     assert masks.shape == (2, 3, 8, 8)
     torch.testing.assert_close(masks.sum(dim=1), torch.ones(2, 8, 8))
     reconstruction = torch.randn(2, 5, 4, requires_grad=True)

@@ -13,12 +13,14 @@ from hypothesis import strategies as st
 
 from metaslot.ops import (
     RingBuffer,
+    buffer_code_usage,
     dead_code_timeout_steps,
     empty_ring_buffer,
     filled_rows,
     kmeans,
     kmeans_ema_step,
     replace_dead_codes,
+    sample_filled_rows,
     update_usage_counters,
     write_ring_buffer,
 )
@@ -262,3 +264,29 @@ def test_upkeep_traces_without_graph_breaks():
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "traced without graph breaks" in finished.stdout
+
+
+def _buffer(vectors: torch.Tensor, fill: int, pointer: int) -> RingBuffer:
+    return RingBuffer(vectors=vectors, pointer=torch.tensor(pointer), fill=torch.tensor(fill))
+
+
+def test_sampled_rows_are_distinct_filled_rows_in_random_order():
+    vectors = torch.arange(10, dtype=torch.float32)[:, None].expand(10, WIDTH).clone()
+    buffer = _buffer(vectors, fill=6, pointer=8)  # rows 2..7 are filled
+    picks = sample_filled_rows(buffer, 6, torch.Generator().manual_seed(0))[:, 0]
+    assert sorted(picks.tolist()) == [2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    again = sample_filled_rows(buffer, 6, torch.Generator().manual_seed(0))[:, 0]
+    assert torch.equal(picks, again)
+    other = sample_filled_rows(buffer, 6, torch.Generator().manual_seed(1))[:, 0]
+    assert sorted(other.tolist()) == sorted(picks.tolist()) and not torch.equal(other, picks)
+    # More seeds than filled rows: every filled row is used, then they repeat in the same order.
+    many = sample_filled_rows(buffer, 9, torch.Generator().manual_seed(0))[:, 0]
+    assert torch.equal(many[:6], picks) and torch.equal(many[6:], picks[:3])
+
+
+def test_buffer_code_usage_counts_filled_rows_per_nearest_code():
+    codebook = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    vectors = torch.tensor([[1.0, 0.0], [9.0, 1.0], [8.0, 0.0], [0.0, 9.0]])
+    usage = buffer_code_usage(_buffer(vectors, fill=3, pointer=3), codebook)  # row 3 is not filled
+    assert usage.tolist() == [1.0, 2.0, 0.0]
+    assert buffer_code_usage(_buffer(vectors, fill=0, pointer=0), codebook).tolist() == [0.0, 0.0, 0.0]

@@ -15,12 +15,14 @@ from sklearn.metrics import adjusted_rand_score
 from metaslot.ops.metrics import (
     active_slot_count,
     adjusted_rand_index,
+    averaging_units,
     codebook_perplexity,
     codes_in_use,
     masks_to_labels,
     matched_iou,
     mean_best_overlap,
     slot_count_error,
+    usage_perplexity,
 )
 
 SEGMENT_METRICS = [adjusted_rand_index, mean_best_overlap, matched_iou]
@@ -50,15 +52,17 @@ def _iou(a: set[int], b: set[int]) -> float:
 
 
 def _reference_overlaps(pred: list[int], target: list[int], ignore_background: bool) -> tuple[float, float]:
-    """(mBO, mIoU) from pixel sets and brute-force matching over all injective assignments."""
-    kept = [i for i, value in enumerate(target) if not (ignore_background and value == 0)]
-    if not kept:
-        return math.nan, math.nan
-    predicted = [segment & set(kept) for segment in _segments(pred)]
-    predicted = [segment for segment in predicted if segment]
+    """(mBO, mIoU) from pixel sets and brute-force matching over all injective assignments.
+
+    ``ignore_background`` drops the ground-truth background segment only; predicted segments keep all
+    their pixels (OCLF's ``ignore_background``).
+    """
     truth = [
         segment for segment in _segments(target) if not (ignore_background and target[min(segment)] == 0)
     ]
+    if not truth:
+        return math.nan, math.nan
+    predicted = _segments(pred)
     table = [[_iou(p, g) for g in truth] for p in predicted]
     best = sum(max(table[p][g] for p in range(len(predicted))) for g in range(len(truth))) / len(truth)
     if len(predicted) >= len(truth):
@@ -188,7 +192,7 @@ def test_overlaps_hand_computed():
     expected = (1 + 2 / 3 + 1 / 2) / 3
     assert mean_best_overlap(pred, target).item() == pytest.approx(expected)
     assert matched_iou(pred, target).item() == pytest.approx(expected)
-    # Foreground only: pred segments lose pixels 0,1; GT {2,3,4} -> 2/3, GT {5} -> 1/2.
+    # Foreground only: GT {2,3,4} -> 2/3 (pred {2,3}), GT {5} -> 1/2 (pred {4,5}); GT {0,1} is not scored.
     assert mean_best_overlap(pred, target, ignore_background=True).item() == pytest.approx(7 / 12)
 
 
@@ -200,11 +204,23 @@ def test_one_segment_for_two_objects():
     assert matched_iou(pred, target).item() == pytest.approx(0.25)
 
 
-def test_background_pixels_are_removed_from_predictions():
-    """DINOSAUR convention: under ignore_background a slot covering background is not penalised."""
+def test_foreground_overlaps_keep_the_predicted_background_pixels():
+    """OCLF: ignoring the background drops the ground-truth background segment only."""
+    pred = torch.tensor([[0, 0, 0, 0, 0, 0, 0, 0]])
+    target = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1]])
+    # One segment for everything: it covers the object (4 pixels) and the background (4 more), IoU 4/8.
+    # Cutting the background out of the prediction first would score a perfect 1.0.
+    assert mean_best_overlap(pred, target, ignore_background=True).item() == pytest.approx(0.5)
+    assert matched_iou(pred, target, ignore_background=True).item() == pytest.approx(0.5)
+    # With the background as a segment both segments score 1/2 with the one prediction; only one matches.
+    assert mean_best_overlap(pred, target).item() == pytest.approx(0.5)
+    assert matched_iou(pred, target).item() == pytest.approx(0.25)
+
+
+def test_a_slot_spreading_over_the_background_is_penalised():
     pred = torch.tensor([[0, 0, 0, 1]])
     target = torch.tensor([[0, 0, 1, 1]])
-    # Foreground {2,3}: pred 0 is cut to {2} and pred 1 is {3}, IoU 1/2 each (1/4 if pred 0 kept {0,1,2}).
+    # Foreground {2,3}: pred {0,1,2} has IoU 1/4, pred {3} 1/2; background {0,1} is not scored.
     assert mean_best_overlap(pred, target, ignore_background=True).item() == pytest.approx(0.5)
     assert matched_iou(pred, target, ignore_background=True).item() == pytest.approx(0.5)
     # With background as a segment: GT {0,1} best 2/3 (pred {0,1,2}), GT {2,3} best 1/2.
@@ -336,3 +352,28 @@ def test_very_sparse_label_ids_give_the_same_scores(maps, ignore_background):
             rtol=0,
             atol=1e-12,
         )
+
+
+# ---------------------------------------------------------------- averaging over a split
+
+
+def test_batch_averaging_is_a_mean_of_batch_means():
+    """Per image every image weighs the same; the reference's batch means over-weight a small last batch."""
+    batches = [torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64), torch.tensor([0.0], dtype=torch.float64)]
+    per_image = torch.cat([averaging_units(batch, "image") for batch in batches])
+    per_batch = torch.cat([averaging_units(batch, "batch") for batch in batches])
+    assert per_image.mean().item() == pytest.approx(0.75)
+    assert per_batch.tolist() == [1.0, 0.0] and per_batch.mean().item() == pytest.approx(0.5)
+
+
+def test_batch_averaging_skips_undefined_images_and_marks_an_undefined_batch():
+    values = torch.tensor([0.5, math.nan, 1.0], dtype=torch.float64)
+    assert averaging_units(values, "batch").tolist() == [0.75]
+    assert averaging_units(torch.full((2,), math.nan, dtype=torch.float64), "batch").isnan().all()
+
+
+def test_usage_perplexity_matches_the_perplexity_of_the_codes():
+    codes = torch.tensor([0, 0, 1, 3, 3, 3, -1])
+    usage = torch.tensor([2.0, 1.0, 0.0, 3.0])
+    assert usage_perplexity(usage).item() == pytest.approx(codebook_perplexity(codes, 4).item())
+    assert math.isnan(usage_perplexity(torch.zeros(4)).item())

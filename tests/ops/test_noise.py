@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metaslot.ops import noise_scale, prune_probability
+from metaslot.ops import counter_uniform, noise_scale, prune_probability
 
 
 def test_three_iterations_give_half_quarter_zero():
@@ -57,3 +57,28 @@ def test_tensor_step_gives_tensor_without_overflow():
 def test_prune_probability_rejects_bad_start():
     with pytest.raises(ValueError, match="start"):
         prune_probability(0, start=0.0)
+
+
+def _uniforms(seed: int, count: int) -> torch.Tensor:
+    return torch.stack([counter_uniform(torch.tensor(seed), torch.tensor(step)) for step in range(count)])
+
+
+def test_counter_uniform_is_a_function_of_seed_and_counter_only():
+    state = torch.random.get_rng_state()
+    first = _uniforms(7, 50)
+    assert torch.equal(_uniforms(7, 50), first)
+    assert torch.equal(torch.random.get_rng_state(), state)  # no generator read or advanced
+    assert not torch.equal(_uniforms(8, 50), first)
+    assert first.dtype == torch.float32 and first.shape == (50,)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**31 - 2])
+def test_counter_uniform_is_uniform_over_consecutive_counters(seed):
+    values = _uniforms(seed, 4000)
+    assert bool((values >= 0).all()) and bool((values < 1).all())
+    # 10 bins of 400 expected draws each: a binomial std of 19, so ±100 is over 5 sigma.
+    counts = torch.histc(values, bins=10, min=0.0, max=1.0)
+    assert bool(((counts - 400).abs() < 100).all()), counts.tolist()
+    # Consecutive draws are uncorrelated (the path decisions of neighbouring steps are independent).
+    correlation = torch.corrcoef(torch.stack([values[:-1], values[1:]]))[0, 1]
+    assert abs(float(correlation)) < 0.08

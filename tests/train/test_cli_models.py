@@ -25,6 +25,10 @@ def _train(model: str, runs: Path, *extra: str) -> Path:
 def _check_run(run_dir: Path, *, segmentation: bool, codebook: bool = True) -> None:
     rows = read_metrics(run_dir)
     assert [row["step"] for row in rows if row["split"] == "train"] == [1, 2, 3]
+    for row in rows:
+        if row["split"] == "train":  # codebook health at every log step, for MetaSlot only
+            assert ("codebook/codes_in_use" in row) == ("codebook/perplexity" in row) == codebook
+            assert not codebook or 1 <= row["codebook/perplexity"] <= row["codebook/codes_in_use"] + 1e-9
     evaluation = json.loads((run_dir / "eval" / "evaluation.json").read_text())
     assert evaluation["images"] > 0
     assert (run_dir / "checkpoints" / "latest.json").is_file()

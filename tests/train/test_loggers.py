@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from metaslot.eval.evaluate import PictureSamples
+from metaslot.eval.pictures import segmentation_grid_image
 from metaslot.train.errors import ConfigError
 from metaslot.train.loggers import (
     WANDB_ID_FILE,
@@ -24,7 +25,6 @@ from metaslot.train.loggers import (
     WandbLogger,
     WandbSettings,
     open_loggers,
-    segmentation_grid_image,
 )
 
 

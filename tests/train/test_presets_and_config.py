@@ -54,6 +54,32 @@ def test_slot_attention_selector_keeps_widths() -> None:
     assert config.name == "dinosaur-coco-sa"
 
 
+@pytest.mark.parametrize("data", ["voc", "coco", "clevrtex", "movi_d"])
+@pytest.mark.parametrize("model", ["dinosaur", "slate", "slotdiffusion"])
+def test_slot_attention_on_paper_presets_is_the_table_1_baseline(model: str, data: str) -> None:
+    """The parent framework's baseline configs: bi-level, MLP dropout 0.01, cosine to lr/1000."""
+    metaslot_config = preset(model, data)
+    config = preset(model, data, "slot-attention")
+    aggregator = config.model.aggregator
+    assert type(aggregator).__name__ == "SlotAttentionSpec"
+    assert aggregator.bilevel and aggregator.mlp_dropout == pytest.approx(0.01)
+    assert config.schedule.final_learning_rate == pytest.approx(config.optim.learning_rate / 1000)
+    # MetaSlot's own configs decay to 0 and have no dropout.
+    assert metaslot_config.schedule.final_learning_rate == 0.0
+    assert metaslot_config.model.aggregator.mlp_dropout == 0.0
+
+
+@pytest.mark.parametrize(
+    ("model", "data"), [("autoencoder", "shapes"), ("dinosaur", "shapes"), ("autoencoder", "voc")]
+)
+def test_slot_attention_elsewhere_only_swaps_the_aggregator(model: str, data: str) -> None:
+    metaslot_config = preset(model, data)
+    config = preset(model, data, "slot-attention")
+    aggregator = config.model.aggregator
+    assert not aggregator.bilevel and aggregator.mlp_dropout == 0.0
+    assert config.schedule == metaslot_config.schedule
+
+
 @pytest.mark.parametrize("data", [d for d in DATASETS if d != "movi_d"])
 @pytest.mark.parametrize("model", MODELS)
 def test_every_preset_round_trips_through_json(model: str, data: str) -> None:
@@ -76,9 +102,12 @@ def test_overrides_are_plain_flags_in_any_order(tmp_path: Path) -> None:
             "None",
             "--model.encoder.image-size",
             "112",
+            "--evaluation.average",
+            "batch",
         ]
     )
     assert config.model.aggregator.num_slots == 9 and config.loop.steps == 10
+    assert config.evaluation.average == "batch" and preset("slate", "coco").evaluation.average == "image"
     assert config.optim.clip_norm is None and config.model.encoder.image_size == 112
     assert type(config.data).__name__ == "COCOSpec"
     assert invocation["selection"] == {

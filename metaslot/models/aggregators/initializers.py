@@ -26,7 +26,11 @@ class PerSlotGaussian(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.mean)
+        # Xavier on the (k, d) matrix, as the reference (``xavier_uniform_(mean[0])``): bound
+        # sqrt(6 / (k + d)). On the (1, k, d) tensor torch would count k·d inputs and d outputs, a
+        # 2.6-3.4× smaller bound for the paper's 6-11 slots, leaving initial slots mostly sampling noise.
+        with torch.no_grad():
+            nn.init.xavier_uniform_(self.mean[0])
         # std d^-1/2, as the reference.
         nn.init.constant_(self.log_std, math.log(self.slot_dim**-0.5))
 
@@ -54,7 +58,8 @@ class SharedGaussian(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # Both xavier-uniform, as the reference's NormalShared.
+        # Both xavier-uniform on the (1, 1, d) tensors, as the reference's NormalShared: torch counts d
+        # inputs and d outputs, so the bound is sqrt(6 / (2d)) (0.108 for d = 256, a std of about 1).
         nn.init.xavier_uniform_(self.mean)
         nn.init.xavier_uniform_(self.log_std)
 

@@ -4,8 +4,9 @@ Forward (paper §2, DESIGN.md "MetaSlot semantics we implement"):
 stage 1 runs T iterations from the detached initial slots without autograd; each slot is quantised to
 its nearest prototype; per image the first slot of each code survives; stage 2 runs T masked iterations
 from the prototypes (pruned rows zeroed), with a straight-through term to the initial slots before its
-last iteration. In training the prune path is taken with probability p(step) (one draw per batch on the
-device), otherwise stage 2 starts from all prototypes unmasked; evaluation always prunes.
+last iteration. In training the prune path is taken with probability p(step) (one counter-based draw per
+optimiser step on the device, the same on every rank), otherwise stage 2 starts from all prototypes
+unmasked; evaluation always prunes.
 The codebook upkeep is a separate method the training loop calls after the optimiser step.
 """
 
@@ -18,9 +19,9 @@ from torch import Tensor
 from metaslot.models.aggregators.codebook_state import CodebookState
 from metaslot.models.aggregators.slot_attention import SlotAttentionWeights
 from metaslot.models.aggregators.specs import MetaSlotSpec
-from metaslot.models.records import AggregatorOutput
+from metaslot.models.records import AggregatorOutput, CodebookStatistics
 from metaslot.ops.dedup import prune_duplicates
-from metaslot.ops.noise import prune_probability
+from metaslot.ops.noise import counter_uniform, prune_probability
 from metaslot.ops.quantize import quantize
 from metaslot.ops.slot_attention import aggregate
 from metaslot.runtime.distributed import all_gather_tensor, world_size
@@ -73,18 +74,18 @@ class MetaSlot(SlotAttentionWeights):
             return self.codebook_state.codebook
         return self.codebook_state.codebook.detach()
 
-    def _prune_path(self, device: torch.device, generator: torch.Generator | None) -> Bool[Tensor, ""]:
-        """Whether this batch takes the prune-and-mask path: always at evaluation, else u < p(step).
+    def prune_path(self) -> Bool[Tensor, ""]:
+        """Whether a forward now takes the prune-and-mask path: always at evaluation, else u < p(step).
 
-        One uniform draw per batch, on the device, so no host sync.
+        ``u = counter_uniform(path_seed, step)``: one draw per optimiser step, derived from the seed buffer
+        and the step counter on the device (no host sync, no generator), so every micro-batch of a step
+        and every rank under DDP take the same path.
         """
+        state = self.codebook_state
         if not self.training:
-            return torch.ones((), dtype=torch.bool, device=device)
-        probability = prune_probability(
-            self.codebook_state.step_counter, self.spec.prune_start, self.spec.prune_growth
-        )
-        uniform = torch.rand((), generator=generator, device=device)
-        return uniform < probability
+            return torch.ones((), dtype=torch.bool, device=state.step_counter.device)
+        probability = prune_probability(state.step_counter, self.spec.prune_start, self.spec.prune_growth)
+        return counter_uniform(state.path_seed, state.step_counter) < probability
 
     def forward(
         self,
@@ -93,7 +94,8 @@ class MetaSlot(SlotAttentionWeights):
         generator: torch.Generator | None = None,
     ) -> AggregatorOutput:
         """Aggregate ``features`` into slots; ``generator`` (on the features' device, or None for the global
-        RNG) supplies every random draw: initial-slot noise, key/value noise, Gumbel noise, the path draw.
+        RNG) supplies every random draw (initial-slot noise, key/value noise, Gumbel noise) but the path
+        draw, which comes from ``(path_seed, step_counter)`` (see `prune_path`).
         """
         spec = self.spec
         self.check_features(features)
@@ -121,9 +123,7 @@ class MetaSlot(SlotAttentionWeights):
             gumbel=spec.quantizer == "gumbel" and self.training,
             generator=generator,
         )
-        keep: Bool[Tensor, "b k"] = prune_duplicates(quantized.codes) | ~self._prune_path(
-            features.device, generator
-        )
+        keep: Bool[Tensor, "b k"] = prune_duplicates(quantized.codes) | ~self.prune_path()
         # Pruned rows start stage 2 at zero, as the reference's dedup writes them.
         start = torch.where(keep[:, :, None], quantized.prototypes, torch.zeros_like(quantized.prototypes))
         final = aggregate(
@@ -140,6 +140,10 @@ class MetaSlot(SlotAttentionWeights):
         )
         codes: Int[Tensor, "b k"] = torch.where(keep, quantized.codes, torch.full_like(quantized.codes, -1))
         return AggregatorOutput(slots=final.slots, attention=final.attention, keep=keep, codes=codes)
+
+    def codebook_statistics(self) -> CodebookStatistics:
+        """Codes in use and their perplexity among the recent kept slots (the ring buffer); no host sync."""
+        return self.codebook_state.statistics()
 
     @torch.no_grad()
     def update_codebook(self, output: AggregatorOutput, generator: torch.Generator | None = None) -> None:

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from metaslot.errors import DataError
 from metaslot.models.aggregators.initializers import build_initializer
 from metaslot.models.aggregators.specs import SlotAttentionSpec, _SlotAttentionFields
-from metaslot.models.records import AggregatorOutput
+from metaslot.models.records import AggregatorOutput, CodebookStatistics
 from metaslot.ops.slot_attention import (
     Aggregation,
     KeyValueSource,
@@ -45,8 +45,13 @@ class SlotAttentionWeights(nn.Module):
         self.project_values = nn.Linear(feature_dim, slot_dim, bias=False)
         self.gru = nn.GRUCell(slot_dim, slot_dim)
         self.norm_mlp = nn.LayerNorm(slot_dim)
+        # The dropout sits with the activation (index 1 holds no parameters), so the Linear layers keep
+        # the names mlp.0 and mlp.2 whatever the dropout; at 0 nothing is drawn.
+        activation = (
+            nn.Sequential(nn.GELU(), nn.Dropout(spec.mlp_dropout)) if spec.mlp_dropout > 0 else nn.GELU()
+        )
         self.mlp = nn.Sequential(
-            nn.Linear(slot_dim, spec.mlp_hidden_dim), nn.GELU(), nn.Linear(spec.mlp_hidden_dim, slot_dim)
+            nn.Linear(slot_dim, spec.mlp_hidden_dim), activation, nn.Linear(spec.mlp_hidden_dim, slot_dim)
         )
         self._zero_biases()
         # Built once: dynamo (torch 2.14) cannot construct an attrs frozen instance inside a compiled graph.
@@ -221,4 +226,8 @@ class SlotAttention(SlotAttentionWeights):
 
     def update_codebook(self, output: AggregatorOutput, generator: torch.Generator | None = None) -> None:
         """Nothing to maintain: plain Slot Attention has no codebook."""
+        return None
+
+    def codebook_statistics(self) -> CodebookStatistics | None:
+        """None: plain Slot Attention has no codebook."""
         return None

@@ -60,6 +60,10 @@ class _SlotAttentionFields:
         default=attrs.Factory(_default_hidden, takes_self=True), validator=at_least_one
     )
     """Hidden width of the residual MLP after the GRU (4·d as in the reference)."""
+    mlp_dropout: float = attrs.field(default=0.0)
+    """Dropout after the residual MLP's hidden activation, in training only (the reference's ``ffn``
+    dropout: 0 for MetaSlot, 0.01 for the parent framework's Slot Attention baselines). Its draws come
+    from the global RNG, not from the forward's ``generator``."""
     initializer: Initializer = attrs.field(default="per-slot", validator=_one_of("per-slot", "shared"))
     """'per-slot': one learned Gaussian per slot (reference NormalSeparat, mean at evaluation);
     'shared': one learned Gaussian for all slots (reference NormalShared)."""
@@ -74,6 +78,13 @@ class _SlotAttentionFields:
     'projected' projects keys and values once per forward (the reference); 'feature_space' never
     projects them (queries go to feature space, `metaslot.ops.feature_space_slot_attention`); 'auto'
     picks whichever costs fewer multiply-adds for the shapes (`metaslot.ops.feature_space_is_cheaper`)."""
+
+    @mlp_dropout.validator
+    def _check_dropout(self, attribute: attrs.Attribute, value: float) -> None:
+        if not 0.0 <= value < 1.0:
+            raise ValueError(
+                f"mlp_dropout must lie in [0, 1), got {value}: it is the probability of zeroing a unit"
+            )
 
     @epsilon.validator
     def _check_epsilon(self, attribute: attrs.Attribute, value: float) -> None:

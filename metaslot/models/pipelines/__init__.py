@@ -1,5 +1,6 @@
 """Pipelines: spec → ``build()`` → module with ``forward(image b 3 h w) -> PipelineOutput``, an
-``aggregator`` attribute and ``after_optimizer_step(output)`` (codebook upkeep).
+``aggregator`` attribute, ``after_optimizer_step(output)`` (codebook upkeep) and
+``codebook_statistics()`` (codes in use and perplexity for the training log, None without a codebook).
 
 The slot pipelines derive from :class:`SlotPipeline` (front end, keep policy, upkeep); SLATE and
 SlotDiffusion from :class:`StageTwoPipeline` (plus the frozen stage-1 VQ-VAE). SlotDiffusion needs
@@ -26,6 +27,7 @@ from metaslot.models.pipelines.frontend import (
 )
 from metaslot.models.pipelines.slate import Slate, SlateSpec
 from metaslot.models.pipelines.slot_pipeline import (
+    SlotMasks,
     SlotPipeline,
     attention_masks,
     reconstruction_output,
@@ -56,6 +58,7 @@ __all__ = [
     "FrontEndOutput",
     "Slate",
     "SlateSpec",
+    "SlotMasks",
     "SlotPipeline",
     "StageTwoPipeline",
     "StageTwoSpec",

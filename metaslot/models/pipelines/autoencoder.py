@@ -14,6 +14,7 @@ from metaslot.models.encoders import CNNEncoderSpec, EncoderSpec, ProjectionSpec
 from metaslot.models.masks import alpha_to_masks
 from metaslot.models.pipelines.frontend import AggregatorSpec
 from metaslot.models.pipelines.slot_pipeline import (
+    SlotMasks,
     SlotPipeline,
     reconstruction_output,
     require_image_size,
@@ -47,14 +48,30 @@ class Autoencoder(SlotPipeline):
     def __init__(self, spec: AutoencoderSpec) -> None:
         super().__init__(spec.encoder, spec.projection, spec.aggregator)
         self.spec = spec
+        self.image_size = spec.image_size
         self.decoder = spec.decoder.build(slot_dim=spec.aggregator.slot_dim, image_size=spec.image_size)
+
+    def slot_masks(
+        self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
+    ) -> SlotMasks:
+        """Front end and decoder; masks from the decoder's alpha, no loss."""
+        size = self.spec.image_size
+        require_image_size(image, size, "the autoencoder", "AutoencoderSpec")
+        front = self.frontend(image, generator=generator)
+        aggregated = front.aggregator
+        keep = self.downstream_keep(aggregated)
+        decoded = self.decoder(aggregated.slots, keep)
+        masks = alpha_to_masks(decoded.alpha, (size, size), keep)
+        return SlotMasks(front=front, masks=masks, reconstruction=decoded.reconstruction)
 
     def forward(
         self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
     ) -> PipelineOutput:
-        size = self.spec.image_size
-        require_image_size(image, size, "the autoencoder", "AutoencoderSpec")
-        aggregated = self.frontend(image, generator=generator).aggregator
-        decoded = self.decoder(aggregated.slots, self.decoder_keep(aggregated))
-        masks = alpha_to_masks(decoded.alpha, (size, size), aggregated.keep)
-        return reconstruction_output(aggregated, decoded.reconstruction, image, masks)
+        masked = self.slot_masks(image, generator)
+        return reconstruction_output(
+            masked.front.aggregator,
+            masked.reconstruction,
+            image,
+            masked.masks,
+            honour_keep_downstream=self.honour_keep_downstream,
+        )

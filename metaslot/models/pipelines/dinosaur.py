@@ -14,6 +14,7 @@ from metaslot.models.encoders import DinoViTSpec, EncoderSpec, ProjectionSpec
 from metaslot.models.masks import attention_to_masks
 from metaslot.models.pipelines.frontend import AggregatorSpec
 from metaslot.models.pipelines.slot_pipeline import (
+    SlotMasks,
     SlotPipeline,
     reconstruction_output,
     require_image_size,
@@ -47,6 +48,7 @@ class Dinosaur(SlotPipeline):
     def __init__(self, spec: DinosaurSpec) -> None:
         super().__init__(spec.encoder, spec.projection, spec.aggregator)
         self.spec = spec
+        self.image_size = spec.image_size
         encoder = self.frontend.encoder
         grid_height, grid_width = encoder.grid_size(spec.image_size, spec.image_size)
         self.decoder = spec.decoder.build(
@@ -55,14 +57,29 @@ class Dinosaur(SlotPipeline):
             num_tokens=grid_height * grid_width,
         )
 
-    def forward(
+    def slot_masks(
         self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
-    ) -> PipelineOutput:
+    ) -> SlotMasks:
+        """Front end and decoder; masks from the decoder's alpha on the token grid, no loss."""
         size = self.spec.image_size
         require_image_size(image, size, "DINOSAUR", "DinosaurSpec")
         front = self.frontend(image, generator=generator)
         aggregated = front.aggregator
-        decoded = self.decoder(aggregated.slots, self.decoder_keep(aggregated))
-        masks = attention_to_masks(decoded.alpha, front.grid, (size, size), aggregated.keep)
+        keep = self.downstream_keep(aggregated)
+        decoded = self.decoder(aggregated.slots, keep)
+        masks = attention_to_masks(decoded.alpha, front.grid, (size, size), keep)
+        return SlotMasks(front=front, masks=masks, reconstruction=decoded.reconstruction)
+
+    def forward(
+        self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
+    ) -> PipelineOutput:
+        masked = self.slot_masks(image, generator)
         # The target is detached (reference: feature.detach()), also when the encoder is trainable.
-        return reconstruction_output(aggregated, decoded.reconstruction, front.features.detach(), masks)
+        target = masked.front.features.detach()
+        return reconstruction_output(
+            masked.front.aggregator,
+            masked.reconstruction,
+            target,
+            masked.masks,
+            honour_keep_downstream=self.honour_keep_downstream,
+        )

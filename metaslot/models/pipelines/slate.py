@@ -20,7 +20,7 @@ from metaslot.errors import DataError
 from metaslot.models.decoders.autoregressive import ARDecoderSpec
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.pipelines.frontend import AggregatorSpec
-from metaslot.models.pipelines.slot_pipeline import attention_masks, slot_output
+from metaslot.models.pipelines.slot_pipeline import slot_output
 from metaslot.models.pipelines.stage_two import StageTwoPipeline
 from metaslot.models.pipelines.vqvae import VQVAESpec, latent_grid, vqvae_c256
 from metaslot.models.records import PipelineOutput
@@ -66,13 +66,14 @@ class Slate(StageTwoPipeline):
     def __init__(self, spec: SlateSpec) -> None:
         super().__init__(spec.encoder, spec.projection, spec.aggregator, spec.vqvae)
         self.spec = spec
+        self.image_size = spec.image_size
         self.decoder = spec.decoder_spec().build()
 
     def forward(
         self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
     ) -> PipelineOutput:
-        front = self.frontend(image, generator=generator)
-        aggregated = front.aggregator
+        masked = self.slot_masks(image, generator)
+        aggregated = masked.front.aggregator
         with torch.no_grad():
             tokens = self.vqvae.tokenize(image)
         codes = rearrange(tokens.codes, "b h w -> b (h w)")
@@ -82,11 +83,17 @@ class Slate(StageTwoPipeline):
                 f"a {tuple(image.shape[-2:])} image gives {codes.shape[1]} VQ tokens but the decoder was "
                 f"built for {self.decoder.spec.num_tokens}: set SlateSpec.image_size to the input size"
             )
-        logits = self.decoder(vectors, aggregated.slots, self.decoder_keep(aggregated))
+        keep = self.downstream_keep(aggregated)
+        logits = self.decoder(vectors, aggregated.slots, keep)
         # Cross-entropy in float32 (the logits may come out of bf16 autocast).
         cross_entropy = functional.cross_entropy(rearrange(logits.float(), "b n m -> b m n"), codes)
-        masks = attention_masks(front, (image.shape[-2], image.shape[-1]))
-        return slot_output(aggregated, cross_entropy, "cross_entropy", masks)
+        return slot_output(
+            aggregated,
+            cross_entropy,
+            "cross_entropy",
+            masked.masks,
+            honour_keep_downstream=self.honour_keep_downstream,
+        )
 
     @torch.no_grad()
     def reconstruct(
@@ -102,7 +109,7 @@ class Slate(StageTwoPipeline):
         codes = self.decoder.generate(
             aggregated.slots,
             codebook.embedding.weight,
-            self.decoder_keep(aggregated),
+            self.downstream_keep(aggregated),
             temperature=temperature,
             generator=generator,
         )

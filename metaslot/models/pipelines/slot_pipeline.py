@@ -1,18 +1,24 @@
 """What every slot pipeline (Autoencoder, DINOSAUR, SLATE, SlotDiffusion) shares around its decoder.
 
 :class:`SlotPipeline` owns the front end (encoder → projection → aggregator), the keep policy for the
-decoder and the codebook upkeep after each optimiser step. The functions build the pieces of the
-:class:`PipelineOutput` the same way everywhere: masks from the aggregator's attention (SLATE,
-SlotDiffusion) or from a decoder's alpha (see :func:`reconstruction_output`), pruned slots zeroed.
+decoder and the codebook upkeep after each optimiser step, and :meth:`SlotPipeline.segment` for images
+from outside a dataset. The functions build the pieces of the :class:`PipelineOutput` the same way
+everywhere: masks from the aggregator's attention (SLATE, SlotDiffusion) or from a decoder's alpha (see
+:func:`reconstruction_output`), pruned slots zeroed unless the aggregator spec asks for the reference's
+behaviour (``honour_keep_downstream=False``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import torch
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 from torch.nn import functional
 
 from metaslot.errors import DataError
+from metaslot.models import segmentation
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.masks import attention_to_masks
 from metaslot.models.pipelines.frontend import (
@@ -21,7 +27,18 @@ from metaslot.models.pipelines.frontend import (
     build_frontend,
     honour_keep_downstream,
 )
-from metaslot.models.records import AggregatorOutput, PipelineOutput
+from metaslot.models.records import AggregatorOutput, CodebookStatistics, PipelineOutput, Segmentation
+
+
+@dataclass(frozen=True)
+class SlotMasks:
+    """What a slot pipeline computes before its loss: the front end's output and per-slot ``masks`` at
+    the input resolution (pruned slots zero unless keep is not honoured), plus the decoder's
+    ``reconstruction`` when the masks come from a decoder (Autoencoder, DINOSAUR)."""
+
+    front: FrontEndOutput
+    masks: Float[Tensor, "b k h w"]
+    reconstruction: Tensor | None = None
 
 
 def require_image_size(image: Float[Tensor, "b 3 h w"], size: int, pipeline: str, spec: str) -> None:
@@ -34,10 +51,15 @@ def require_image_size(image: Float[Tensor, "b 3 h w"], size: int, pipeline: str
 
 
 class SlotPipeline(nn.Module):
-    """Base of the pipelines with slots: ``self.frontend``, ``aggregator``, ``decoder_keep``, upkeep.
+    """Base of the pipelines with slots: ``self.frontend``, ``aggregator``, ``downstream_keep``, upkeep.
 
-    Subclasses add their decoder (and targets) and define ``forward(image, generator) -> PipelineOutput``.
+    Subclasses add their decoder (and targets), set ``image_size`` and define
+    ``forward(image, generator) -> PipelineOutput``; those whose masks come from a decoder override
+    ``slot_masks``.
     """
+
+    image_size: int
+    """Side of the square images the pipeline reads (set by each pipeline from its spec)."""
 
     def __init__(
         self, encoder: EncoderSpec, projection: ProjectionSpec | None, aggregator: AggregatorSpec
@@ -55,9 +77,48 @@ class SlotPipeline(nn.Module):
     def aggregator(self) -> nn.Module:
         return self.frontend.aggregator
 
-    def decoder_keep(self, aggregated: AggregatorOutput) -> Bool[Tensor, "b k"] | None:
-        """The keep mask the decoder sees: None (decode every slot, the reference) unless keep is honoured."""
+    def downstream_keep(self, aggregated: AggregatorOutput) -> Bool[Tensor, "b k"] | None:
+        """The keep mask the decoder, the masks and the pixel labels see: None (every slot decoded and
+        able to win pixels, the reference) unless keep is honoured."""
         return aggregated.keep if self.honour_keep_downstream else None
+
+    decoder_keep = downstream_keep  # the former name, kept importable for this release
+
+    def slot_masks(
+        self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
+    ) -> SlotMasks:
+        """Front end and masks without any loss; here from the aggregator's attention (SLATE, SlotDiffusion)."""
+        front = self.frontend(image, generator=generator)
+        keep = self.downstream_keep(front.aggregator)
+        return SlotMasks(front=front, masks=attention_masks(front, (image.shape[-2], image.shape[-1]), keep))
+
+    def segment(self, images: segmentation.Images, generator: torch.Generator | None = None) -> Segmentation:
+        """Slots, keep, masks and labels of images from anywhere, at their own size (evaluation mode).
+
+        ``images``: a uint8 (0-255) or float (0-1) RGB batch ``(b, 3, h, w)`` of any size, or a path / PIL
+        image / list of them (one size per call). They get the evaluation transform of the datasets
+        (centred square, resize to ``image_size``, ImageNet normalisation), then the front end and, where
+        the masks come from it, the decoder; no loss. The aggregator draws nothing unless its spec samples
+        at evaluation (shared initialiser, ``noise_at_eval``); those draws come from ``generator``
+        (default: seeded with 0, so the same images give the same result).
+        """
+        batch = segmentation.image_batch(images)
+        height, width = batch.shape[-2:]
+        window = segmentation.centre_square(height, width)
+        device = next(self.parameters()).device
+        inputs = segmentation.preprocess(batch.to(device), window, self.image_size)
+        if generator is None:
+            generator = torch.Generator(device=device).manual_seed(0)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                masked = self.slot_masks(inputs, generator)
+        finally:
+            self.train(was_training)
+        return segmentation.segmentation_at_input(
+            masked.front.aggregator, masked.masks, window, height, width
+        )
 
     def after_optimizer_step(self, output: PipelineOutput) -> None:
         """Codebook upkeep of the aggregator (a no-op for plain Slot Attention)."""
@@ -67,11 +128,17 @@ class SlotPipeline(nn.Module):
             )
         self.aggregator.update_codebook(output.aggregator)
 
+    def codebook_statistics(self) -> CodebookStatistics | None:
+        """The aggregator's codebook health (codes in use, perplexity), or None without a codebook."""
+        return self.aggregator.codebook_statistics()
 
-def attention_masks(front: FrontEndOutput, size: tuple[int, int]) -> Float[Tensor, "b k h w"]:
-    """Masks from the aggregator's attention over the encoder grid, at ``size``, pruned slots zero."""
-    aggregated = front.aggregator
-    return attention_to_masks(aggregated.attention, front.grid, size, aggregated.keep)
+
+def attention_masks(
+    front: FrontEndOutput, size: tuple[int, int], keep: Bool[Tensor, "b k"] | None
+) -> Float[Tensor, "b k h w"]:
+    """Masks from the aggregator's attention over the encoder grid, at ``size``; slots not in ``keep``
+    zero (pruned slots get no attention anyway)."""
+    return attention_to_masks(front.aggregator.attention, front.grid, size, keep)
 
 
 def slot_output(
@@ -80,6 +147,8 @@ def slot_output(
     term: str,
     masks: Float[Tensor, "b k h w"],
     reconstruction: Tensor | None = None,
+    *,
+    honour_keep_downstream: bool = True,
 ) -> PipelineOutput:
     """The record a one-loss slot pipeline returns; ``term`` names the loss in ``terms``."""
     return PipelineOutput(
@@ -90,6 +159,7 @@ def slot_output(
         masks=masks,
         reconstruction=reconstruction,
         aggregator=aggregated,
+        honour_keep_downstream=honour_keep_downstream,
     )
 
 
@@ -98,10 +168,19 @@ def reconstruction_output(
     reconstruction: Float[Tensor, "*target"],
     target: Float[Tensor, "*target"],
     masks: Float[Tensor, "b k h w"],
+    *,
+    honour_keep_downstream: bool = True,
 ) -> PipelineOutput:
     """Autoencoder and DINOSAUR: loss = MSE(reconstruction, target), reported as ``terms["reconstruction"]``.
 
     ``target`` must carry no gradient path the loss should not use (DINOSAUR detaches its features).
     """
     loss = functional.mse_loss(reconstruction, target)
-    return slot_output(aggregated, loss, "reconstruction", masks, reconstruction)
+    return slot_output(
+        aggregated,
+        loss,
+        "reconstruction",
+        masks,
+        reconstruction,
+        honour_keep_downstream=honour_keep_downstream,
+    )

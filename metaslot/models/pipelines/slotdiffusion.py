@@ -19,7 +19,7 @@ from metaslot.errors import DataError
 from metaslot.models.decoders.diffusion import DiffusionDecoderSpec
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.pipelines.frontend import AggregatorSpec
-from metaslot.models.pipelines.slot_pipeline import attention_masks, slot_output
+from metaslot.models.pipelines.slot_pipeline import slot_output
 from metaslot.models.pipelines.stage_two import StageTwoPipeline
 from metaslot.models.pipelines.vqvae import VQVAESpec, latent_grid, vqvae_c4
 from metaslot.models.records import PipelineOutput
@@ -66,6 +66,7 @@ class SlotDiffusion(StageTwoPipeline):
     def __init__(self, spec: SlotDiffusionSpec) -> None:
         super().__init__(spec.encoder, spec.projection, spec.aggregator, spec.vqvae)
         self.spec = spec
+        self.image_size = spec.image_size
         self.decoder = spec.decoder_spec().build()
 
     def target_latents(self, image: Float[Tensor, "b 3 h w"]) -> Float[Tensor, "b c h2 w2"]:
@@ -84,14 +85,19 @@ class SlotDiffusion(StageTwoPipeline):
         self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
     ) -> PipelineOutput:
         """Noise-prediction loss; ``generator`` (optional) drives the slot initialiser, t and ε."""
-        front = self.frontend(image, generator=generator)
-        aggregated = front.aggregator
+        masked = self.slot_masks(image, generator)
+        aggregated = masked.front.aggregator
         latents = self.target_latents(image)
         terms = self.decoder.loss(
-            latents, aggregated.slots, self.decoder_keep(aggregated), generator=generator
+            latents, aggregated.slots, self.downstream_keep(aggregated), generator=generator
         )
-        masks = attention_masks(front, (image.shape[-2], image.shape[-1]))
-        return slot_output(aggregated, terms.loss, "noise_mse", masks)
+        return slot_output(
+            aggregated,
+            terms.loss,
+            "noise_mse",
+            masked.masks,
+            honour_keep_downstream=self.honour_keep_downstream,
+        )
 
     @torch.no_grad()
     def reconstruct(
@@ -107,7 +113,7 @@ class SlotDiffusion(StageTwoPipeline):
         aggregated = self.frontend(image, generator=generator).aggregator
         latents = self.decoder.sample(
             aggregated.slots,
-            self.decoder_keep(aggregated),
+            self.downstream_keep(aggregated),
             num_steps=num_steps or self.spec.sample_steps,
             generator=generator,
         )

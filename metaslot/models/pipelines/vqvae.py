@@ -185,3 +185,7 @@ class VQVAE(nn.Module):
 
     def after_optimizer_step(self, output: PipelineOutput) -> None:
         """Nothing to maintain: the codebook learns through the align loss only (no EMA, no dead codes)."""
+
+    def codebook_statistics(self) -> None:
+        """None: no slot codebook (the VQ-VAE's own codes are not MetaSlot prototypes)."""
+        return None

@@ -1,0 +1,285 @@
+"""``metaslot.load``: a trained pipeline in evaluation mode from a run, a checkpoint, a folder or the hub.
+
+Sources, in the order they are recognised:
+
+- a folder written by ``save_pretrained`` (``model.safetensors`` + ``config.json``, no ``checkpoints/``);
+- a run folder (or its ``checkpoints/`` folder): its last checkpoint, or its best with ``checkpoint="best"``;
+- a checkpoint file (``step-*.json`` sidecar or its ``.safetensors``), verified against the sidecar's
+  sizes and SHA-256, with the run's ``config.json`` two folders up;
+- otherwise, a Hugging Face Hub repo id (``owner/name``), through ``huggingface_hub.snapshot_download``
+  (with ``HF_HUB_OFFLINE=1`` it reads the local cache only).
+
+The pipeline is built without downloads and every weight, frozen backbones included, comes from the
+checkpoint (``building.py``), so a model loads on any machine that has the files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import weakref
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import torch
+
+from metaslot.errors import CheckpointError, ConfigError
+from metaslot.pretrained.building import build_for_weights, load_weights
+from metaslot.pretrained.errors import HubError, ModelNotFoundError
+from metaslot.train import checkpoint as checkpoints
+from metaslot.train.config import TrainConfig, config_from_json
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+CARD_FILE = "README.md"
+PRETRAINED_FILES = (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE)
+"""What ``save_pretrained`` writes and a hub repo of a metaslot model holds."""
+
+CheckpointChoice = Literal["last", "best"]
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@attrs.frozen
+class Origin:
+    """Where a loaded pipeline came from: what ``save_pretrained`` writes into its config and card."""
+
+    config: TrainConfig
+    source: str
+    checkpoint: str | None = None
+    """Checkpoint name (``step-0002000``, ``best``), when known."""
+    step: int | None = None
+    """Optimiser steps the weights were trained for, when known."""
+    evaluation: dict[str, Any] | None = None
+    """The ``evaluation.json`` of exactly these weights, when the run has one."""
+    invocation: dict[str, Any] | None = None
+    """The training command's selectors and overrides (from the run's ``config.json``)."""
+
+
+_ORIGINS: weakref.WeakKeyDictionary[torch.nn.Module, Origin] = weakref.WeakKeyDictionary()
+
+
+def origin_of(pipeline: torch.nn.Module) -> Origin | None:
+    """The :class:`Origin` of a pipeline returned by ``load`` (None for one built by hand)."""
+    return _ORIGINS.get(pipeline)
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(
+            f"{what} {path} is not readable JSON ({error}); the files are damaged"
+        ) from error
+    if not isinstance(document, dict):
+        raise CheckpointError(f"{what} {path} does not hold a JSON object; is it a metaslot file?")
+    return document
+
+
+def read_run_config(run_dir: Path) -> tuple[TrainConfig, dict[str, Any]]:
+    """The run's TrainConfig and the whole ``config.json`` document (invocation, pretrained block)."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(
+            f"{run_dir} has no {CONFIG_FILE}, so the model cannot be rebuilt: pass a run folder written by "
+            "`python -m cli.train` (or a checkpoint inside its checkpoints/ folder)"
+        )
+    document = _read_json(path, "config")
+    return config_from_json(path.read_text()), document
+
+
+def is_pretrained_folder(path: Path) -> bool:
+    """A folder written by ``save_pretrained`` (weights + config, and no run's ``checkpoints/``)."""
+    return (
+        path.is_dir()
+        and (path / WEIGHTS_FILE).is_file()
+        and (path / CONFIG_FILE).is_file()
+        and not (path / "checkpoints").is_dir()
+    )
+
+
+def _run_checkpoint(run_dir: Path, checkpoint: CheckpointChoice) -> Path:
+    folder = run_dir / "checkpoints"
+    if checkpoint == "best":
+        best = folder / "best.json"
+        if not best.is_file():
+            raise CheckpointError(
+                f"run {run_dir} has no best checkpoint ({best} is written at the first validation): "
+                "load its last one (checkpoint='last')"
+            )
+        return best
+    latest = checkpoints.latest_checkpoint(folder)
+    if latest is None or not latest.is_file():
+        raise CheckpointError(
+            f"run {run_dir} has no checkpoint yet (no {folder / 'latest.json'}): train it first, or pass "
+            "a checkpoint file"
+        )
+    return latest
+
+
+def _same_weights_as_latest(run_dir: Path, sidecar: Path, step: int | None) -> bool:
+    """Whether ``sidecar`` holds the run's final weights (it is the latest, or saved at the same step)."""
+    latest = checkpoints.latest_checkpoint(run_dir / "checkpoints")
+    if latest is None or not latest.is_file():
+        return False
+    if latest == sidecar:
+        return True
+    try:
+        return step is not None and checkpoints.read_sidecar(latest)["state"].get("step") == step
+    except CheckpointError:
+        return False
+
+
+def _evaluation_of(run_dir: Path, sidecar: Path, split: str, step: int | None) -> dict[str, Any] | None:
+    """The evaluation.json written for exactly these weights: by `cli.eval` for this checkpoint, or the
+    end-of-run evaluation (of the final weights) when they are the run's last ones."""
+    name = sidecar.name.removesuffix(".json")
+    candidates = [run_dir / f"eval-{name}-{split}" / "evaluation.json"]
+    if _same_weights_as_latest(run_dir, sidecar, step):
+        candidates.append(run_dir / "eval" / "evaluation.json")
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                return _read_json(candidate, "evaluation")
+            except CheckpointError:
+                return None  # a damaged report only costs the model card its table
+    return None
+
+
+def load_checkpoint(
+    config: TrainConfig, sidecar: Path, device: torch.device | str = "cpu"
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The pipeline of ``config`` with the weights of checkpoint ``sidecar`` (verified), in eval mode,
+    built without downloads; returns it with the sidecar document (``document["state"]["step"]``)."""
+    pipeline = build_for_weights(config.model)
+    document = checkpoints.read_sidecar(sidecar)
+    model_path = checkpoints._verify(sidecar.parent, document["model"], sidecar)
+    load_weights(pipeline, checkpoints.read_tensors(model_path), model_path)
+    return pipeline.to(device).eval(), document
+
+
+def _load_run_checkpoint(run_dir: Path, sidecar: Path, device: torch.device) -> torch.nn.Module:
+    config, document = read_run_config(run_dir)
+    pipeline, state = load_checkpoint(config, sidecar, device)
+    step = state["state"].get("step")
+    _ORIGINS[pipeline] = Origin(
+        config=config,
+        source=str(sidecar),
+        checkpoint=sidecar.name.removesuffix(".json"),
+        step=step,
+        evaluation=_evaluation_of(run_dir, sidecar, config.evaluation.split, step),
+        invocation=document.get("invocation"),
+    )
+    return pipeline
+
+
+def load_pretrained_folder(folder: Path, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The pipeline saved in ``folder`` by ``save_pretrained`` (or downloaded from the hub), in eval mode."""
+    config, document = read_run_config(folder)
+    pipeline = build_for_weights(config.model)
+    weights = folder / WEIGHTS_FILE
+    load_weights(pipeline, checkpoints.read_tensors(weights), weights)
+    block = document.get("pretrained") or {}
+    _ORIGINS[pipeline] = Origin(
+        config=config,
+        source=str(block.get("source") or folder),
+        checkpoint=block.get("checkpoint"),
+        step=block.get("step"),
+        evaluation=block.get("evaluation"),
+        invocation=document.get("invocation"),
+    )
+    return pipeline.to(device).eval()
+
+
+def _download(repo_id: str, revision: str | None, cache_dir: Path | None) -> Path:
+    """The hub repo's files in the local cache (downloaded unless HF_HUB_OFFLINE=1), or a HubError."""
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    from metaslot import __version__
+
+    try:
+        folder = huggingface_hub.snapshot_download(
+            repo_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            allow_patterns=list(PRETRAINED_FILES),
+            library_name="metaslot",
+            library_version=__version__,
+        )
+    except errors.HFValidationError as error:
+        raise ModelNotFoundError(
+            f"{repo_id!r} is no local path and not a valid Hugging Face repo id ({error})"
+        ) from error
+    except errors.LocalEntryNotFoundError as error:
+        raise HubError(
+            f"{repo_id!r} is no local path, and the Hugging Face repo {repo_id} is not in the local cache "
+            f"while the hub cannot be reached (HF_HUB_OFFLINE=1 or no network): check the path, or fetch "
+            f"the repo once online (`hf download {repo_id}`)"
+        ) from error
+    except errors.RepositoryNotFoundError as error:
+        raise HubError(
+            f"{repo_id!r} is no local path and no Hugging Face repo {repo_id} exists (a private or gated "
+            "repo needs a login: `hf auth login`)"
+        ) from error
+    except errors.RevisionNotFoundError as error:
+        raise HubError(f"the Hugging Face repo {repo_id} has no revision {revision!r}") from error
+    except (errors.HfHubHTTPError, OSError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise HubError(f"could not fetch the Hugging Face repo {repo_id}: {first_line}") from error
+    folder = Path(folder)
+    if not is_pretrained_folder(folder):
+        raise HubError(
+            f"the Hugging Face repo {repo_id} holds no metaslot model ({WEIGHTS_FILE} and {CONFIG_FILE} "
+            "written by metaslot.save_pretrained)"
+        )
+    return folder
+
+
+def load(
+    source: str | os.PathLike,
+    device: torch.device | str | None = None,
+    checkpoint: CheckpointChoice = "last",
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> torch.nn.Module:
+    """A trained pipeline in evaluation mode, every weight from ``source`` (see the module docstring).
+
+    ``device`` defaults to the CPU. ``checkpoint`` picks a run folder's ``"last"`` (default) or
+    ``"best"`` checkpoint. ``revision`` and ``cache_dir`` go to the hub download. Slot pipelines then
+    segment images with ``pipeline.segment(images)``.
+    """
+    if checkpoint not in ("last", "best"):
+        raise ConfigError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
+    target = torch.device(device) if device is not None else torch.device("cpu")
+    text = os.fspath(source)
+    path = Path(text).expanduser()
+    if path.exists():
+        if checkpoint == "best" and not (path.is_dir() and not is_pretrained_folder(path)):
+            raise ConfigError(
+                f"checkpoint='best' picks among a run folder's checkpoints, but {path} is a single model: "
+                "drop checkpoint='best' or pass the run folder"
+            )
+        if is_pretrained_folder(path):
+            return load_pretrained_folder(path, target)
+        if path.is_file() and path.name == WEIGHTS_FILE and is_pretrained_folder(path.parent):
+            return load_pretrained_folder(path.parent, target)
+        if path.is_dir():
+            run_dir = path.parent if path.name == "checkpoints" else path
+            if not (run_dir / CONFIG_FILE).is_file() and not (run_dir / "checkpoints").is_dir():
+                raise ModelNotFoundError(
+                    f"{path} is neither a run folder (config.json, checkpoints/) nor a folder written by "
+                    f"save_pretrained ({WEIGHTS_FILE}, {CONFIG_FILE})"
+                )
+            return _load_run_checkpoint(run_dir, _run_checkpoint(run_dir, checkpoint), target)
+        run_dir, sidecar = checkpoints.resolve_checkpoint(path)
+        return _load_run_checkpoint(run_dir, sidecar, target)
+    if not _REPO_ID.match(text):
+        raise ModelNotFoundError(
+            f"{text} does not exist: pass a run folder, a checkpoint file, a folder written by "
+            "save_pretrained or a Hugging Face repo id (owner/name)"
+        )
+    folder = _download(text, revision, Path(cache_dir) if cache_dir is not None else None)
+    return load_pretrained_folder(folder, target)

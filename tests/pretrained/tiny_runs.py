@@ -1,0 +1,30 @@
+"""Tiny trained runs for the tests of loading, sharing and drawing a trained model (see conftest.py)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))  # cli_args: the tiny overrides
+
+from cli_args import loop_args, model_args  # noqa: E402
+
+from metaslot.cli import train as train_cli  # noqa: E402
+
+
+def train_tiny(model: str, runs: Path, name: str, *extra: str) -> Path:
+    """``python -m cli.train`` of ``model`` on 32×32 shapes for 3 steps (the tiny overrides), into ``runs/name``."""
+    train_cli.main([*model_args(model), *loop_args(runs), "--name", name, *extra])
+    return runs / name
+
+
+@dataclass(frozen=True)
+class WeightsRun:
+    """A run trained from a weights file that no longer exists; ``backbone`` is what the file held."""
+
+    run_dir: Path
+    weights: Path
+    backbone: dict[str, torch.Tensor]
