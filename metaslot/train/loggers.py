@@ -21,7 +21,6 @@ import numpy
 from jaxtyping import UInt8
 
 from metaslot.errors import ConfigError
-from metaslot.eval.evaluate import PictureSamples
 from metaslot.train.logging import METRICS_FILE, append_row, keep_rows_up_to, metrics_row
 
 WANDB_ID_FILE = "wandb-run-id.txt"
