@@ -35,7 +35,11 @@ def evaluate_and_report(
     echo: bool = True,
     average: Literal["image", "batch"] = "image",
 ) -> EvaluationResult:
-    """Evaluate, then (on rank 0) write ``evaluation.json`` and the PNGs into ``output_dir`` and print the table."""
+    """Evaluate, then (on rank 0) print the table and write ``evaluation.json`` and the PNGs into ``output_dir``.
+
+    A failed write (disk full, read-only folder) is a `metaslot.errors.WriteError` raised after the table
+    was printed, with no half-written file left.
+    """
     capacity = max(pictures, 64 if gallery_codes > 0 else 0)
     samples = PictureSamples(capacity=capacity) if rank == 0 and capacity > 0 else None
     result = evaluate(
@@ -55,6 +59,8 @@ def evaluate_and_report(
     if rank == 0 and samples is not None and samples.count and isinstance(pipeline, SamplesReconstructions):
         samples.reconstructions = [_sampled_reconstructions(pipeline, samples, pictures, device, dtype, seed)]
     if rank == 0:
+        if echo:  # first, so the numbers are shown even when they cannot be written (disk full)
+            print(format_table(result, title), flush=True)
         write_json(result, output_dir / "evaluation.json", title=title, average=average)
         written = []
         if samples is not None:
@@ -67,7 +73,6 @@ def evaluate_and_report(
                 gallery_examples=gallery_examples,
             )
         if echo:
-            print(format_table(result, title))
             print(f"metrics: {output_dir / 'evaluation.json'}")
             for path in written:
                 print(f"picture: {path}")
