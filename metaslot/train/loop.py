@@ -3,7 +3,7 @@
 `train` reads like the run: `prepare` the run (or resume it), then per optimiser step `optimizer_step`
 (learning rate from the step, ``accumulate`` micro-batches with gradients synchronised by DDP on the
 last, a finiteness check on the loss before the update, clipping, the update, then
-``pipeline.after_optimizer_step``, the codebook upkeep), `record_step` (progress and the training log),
+``pipeline.after_optimizer_step``, the codebook upkeep on the kept slots of every micro-batch), `record_step` (progress and the training log),
 `validate_and_keep_best` and `checkpoint` when they are due, and at the end `finish` (the final
 evaluation). A SIGINT/SIGTERM checkpoints and raises `TrainingInterrupted`. Validation, logging and
 checkpoints are counted in optimiser steps. Everything random the run consumes is derived from
@@ -17,6 +17,7 @@ video datasets (MOVi-D) arrive as batches of frames, which the pipelines train o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sys
 import time
@@ -33,7 +34,7 @@ from metaslot.data.loader import available_cpus, worker_count
 from metaslot.data.records import Batch
 from metaslot.errors import ConfigError, NonFiniteLossError, TrainingInterrupted
 from metaslot.models.interfaces import Pipeline
-from metaslot.models.records import PipelineOutput
+from metaslot.models.records import AggregatorOutput, PipelineOutput, join_aggregator_outputs
 from metaslot.runtime import distributed
 from metaslot.runtime.device import autocast, resolve_device, resolve_precision
 from metaslot.train import checkpoint as checkpoints
@@ -176,7 +177,8 @@ class RunState:
 @attrs.frozen
 class StepResult:
     """One optimiser step: its loss (mean over micro-batches and processes), learning rate and the last
-    micro-batch's output (whose named loss terms are logged)."""
+    micro-batch's output (whose named loss terms are logged), its aggregator output joined over the step's
+    micro-batches (what the codebook upkeep saw)."""
 
     loss: float
     learning_rate: float
@@ -379,14 +381,7 @@ def optimizer_step(session: TrainingSession, run: RunState) -> StepResult:
     for group in session.optimizer.param_groups:
         group["lr"] = learning_rate
     session.optimizer.zero_grad(set_to_none=True)
-    loss_sum = torch.zeros((), device=session.device)
-    for micro in range(accumulate):
-        batch = next(session.batches).to(session.device, non_blocking=True)
-        with gradient_sync(session, last_micro_batch=micro == accumulate - 1):
-            with autocast(session.device, session.dtype):
-                loss, output = session.runner(batch.image)
-            session.scaler.scale(loss.float() / accumulate).backward()
-        loss_sum += loss.detach().float()
+    loss_sum, output = accumulate_gradients(session)
     step_loss = float(distributed.all_reduce_sum(loss_sum / (accumulate * session.context.world_size)))
     require_finite(step_loss, run)
     session.scaler.unscale_(session.optimizer)
@@ -395,6 +390,27 @@ def optimizer_step(session: TrainingSession, run: RunState) -> StepResult:
     session.scaler.update()
     session.pipeline.after_optimizer_step(output)
     return StepResult(loss=step_loss, learning_rate=learning_rate, output=output)
+
+
+def accumulate_gradients(session: TrainingSession) -> tuple[torch.Tensor, PipelineOutput]:
+    """Forward and backward of the step's ``accumulate`` micro-batches: (sum of their losses, device
+    tensor; the step's output). The output is the last micro-batch's, with the aggregator outputs of
+    all micro-batches joined, so the codebook upkeep sees every kept slot of the step once."""
+    accumulate = session.config.loop.accumulate
+    loss_sum = torch.zeros((), device=session.device)
+    aggregated: list[AggregatorOutput] = []
+    for micro in range(accumulate):
+        batch = next(session.batches).to(session.device, non_blocking=True)
+        with gradient_sync(session, last_micro_batch=micro == accumulate - 1):
+            with autocast(session.device, session.dtype):
+                loss, output = session.runner(batch.image)
+            session.scaler.scale(loss.float() / accumulate).backward()
+        loss_sum += loss.detach().float()
+        if output.aggregator is not None:
+            aggregated.append(output.aggregator)
+    if len(aggregated) > 1:
+        output = dataclasses.replace(output, aggregator=join_aggregator_outputs(aggregated))
+    return loss_sum, output
 
 
 def gradient_sync(session: TrainingSession, last_micro_batch: bool) -> contextlib.AbstractContextManager:
