@@ -88,6 +88,12 @@ def test_metaslot_upkeep_counts_every_image_of_the_step_once(tmp_path: Path) -> 
     arguments = [*model_args("autoencoder"), *loop_args(tmp_path, steps=2)]
     train_cli.main([*arguments, "--loop.batch-size", "4", "--loop.accumulate", "2", "--name", "accumulated"])
     state = read_tensors(tmp_path / "accumulated" / "checkpoints" / "step-0000002.safetensors")
-    assert int(state["frontend.aggregator.codebook_state.images_seen"]) == 2 * 4  # both micro-batches of both steps
-    assert int(state["frontend.aggregator.codebook_state.step_counter"]) == 2  # one upkeep (one timeout tick) per step
-    assert int(state["frontend.aggregator.codebook_state.buffer_fill"]) >= 8  # every image keeps at least one slot
+    assert (
+        int(state["frontend.aggregator.codebook_state.images_seen"]) == 2 * 4
+    )  # both micro-batches of both steps
+    assert (
+        int(state["frontend.aggregator.codebook_state.step_counter"]) == 2
+    )  # one upkeep (one timeout tick) per step
+    assert (
+        int(state["frontend.aggregator.codebook_state.buffer_fill"]) >= 8
+    )  # every image keeps at least one slot
