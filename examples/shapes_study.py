@@ -134,7 +134,9 @@ def train_or_resume(config: TrainConfig) -> Path:
     done = finished_step(config)
     if done < config.loop.steps:
         print(f"training {config.name} ({'resuming at step ' + str(done) if done else 'from scratch'})")
-        train(attrs.evolve(config, resume=done > 0), evaluation=SplitEvaluation())
+        # A run folder that exists is resumed (also one killed before its first checkpoint).
+        started = (config.run_dir / "config.json").is_file()
+        train(attrs.evolve(config, resume=started), evaluation=SplitEvaluation())
     sidecar = latest_checkpoint(config.run_dir / "checkpoints")
     assert sidecar is not None  # train() always writes the final checkpoint
     return sidecar

@@ -52,7 +52,16 @@ class DeviceError(MetaslotError):
 
 
 class NonFiniteLossError(MetaslotError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+    """The training loss, the weights or the optimiser state became NaN or infinite; the last good
+    checkpoint is kept (and a non-finite one is never written)."""
+
+
+class RunInUseError(MetaslotError):
+    """Another training holds the run folder's lock (``train.lock``)."""
+
+
+class WriteError(MetaslotError, OSError):
+    """A file could not be written (disk full, read-only folder, no permission); nothing half-written is left."""
 
 
 class TrainingInterrupted(MetaslotError):
@@ -74,6 +83,8 @@ __all__ = [
     "MissingDependencyError",
     "MissingFileError",
     "NonFiniteLossError",
+    "RunInUseError",
     "TrainingInterrupted",
     "WeightsError",
+    "WriteError",
 ]

@@ -43,6 +43,12 @@ def module_name(path: Path, package: Path = PACKAGE) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def is_module(name: str, root: Path = PACKAGE) -> bool:
+    """Whether ``name`` is a module or package of the tree (not a name defined inside one)."""
+    path = root.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
 def imported_modules(path: Path, root: Path = PACKAGE) -> set[str]:
     """Every ``metaslot...`` module ``path`` imports (relative imports resolved), lazily or not."""
     tree = ast.parse(path.read_text())
@@ -58,7 +64,12 @@ def imported_modules(path: Path, root: Path = PACKAGE) -> set[str]:
                 found.add(".".join([*base, node.module] if node.module else base))
             else:
                 found.add(node.module or "")
-                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+                # `from metaslot.x import y` imports module metaslot.x.y only where y is a module.
+                found.update(
+                    f"{node.module}.{alias.name}"
+                    for alias in node.names
+                    if is_module(f"{node.module}.{alias.name}", root)
+                )
         elif isinstance(node, ast.Assign) and any(
             isinstance(target, ast.Name) and target.id == "_LAZY" for target in node.targets
         ):

@@ -2,7 +2,7 @@
 
 Every ``python -m cli.X`` / ``torchrun ... -m cli.train`` line of a ```bash block in README.md,
 docs/training.md and docs/data.md goes through the real entry point, in document order, inside a temporary
-working directory: the default main job (``python -m cli.train``, ``--resume``), ``cli.eval``,
+working directory: the default main job (``python -m cli.train``, ``--resume [runs/NAME]``), ``cli.eval``,
 ``cli.visualize`` (also on the reader's own ``--image`` files) and ``cli.share`` really run, shrunk by
 appending tiny overrides (``--push-to`` uploads nothing); other training commands (paper presets
 that need datasets, weights or GPUs) are parsed into their `TrainConfig` without training, and ``cli.eval``
@@ -39,6 +39,9 @@ TINY_DEFAULT_JOB = [
     "--loop.log-every", "1", "--evaluation.pictures", "2", "--evaluation.gallery-examples", "2",
 ]  # fmt: skip
 TINY_STEPS = 2
+# The default job's length in the documents' runs: each run stops after its share (--loop.stop-at), so
+# every documented --resume (which may not change --loop.steps) has steps left to train.
+TINY_TOTAL_STEPS = 10
 
 
 def python_blocks(text: str) -> list[str]:
@@ -176,7 +179,7 @@ class CommandRunner:
             return
         config, invocation = train_cli.parse_train_arguments(arguments)
         self.parsed[config.name] = config
-        is_default_job = invocation["selection"] == vars(train_cli.selector_parser().parse_args([]))
+        is_default_job = invocation["selection"] == train_cli.default_selection()
         extra_flags = [word for word in arguments if word.startswith("--") and word != "--resume"]
         if not is_default_job or extra_flags:
             return  # a preset that needs datasets, weights or GPUs: parsing it is the check
@@ -185,7 +188,9 @@ class CommandRunner:
             return  # the main job repeated in a later document: it ran once already
         assert not resume or self.default_job_steps > 0, f"{where}: --resume before the default job ran"
         self.default_job_steps += 1 if resume else TINY_STEPS
-        train_cli.main([*arguments, *TINY_DEFAULT_JOB, "--loop.steps", str(self.default_job_steps)])
+        assert self.default_job_steps < TINY_TOTAL_STEPS, "raise TINY_TOTAL_STEPS for the new --resume lines"
+        length = ["--loop.steps", str(TINY_TOTAL_STEPS), "--loop.stop-at", str(self.default_job_steps)]
+        train_cli.main([*arguments, *TINY_DEFAULT_JOB, *length])
         checkpoint = Path("runs") / config.name / "checkpoints" / f"step-{self.default_job_steps:07d}.json"
         assert checkpoint.is_file(), f"{where}: no checkpoint {checkpoint}"
 

@@ -1,53 +1,87 @@
-"""`python -m cli.train --model M --data D [--aggregator A] [any config flag ...]`.
+"""`python -m cli.train --model M --data D [--aggregator A] [any config flag ...]`, and
+`python -m cli.train --resume [RUN_FOLDER] [flag ...]`.
 
 Two-step parse: argparse picks the preset from the selectors (``parse_known_args``), then tyro parses
 every other flag as an override of that preset's `TrainConfig` (``--help`` after the selectors shows
 the preset's values). Flags may come in any order.
+
+``--resume`` continues a run from its own ``config.json``: ``--resume runs/NAME`` names the run folder,
+a bare ``--resume`` the folder the other flags name (``--runs-dir``/``--name``, else the preset's). The
+other flags are then overrides of the run's config, so nothing needs retyping; the training refuses
+those that would change what the run trains (`metaslot.train.run_folder.MAY_CHANGE_ON_RESUME`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from metaslot.cli._errors import user_errors
 
 PROGRAM = "python -m cli.train"
+SELECTOR_DEFAULTS = {
+    "model": "autoencoder",
+    "data": "shapes",
+    "aggregator": "metaslot",
+    "vqvae_variant": "c256",
+}
 
 
 def selector_parser() -> argparse.ArgumentParser:
+    """The selectors (default None: not given) and ``--resume [RUN_FOLDER]``; every other flag is tyro's."""
     from metaslot.train.presets import AGGREGATORS, DATASETS, MODELS, VQVAE_VARIANTS
 
     # prog: argparse would otherwise name the program after sys.argv[0] (the shim's file) in its errors.
     parser = argparse.ArgumentParser(prog=PROGRAM, add_help=False, allow_abbrev=False)
-    parser.add_argument("--model", default="autoencoder", help=f"one of {', '.join(MODELS)}")
-    parser.add_argument("--data", default="shapes", help=f"one of {', '.join(DATASETS)}")
-    parser.add_argument("--aggregator", default="metaslot", help=f"one of {', '.join(AGGREGATORS)}")
+    parser.add_argument("--model", help=f"one of {', '.join(MODELS)} (default autoencoder)")
+    parser.add_argument("--data", help=f"one of {', '.join(DATASETS)} (default shapes)")
+    parser.add_argument("--aggregator", help=f"one of {', '.join(AGGREGATORS)} (default metaslot)")
     parser.add_argument(
-        "--vqvae-variant",
-        default="c256",
-        help=f"--model vqvae only: {', '.join(VQVAE_VARIANTS)} (c4 for SlotDiffusion)",
+        "--vqvae-variant", help=f"--model vqvae only: {', '.join(VQVAE_VARIANTS)} (c4 for SlotDiffusion)"
     )
+    parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_FOLDER")
     return parser
+
+
+def default_selection() -> dict[str, str]:
+    """The selectors of the default job (``python -m cli.train`` with none given)."""
+    return dict(SELECTOR_DEFAULTS)
 
 
 def parse_train_arguments(argv: list[str]) -> tuple[Any, dict[str, Any]]:
     """(resolved TrainConfig, invocation record) for the command-line arguments ``argv``."""
+    known, rest = selector_parser().parse_known_args(argv)
+    given = {name: getattr(known, name) for name in SELECTOR_DEFAULTS if getattr(known, name) is not None}
+    default = preset_for(given)
+    if known.resume is None:
+        config = parse_overrides(default, rest, describe_preset({**SELECTOR_DEFAULTS, **given}))
+        return config, {"selection": {**SELECTOR_DEFAULTS, **given}, "overrides": list(rest)}
+    run_dir = Path(known.resume) if isinstance(known.resume, str) else named_run_folder(rest, default)
+    return resumed_config(run_dir, given, default, rest)
+
+
+def describe_preset(selection: dict[str, str]) -> str:
+    from metaslot.train.presets import AGGREGATORS, DATASETS, MODELS, VQVAE_VARIANTS
+
+    model, data = selection["model"], selection["data"]
+    return (
+        f"Train {model} on {data} with {selection['aggregator']}. Every flag below overrides "
+        f"the preset {model}_{data}; selectors: --model {{{','.join(MODELS)}}}, "
+        f"--data {{{','.join(DATASETS)}}}, --aggregator {{{','.join(AGGREGATORS)}}}, "
+        f"--vqvae-variant {{{','.join(VQVAE_VARIANTS)}}}. --resume [RUN_FOLDER] continues a run from its "
+        "config.json (then every flag overrides that)."
+    )
+
+
+def parse_overrides(default: Any, rest: list[str], description: str) -> Any:
+    """``default`` with the tyro flags ``rest`` applied, validators run afterwards (one-line errors)."""
     import attrs
     import tyro
 
     from metaslot.train.config import rebuild
-    from metaslot.train.presets import AGGREGATORS, DATASETS, MODELS, VQVAE_VARIANTS, preset
 
-    selection, rest = selector_parser().parse_known_args(argv)
-    default = preset(selection.model, selection.data, selection.aggregator, selection.vqvae_variant)
-    description = (
-        f"Train {selection.model} on {selection.data} with {selection.aggregator}. Every flag below overrides "
-        f"the preset {selection.model}_{selection.data}; selectors: --model {{{','.join(MODELS)}}}, "
-        f"--data {{{','.join(DATASETS)}}}, --aggregator {{{','.join(AGGREGATORS)}}}, "
-        f"--vqvae-variant {{{','.join(VQVAE_VARIANTS)}}}."
-    )
     with attrs.validators.disabled():
         parsed = tyro.cli(
             type(default),
@@ -57,9 +91,80 @@ def parse_train_arguments(argv: list[str]) -> tuple[Any, dict[str, Any]]:
             description=description,
             config=(tyro.conf.AvoidSubcommands,),
         )
-    config = rebuild(parsed)  # validators run here, outside tyro, so errors are one line
-    invocation = {"selection": vars(selection), "overrides": list(rest)}
-    return config, invocation
+    return rebuild(parsed)  # validators run here, outside tyro, so errors are one line
+
+
+def named_run_folder(rest: list[str], default: Any) -> Path:
+    """The run folder a bare ``--resume`` means: ``--runs-dir``/``--name`` among the flags, else the preset's."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--name", default=default.name)
+    parser.add_argument("--runs-dir", "--runs_dir", dest="runs_dir", default=default.runs_dir)
+    known, _ = parser.parse_known_args(rest)
+    return Path(known.runs_dir) / known.name
+
+
+def resumed_config(
+    run_dir: Path, given: dict[str, str], chosen: Any, rest: list[str]
+) -> tuple[Any, dict[str, Any]]:
+    """The config in ``run_dir/config.json`` with the flags ``rest`` applied, to be resumed there."""
+    import json
+
+    import attrs
+
+    from metaslot.errors import ConfigError
+    from metaslot.train.config import config_from_json
+    from metaslot.train.run_folder import CONFIG_FILE, require_resumable
+
+    if run_dir.name in ("", ".", ".."):
+        run_dir = run_dir.resolve()
+    require_resumable(run_dir)
+    text = (run_dir / CONFIG_FILE).read_text()
+    stored = config_from_json(text)
+    selection = (json.loads(text).get("invocation") or {}).get("selection") or {}
+    refuse_other_selectors(run_dir, given, selection, chosen, stored)
+    # --loop.stop-at belongs to the invocation that gave it: a resumed run goes on to --loop.steps.
+    loop = attrs.evolve(stored.loop, stop_at=None)
+    located = attrs.evolve(stored, name=run_dir.name, runs_dir=run_dir.parent, loop=loop)
+    config = parse_overrides(
+        located, rest, f"Resume the run {run_dir}; every flag overrides its config.json."
+    )
+    if config.run_dir != run_dir:
+        raise ConfigError(
+            f"--resume {run_dir} names the run folder; drop --name/--runs-dir (they point at {config.run_dir})"
+        )
+    return attrs.evolve(config, resume=True), {"selection": selection, "overrides": list(rest)}
+
+
+def preset_for(given: dict[str, str]) -> Any:
+    from metaslot.train.presets import preset
+
+    selection = {**SELECTOR_DEFAULTS, **given}
+    return preset(selection["model"], selection["data"], selection["aggregator"], selection["vqvae_variant"])
+
+
+def refuse_other_selectors(
+    run_dir: Path, given: dict[str, str], selection: dict[str, str], chosen: Any, stored: Any
+) -> None:
+    """Selectors given with ``--resume`` must be the run's own (by its invocation, else by its spec classes)."""
+    from metaslot.errors import ConfigError
+
+    for name, value in given.items():
+        flag = "--" + name.replace("_", "-")
+        if name in selection and selection[name] != value:
+            trained = f"trained with {flag} {selection[name]}"
+        elif not selection and (type(chosen.model), type(chosen.data)) != (
+            type(stored.model),
+            type(stored.data),
+        ):
+            trained = (
+                f"whose config.json holds a {type(stored.model).__name__} on {type(stored.data).__name__}"
+            )
+        else:
+            continue
+        raise ConfigError(
+            f"{flag} {value} does not match run {run_dir}, {trained}; --resume takes the model and data "
+            "from the run's config.json: drop the selectors"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

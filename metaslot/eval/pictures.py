@@ -6,6 +6,7 @@ so any input normalisation displays correctly.
 
 from __future__ import annotations
 
+import io
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from einops import rearrange  # noqa: E402
 from jaxtyping import UInt8  # noqa: E402
 
 from metaslot.eval.evaluate import EvaluationResult, PictureSamples  # noqa: E402
+from metaslot.runtime import files  # noqa: E402
 
 
 def displayable(image: torch.Tensor) -> numpy.ndarray:
@@ -118,8 +120,7 @@ def save_segmentation_grid(samples: PictureSamples, path: Path, max_images: int 
         axis.set_xticks([])
         axis.set_yticks([])
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    pyplot.close(figure)
+    save_figure(figure, path)
     return path
 
 
@@ -144,8 +145,7 @@ def save_slot_histogram(result: EvaluationResult, path: Path) -> Path:
     axis.set_title(f"slot count vs objects ({result.images} images)", fontsize=9)
     figure.colorbar(image, ax=axis, label="images")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    pyplot.close(figure)
+    save_figure(figure, path)
     return path
 
 
@@ -200,9 +200,18 @@ def save_prototype_gallery(
         axis.spines[:].set_visible(False)
     figure.suptitle(f"MetaSlot prototypes: {int((usage > 0).sum())} of {usage.size} in use", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    pyplot.close(figure)
+    save_figure(figure, path)
     return path
+
+
+def save_figure(figure: pyplot.Figure, path: Path) -> None:
+    """Write ``figure`` as a PNG all at once (a failed write leaves no half picture) and close it."""
+    buffer = io.BytesIO()
+    try:
+        figure.savefig(buffer, dpi=100, format="png")
+    finally:
+        pyplot.close(figure)
+    files.atomic_write_bytes(path, buffer.getvalue())
 
 
 def write_pictures(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from metaslot.eval.evaluate import EvaluationResult
+from metaslot.runtime import files
 
 _LABELS = {
     "ari": "ARI",
@@ -49,8 +50,11 @@ def write_json(result: EvaluationResult, path: Path, **context: object) -> Path:
         "slot_histogram": result.slot_histogram,
         "code_usage": result.code_usage,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise files.write_error(path.parent, error) from error
+    files.atomic_write_bytes(path, json.dumps(document, indent=2).encode())
     return path
 
 

@@ -39,8 +39,12 @@ def evaluate_and_report(
     average: Literal["image", "batch"] = "image",
     provenance: Provenance | None = None,
 ) -> EvaluationResult:
-    """Evaluate, then (on rank 0) write ``evaluation.json`` and the PNGs into ``output_dir`` and print the
-    table; ``provenance`` (which checkpoint, which split, where a ``best`` was chosen) goes into both."""
+    """Evaluate, then (on rank 0) print the table and write ``evaluation.json`` and the PNGs into ``output_dir``;
+    ``provenance`` (which checkpoint, which split, where a ``best`` was chosen) goes into both.
+
+    A failed write (disk full, read-only folder) is a `metaslot.errors.WriteError` raised after the table
+    was printed, with no half-written file left.
+    """
     capacity = max(pictures, 64 if gallery_codes > 0 else 0)
     samples = PictureSamples(capacity=capacity) if rank == 0 and capacity > 0 else None
     result = evaluate(
@@ -60,6 +64,10 @@ def evaluate_and_report(
     if rank == 0 and samples is not None and samples.count and isinstance(pipeline, SamplesReconstructions):
         samples.reconstructions = [_sampled_reconstructions(pipeline, samples, pictures, device, dtype, seed)]
     if rank == 0:
+        if echo:  # first, so the numbers are shown even when they cannot be written (disk full)
+            print(format_table(result, title), flush=True)
+            if provenance is not None:
+                print(provenance.describe(), flush=True)
         context = provenance.as_json() if provenance is not None else {}
         write_json(result, output_dir / "evaluation.json", title=title, average=average, **context)
         written = []
@@ -73,9 +81,6 @@ def evaluate_and_report(
                 gallery_examples=gallery_examples,
             )
         if echo:
-            print(format_table(result, title))
-            if provenance is not None:
-                print(provenance.describe())
             print(f"metrics: {output_dir / 'evaluation.json'}")
             for path in written:
                 print(f"picture: {path}")

@@ -33,16 +33,8 @@ from metaslot.pretrained.loading import (
     load,
     origin_of,
 )
+from metaslot.runtime.files import atomic_write_bytes
 from metaslot.train.config import TrainConfig, config_to_json
-
-
-def _write_atomically(path: Path, payload: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def _written_by_us(folder: Path) -> bool:
@@ -112,7 +104,7 @@ def save_pretrained(
         for name, value in pipeline.state_dict().items()
     }
     metadata = {"format": "metaslot", "step": str(origin.step if origin.step is not None else "")}
-    _write_atomically(folder / WEIGHTS_FILE, safetensors.torch.save(tensors, metadata=metadata))
+    atomic_write_bytes(folder / WEIGHTS_FILE, safetensors.torch.save(tensors, metadata=metadata))
     block = {
         "source": origin.source,
         "checkpoint": origin.checkpoint,
@@ -120,9 +112,9 @@ def save_pretrained(
         "evaluation": origin.evaluation,
     }
     document = config_to_json(origin.config, invocation=origin.invocation or {}, pretrained=block)
-    _write_atomically(folder / CONFIG_FILE, document.encode())
+    atomic_write_bytes(folder / CONFIG_FILE, document.encode())
     card = model_card(origin, name_for_loading or str(folder))
-    _write_atomically(folder / CARD_FILE, card.encode())
+    atomic_write_bytes(folder / CARD_FILE, card.encode())
     return folder
 
 

@@ -8,16 +8,19 @@ Layout inside ``runs/<name>/checkpoints/``::
     latest.json                     {"checkpoint": "step-0000100"}
     best.safetensors / best.json    model state of the best validation score
 
-Every file is written to a temporary name and moved into place with ``os.replace``; the sidecar is
-written after the tensors and ``latest.json`` last, so ``latest`` never points at a half-written
-checkpoint. Loading checks sizes and hashes before parsing, so truncation is reported in one line.
+All files of a checkpoint are first written to temporary names (`metaslot.runtime.files`), then moved
+into place with ``os.replace``: the tensors, the sidecar, and ``latest.json`` last, so ``latest`` never
+points at a half-written checkpoint. A failed write (disk full, read-only folder) removes the temporary
+files and raises a one-line `WriteError`. A checkpoint whose weights or optimiser state hold a NaN or an
+infinity is never written (`NonFiniteLossError`). The sidecar records the run's identity (``run_id``,
+from ``config.json``), so a run refuses another run's checkpoint. Loading checks sizes and hashes
+before parsing, so truncation is reported in one line.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
 from collections.abc import Iterator
@@ -30,10 +33,13 @@ import safetensors
 import safetensors.torch
 import torch
 
-from metaslot.errors import CheckpointError
+from metaslot.errors import CheckpointError, NonFiniteLossError
+from metaslot.runtime import files
+from metaslot.train import finite
 
 FORMAT_VERSION = 1
 _STEP_PATTERN = re.compile(r"^step-(\d{7,})\.json$")
+_NAME_PATTERN = re.compile(r"^step-\d{7,}$")
 
 
 @attrs.frozen
@@ -50,24 +56,21 @@ def checkpoint_name(step: int) -> str:
 
 
 def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    files.atomic_write_bytes(path, payload)
 
 
-def _atomic_write_tensors(
-    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
-) -> None:
+def _tensor_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
     # Copies to CPU also break shared storage (tied weights), which safetensors refuses.
     cpu = {key: value.detach().to("cpu", copy=True).contiguous() for key, value in tensors.items()}
-    _atomic_write_bytes(path, safetensors.torch.save(cpu, metadata=metadata))
+    return safetensors.torch.save(cpu, metadata=metadata)
+
+
+def _json_bytes(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, indent=2).encode()
 
 
 def _atomic_write_json(path: Path, document: dict[str, Any]) -> None:
-    _atomic_write_bytes(path, json.dumps(document, indent=2).encode())
+    files.atomic_write_bytes(path, _json_bytes(document))
 
 
 def _sha256(path: Path) -> str:
@@ -78,8 +81,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _file_record(path: Path) -> dict[str, Any]:
-    return {"file": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path)}
+def _payload_record(path: Path, payload: bytes) -> dict[str, Any]:
+    """What the sidecar records about a file it refers to (checked again when loading)."""
+    return {"file": path.name, "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
 
 
 def _verify(directory: Path, record: dict[str, Any], sidecar: Path) -> Path:
@@ -232,33 +236,76 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
     point_latest: bool = True,
 ) -> Path:
-    """Write one checkpoint atomically and (optionally) move ``latest.json`` to it; returns the sidecar path."""
+    """Write one checkpoint atomically and (optionally) move ``latest.json`` to it; returns the sidecar path.
+
+    Refuses (`NonFiniteLossError`) when the weights or the optimiser state hold a NaN or an infinity.
+    """
+    require_finite_state(model, optimizer, name)
     directory.mkdir(parents=True, exist_ok=True)
-    model_path = directory / f"{name}.safetensors"
-    _atomic_write_tensors(
-        model_path, model.state_dict(), metadata={"format": "metaslot", "step": str(state.step)}
+    payloads = checkpoint_payloads(directory, name, model, optimizer, scaler, state, data_position, extra)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, payload in payloads.items():
+            staged.append((files.stage_bytes(path, payload), path))
+        for temporary, path in staged:  # tensors first, the sidecar that vouches for them last
+            files.commit(temporary, path)
+    finally:
+        for temporary, _ in staged:
+            files.discard(temporary)
+    sidecar = directory / f"{name}.json"
+    if point_latest:
+        _atomic_write_json(directory / "latest.json", {"checkpoint": name})
+    return sidecar
+
+
+def require_finite_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, name: str) -> None:
+    """Stop before a checkpoint with NaN/inf weights or optimiser state is written (one host read)."""
+    tensors = finite.training_state(model.parameters(), model, optimizer)
+    device = tensors[0].device if tensors else torch.device("cpu")
+    if not float(finite.nonfinite_count(tensors, device)):
+        return
+    names = finite.nonfinite_names(model, optimizer)
+    raise NonFiniteLossError(
+        f"not writing checkpoint {name}: {finite.describe(names)} hold NaN or infinite values; the "
+        "previous checkpoints are left as they were; lower --optim.learning-rate, keep --optim.clip-norm "
+        "on, or use --precision bf16/fp32"
     )
+
+
+def checkpoint_payloads(
+    directory: Path,
+    name: str,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    scaler: torch.amp.GradScaler | None,
+    state: LoopState,
+    data_position: dict[str, int],
+    extra: dict[str, Any] | None,
+) -> dict[Path, bytes]:
+    """The checkpoint's files and their contents, the sidecar (which records the others' hashes) last."""
+    model_path = directory / f"{name}.safetensors"
+    payloads = {
+        model_path: _tensor_bytes(
+            model.state_dict(), metadata={"format": "metaslot", "step": str(state.step)}
+        )
+    }
     document: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "state": attrs.asdict(state),
         "data_position": data_position,
-        "model": _file_record(model_path),
+        "model": _payload_record(model_path, payloads[model_path]),
         **(extra or {}),
     }
     if optimizer is not None:
         train_path = directory / f"{name}.train.safetensors"
         optimizer_tensors, optimizer_json = _split_optimizer_state(optimizer)
-        train_tensors = {**optimizer_tensors, **_rng_tensors(model)}
-        _atomic_write_tensors(train_path, train_tensors)
-        document["train"] = _file_record(train_path)
+        payloads[train_path] = _tensor_bytes({**optimizer_tensors, **_rng_tensors(model)})
+        document["train"] = _payload_record(train_path, payloads[train_path])
         document["optimizer"] = optimizer_json
         document["rng"] = _rng_json()
         document["scaler"] = scaler.state_dict() if scaler is not None and scaler.is_enabled() else None
-    sidecar = directory / f"{name}.json"
-    _atomic_write_json(sidecar, document)
-    if point_latest:
-        _atomic_write_json(directory / "latest.json", {"checkpoint": name})
-    return sidecar
+    payloads[directory / f"{name}.json"] = _json_bytes(document)
+    return payloads
 
 
 def read_sidecar(sidecar: Path) -> dict[str, Any]:
@@ -280,15 +327,42 @@ def read_sidecar(sidecar: Path) -> dict[str, Any]:
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    """The sidecar ``latest.json`` points at, or None when the run has no checkpoint yet."""
+    """The sidecar ``latest.json`` points at, or None when the run has no checkpoint yet.
+
+    ``latest.json`` names a checkpoint of its own folder (``step-0000100``); anything else, such as a
+    path into another run, is refused.
+    """
     pointer = directory / "latest.json"
     if not pointer.is_file():
         return None
     try:
         name = json.loads(pointer.read_text())["checkpoint"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
         raise CheckpointError(f"{pointer} is damaged ({error}); point it at a step-*.json by hand") from error
+    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+        raise CheckpointError(
+            f"{pointer} names {name!r}, which is not a checkpoint of this folder (step-NNNNNNN); "
+            "delete latest.json to resume from the newest valid checkpoint here"
+        )
     return directory / f"{name}.json"
+
+
+def step_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """(step, sidecar) of the folder's step checkpoints, oldest first."""
+    return sorted(
+        (int(match.group(1)), path)
+        for path in directory.glob("step-*.json")
+        if (match := _STEP_PATTERN.match(path.name))
+    )
+
+
+def verify_checkpoint(sidecar: Path) -> dict[str, Any]:
+    """The sidecar document after checking every file it refers to (sizes and SHA-256); else CheckpointError."""
+    document = read_sidecar(sidecar)
+    _verify(sidecar.parent, document["model"], sidecar)
+    if "train" in document:
+        _verify(sidecar.parent, document["train"], sidecar)
+    return document
 
 
 def resolve_checkpoint(path: Path, choice: Literal["last", "best"] = "last") -> tuple[Path, Path]:
@@ -352,11 +426,7 @@ def load_training_checkpoint(
 def prune_checkpoints(directory: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` step checkpoints (never the one latest.json points at)."""
     latest = latest_checkpoint(directory)
-    steps = sorted(
-        (int(match.group(1)), path)
-        for path in directory.glob("step-*.json")
-        if (match := _STEP_PATTERN.match(path.name))
-    )
+    steps = step_checkpoints(directory)
     for _, sidecar in steps[:-keep] if keep > 0 else steps:
         if latest is not None and sidecar == latest:
             continue

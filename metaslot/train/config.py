@@ -130,7 +130,9 @@ class TrainConfig:
     progress: bool = True
     """A progress bar on a terminal, one plain line per log step otherwise (files, pipes, SLURM)."""
     resume: bool = False
-    """Continue from ``runs/<name>/checkpoints/latest.json`` exactly where it stopped."""
+    """Continue the run in ``runs/<name>`` (which must exist) exactly where its last checkpoint stopped;
+    ``config.json`` stays as it was and flags that would change what the run trains are refused
+    (`metaslot.train.run_folder`). On the command line: ``--resume [RUN_FOLDER]``."""
     vqvae: Path | None = None
     """Stage-1 VQ-VAE run folder or checkpoint (SLATE and SlotDiffusion only)."""
     evaluate_at_end: bool = True

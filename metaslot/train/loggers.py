@@ -10,8 +10,6 @@ so a resumed run continues the same W&B run.
 
 from __future__ import annotations
 
-import json
-import math
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy
 from jaxtyping import UInt8
 
 from metaslot.errors import ConfigError
+from metaslot.train.logging import METRICS_FILE, append_row, keep_rows_up_to, metrics_row
 
 WANDB_ID_FILE = "wandb-run-id.txt"
 
@@ -51,37 +50,28 @@ class Logger(Protocol):
 
 def jsonl_row(step: int, split: str, values: Mapping[str, float]) -> dict[str, Any]:
     """One ``metrics.jsonl`` row: ``{"step", "split", name: value}``, non-finite values as strings."""
-    row: dict[str, Any] = {"step": step, "split": split}
-    for name, value in values.items():
-        number = float(value)
-        row[name] = number if math.isfinite(number) else str(number)
-    return row
+    return metrics_row(step, split, values)
 
 
 class JsonlLogger:
     """``<run>/metrics.jsonl``, in the format every run has always written; pictures are not kept here
-    (the evaluation at the end writes its PNGs into the run folder)."""
+    (the evaluation at the end writes its PNGs into the run folder). Written and rewound like
+    `metaslot.train.logging.MetricsLog` (append-only lines, atomic rewind, torn last line skipped)."""
 
     shows_images = False
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / "metrics.jsonl"
+        self.path = run_dir / METRICS_FILE
 
     def log_scalars(self, step: int, split: str, values: Mapping[str, float]) -> None:
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(jsonl_row(step, split, values)) + "\n")
+        append_row(self.path, jsonl_row(step, split, values))
 
     def log_image(self, step: int, name: str, image: UInt8[numpy.ndarray, "h w 3"]) -> None:
         pass
 
     def truncate_after(self, step: int) -> None:
         """Drop rows newer than ``step`` (written after the checkpoint a run resumes from)."""
-        if not self.path.is_file():
-            return
-        kept = [
-            line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step
-        ]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        keep_rows_up_to(self.path, step)
 
     def close(self) -> None:
         pass

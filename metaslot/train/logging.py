@@ -1,24 +1,93 @@
-"""Run-folder logging: `metrics.jsonl` (one JSON object per line), optional TensorBoard, rank 0 only."""
+"""Run-folder logging: `metrics.jsonl` (one JSON object per line), optional TensorBoard, rank 0 only.
+
+``metrics.jsonl`` survives a kill at any moment: rows are appended one line per write, so a kill can at
+worst cut the last line short, and every reader skips such a torn last line (a line without its
+newline). Rewinding it on resume (`keep_rows_up_to`) replaces the whole file atomically, so a kill
+there leaves the old file. Other damage, and a failed write, is an error that names the file.
+`metaslot.train.loggers.JsonlLogger` writes the same file through the same functions.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from metaslot.errors import ConfigError
+from metaslot.errors import ConfigError, CorruptDataError
+from metaslot.runtime import files
+
+METRICS_FILE = "metrics.jsonl"
 
 
 def _jsonable_number(value: float) -> float | str:
     return value if math.isfinite(value) else str(value)
 
 
+def metrics_row(step: int, split: str, values: Mapping[str, float]) -> dict[str, Any]:
+    """One ``metrics.jsonl`` row: ``{"step", "split", name: value}``, non-finite values as strings."""
+    return {"step": step, "split": split, **{name: _jsonable_number(float(v)) for name, v in values.items()}}
+
+
+def append_row(path: Path, row: Mapping[str, Any]) -> None:
+    """Append one row as one line in one write; a failed write is a `WriteError` naming ``path``."""
+    try:
+        with open(path, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+    except OSError as error:
+        raise files.write_error(path, error) from error
+
+
+def complete_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of the file's complete lines: a last line without its newline (a write cut
+    short by a kill) is left out; blank lines are skipped."""
+    if not path.is_file():
+        return []
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as error:
+        raise CorruptDataError(f"{path} is not text ({error}); move it aside to resume the run") from error
+    lines = text.split("\n")[:-1]  # the piece after the last newline is empty or torn
+    return [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+
+
+def parse_line(path: Path, number: int, line: str) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        row = None
+    if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+        raise CorruptDataError(
+            f"{path} line {number} is not a metrics row ({line[:60]!r}); delete that line to go on"
+        )
+    return row
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl`` file (none when it is missing), a torn last line skipped."""
+    return [parse_line(path, number, line) for number, line in complete_lines(path)]
+
+
+def keep_rows_up_to(path: Path, step: int) -> None:
+    """Drop the rows newer than ``step`` (and a torn last line), replacing the file atomically.
+
+    Called on resume with the checkpoint's step: what was logged after that checkpoint is logged again.
+    """
+    if not path.is_file():
+        return
+    lines = complete_lines(path)
+    kept = [line for number, line in lines if parse_line(path, number, line)["step"] <= step]
+    payload = "".join(line + "\n" for line in kept).encode()
+    if payload != path.read_bytes():
+        files.atomic_write_bytes(path, payload)
+
+
 class MetricsLog:
     """Appends ``{"step": ..., "split": ..., name: value}`` rows; a no-op on ranks other than 0."""
 
     def __init__(self, run_dir: Path, *, enabled: bool, tensorboard: bool) -> None:
-        self.path = run_dir / "metrics.jsonl"
+        self.path = run_dir / METRICS_FILE
         self.enabled = enabled
         self._writer: Any = None
         if enabled and tensorboard:
@@ -33,25 +102,15 @@ class MetricsLog:
     def write(self, step: int, split: str, values: dict[str, float]) -> None:
         if not self.enabled:
             return
-        row = {
-            "step": step,
-            "split": split,
-            **{name: _jsonable_number(float(v)) for name, v in values.items()},
-        }
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(row) + "\n")
+        append_row(self.path, metrics_row(step, split, values))
         if self._writer is not None:
             for name, value in values.items():
                 self._writer.add_scalar(f"{split}/{name}", float(value), step)
 
     def truncate_after(self, step: int) -> None:
         """Drop rows newer than ``step`` (written after the checkpoint we resume from), so resumed logs match."""
-        if not self.enabled or not self.path.is_file():
-            return
-        kept = [
-            line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step
-        ]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        if self.enabled:
+            keep_rows_up_to(self.path, step)
 
     def close(self) -> None:
         if self._writer is not None:
@@ -59,6 +118,5 @@ class MetricsLog:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """Rows of ``metrics.jsonl`` (for tests and notebooks)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+    """Rows of ``metrics.jsonl`` (for tests and notebooks); a torn last line is skipped."""
+    return read_rows(Path(run_dir) / METRICS_FILE)

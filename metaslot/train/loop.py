@@ -1,9 +1,11 @@
 """The training loop: `train(config, evaluation=...)` from an empty or existing run folder to the last step.
 
-`train` reads like the run: `prepare` the run (or resume it), then per optimiser step `optimizer_step`
-(learning rate from the step, ``accumulate`` micro-batches with gradients synchronised by DDP on the
-last, a finiteness check on the loss before the update, clipping, the update, then
-``pipeline.after_optimizer_step``, the codebook upkeep on the kept slots of every micro-batch), `record_step` (progress and the training log),
+`train` reads like the run: `open_run` (lock the run folder, check it against the flags, find the
+checkpoint to resume from; `metaslot.train.run_folder`), `prepare` the run (or resume it), then per
+optimiser step `optimizer_step` (learning rate from the step, ``accumulate`` micro-batches with
+gradients synchronised by DDP on the last, clipping, the update, then ``pipeline.after_optimizer_step``,
+the codebook upkeep on the kept slots of every micro-batch, and one host read of the loss together with
+a finiteness check of the weights and optimiser state), `record_step` (progress and the training log),
 `validate_and_keep_best` and `checkpoint` when they are due, and at the end `finish` (the final
 evaluation). A SIGINT/SIGTERM checkpoints and raises `TrainingInterrupted`. Validation, logging and
 checkpoints are counted in optimiser steps. Everything random the run consumes is derived from
@@ -33,19 +35,21 @@ from jaxtyping import UInt8
 
 from metaslot.data.loader import available_cpus, worker_count
 from metaslot.data.records import Batch
-from metaslot.errors import ConfigError, NonFiniteLossError, TrainingInterrupted
+from metaslot.errors import ConfigError, MetaslotError, NonFiniteLossError, TrainingInterrupted
 from metaslot.models.interfaces import Pipeline
 from metaslot.models.records import AggregatorOutput, PipelineOutput, join_aggregator_outputs
 from metaslot.runtime import distributed
 from metaslot.runtime.device import autocast, resolve_device, resolve_precision
 from metaslot.train import checkpoint as checkpoints
+from metaslot.train import finite, run_folder
 from metaslot.train.batches import BatchLayout, fewer_workers_note, training_batches
 from metaslot.train.checkpoint import LoopState
-from metaslot.train.config import TrainConfig, config_to_json, to_jsonable
+from metaslot.train.config import TrainConfig, to_jsonable
 from metaslot.train.datasets import run_datasets
 from metaslot.train.loggers import LoggerGroup, WandbSettings, open_loggers
 from metaslot.train.logging import read_metrics
 from metaslot.train.progress import Progress, make_progress
+from metaslot.train.run_folder import RunFolder
 from metaslot.train.schedules import warmup_cosine
 from metaslot.train.signals import StopRequest
 from metaslot.train.stages import build_pipeline
@@ -171,6 +175,8 @@ class TrainingSession:
     log: LoggerGroup
     """metrics.jsonl, and TensorBoard / W&B when asked (no logger on ranks other than 0)."""
     progress: Progress
+    run_id: str | None = None
+    """The run's identity from ``config.json``, recorded in every checkpoint."""
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -222,9 +228,12 @@ def train(
     dtype = resolve_precision(config.precision, device)
     distributed.start(context, device)
     try:
-        session, run = prepare(config, context, device, dtype, invocation)
-        run = train_steps(session, run, evaluation)
-        return finish(session, run, evaluation)
+        with open_run(config, context, device, invocation) as folder:
+            if folder.complete:
+                return already_complete(config, folder, context)
+            session, run = prepare(config, context, device, dtype, folder)
+            run = train_steps(session, run, evaluation)
+            return finish(session, run, evaluation)
     finally:
         distributed.stop(context)
 
@@ -247,7 +256,54 @@ def train_steps(session: TrainingSession, run: RunState, evaluation: Evaluation)
     return run
 
 
-# --- prepare the run (or resume it) ---------------------------------------------------------------
+# --- open the run folder, prepare the run (or resume it) ------------------------------------------
+
+
+@contextlib.contextmanager
+def open_run(
+    config: TrainConfig,
+    context: distributed.DistributedContext,
+    device: torch.device,
+    invocation: dict[str, Any] | None,
+) -> Iterator[RunFolder]:
+    """Hold the run folder's lock (rank 0) while training; check the folder against the flags and find
+    the checkpoint to resume from. When that fails on any process, every process stops."""
+    folder, lock, error = None, None, None
+    try:
+        folder, lock = run_folder.claim(config, invocation, is_main=context.is_main)
+    except MetaslotError as caught:
+        error = caught
+    failures = distributed.all_reduce_sum(torch.tensor(float(error is not None), device=device))
+    if error is not None or float(failures) or folder is None:
+        if lock is not None:
+            lock.release()
+        raise error or MetaslotError(f"another process could not open {config.run_dir}; rank 0 says why")
+    try:
+        if context.is_main:
+            for note in folder.notes:
+                print(f"note: {note}", file=sys.stderr)
+        yield folder
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def already_complete(
+    config: TrainConfig, folder: RunFolder, context: distributed.DistributedContext
+) -> TrainResult:
+    """Resuming a run whose steps and final evaluation are done: say so, change nothing."""
+    if context.is_main:
+        print(
+            f"run {config.run_dir} is complete (step {folder.step} of {config.loop.steps}, final evaluation "
+            "done); nothing to train",
+            file=sys.stderr,
+        )
+    return TrainResult(
+        run_dir=config.run_dir,
+        step=folder.step,
+        checkpoint=folder.checkpoint,
+        last_validation=folder.final_metrics,
+    )
 
 
 def prepare(
@@ -255,10 +311,9 @@ def prepare(
     context: distributed.DistributedContext,
     device: torch.device,
     dtype: torch.dtype,
-    invocation: dict[str, Any] | None,
+    folder: RunFolder,
 ) -> tuple[TrainingSession, RunState]:
-    """Build model, data, optimiser and logs for this process, resuming from the latest checkpoint if asked."""
-    latest = existing_checkpoint(config)
+    """Build model, data, optimiser and logs for this process, resuming from ``folder.checkpoint`` if any."""
     # Same seed on every rank for the weights; DDP also broadcasts rank 0's state at wrap time.
     torch.manual_seed(config.loop.seed)
     pipeline = build_pipeline(config).to(device)
@@ -276,12 +331,10 @@ def prepare(
     optimizer = config.optim.build(parameters)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     state = LoopState()
-    if config.resume and latest is not None:
+    if folder.checkpoint is not None:
         state, _ = checkpoints.load_training_checkpoint(
-            latest, model=pipeline, optimizer=optimizer, scaler=scaler
+            folder.checkpoint, model=pipeline, optimizer=optimizer, scaler=scaler
         )
-    if context.is_main:
-        write_config(config, invocation)
     log = open_run_loggers(config, context)
     log.truncate_after(state.step)
     runner, ddp = wrap_for_training(pipeline, config, context, device)
@@ -308,19 +361,9 @@ def prepare(
             every=config.loop.log_every,
             enabled=context.is_main and config.progress,
         ),
+        run_id=folder.run_id,
     )
-    return session, RunState(loop=state, last_saved=latest if config.resume else None)
-
-
-def existing_checkpoint(config: TrainConfig) -> Path | None:
-    """The run's latest checkpoint; an error when there is one and ``--resume`` was not given."""
-    latest = checkpoints.latest_checkpoint(config.run_dir / "checkpoints")
-    if latest is not None and not config.resume:
-        raise ConfigError(
-            f"run folder {config.run_dir} already has checkpoints; add --resume to continue it or pick "
-            "another --name"
-        )
-    return latest
+    return session, RunState(loop=state, last_saved=folder.checkpoint)
 
 
 def trainable_parameters(pipeline: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -330,13 +373,6 @@ def trainable_parameters(pipeline: torch.nn.Module) -> list[torch.nn.Parameter]:
             "the pipeline has no trainable parameters; check the frozen-parameter options of --model"
         )
     return parameters
-
-
-def write_config(config: TrainConfig, invocation: dict[str, Any] | None) -> None:
-    """``config.json``: the resolved config and the command-line invocation that produced it."""
-    config.run_dir.mkdir(parents=True, exist_ok=True)
-    document = config_to_json(config, invocation=invocation or {})
-    checkpoints._atomic_write_bytes(config.run_dir / "config.json", document.encode())
 
 
 def wrap_for_training(
@@ -419,13 +455,12 @@ def optimizer_step(session: TrainingSession, run: RunState) -> StepResult:
         group["lr"] = learning_rate
     session.optimizer.zero_grad(set_to_none=True)
     loss_sum, output = accumulate_gradients(session)
-    step_loss = float(distributed.all_reduce_sum(loss_sum / (accumulate * session.context.world_size)))
-    require_finite(step_loss, run)
     session.scaler.unscale_(session.optimizer)
     clip_gradients(session.parameters, config)
     session.scaler.step(session.optimizer)
     session.scaler.update()
     session.pipeline.after_optimizer_step(output)
+    step_loss = checked_loss(session, run, loss_sum / (accumulate * session.context.world_size))
     return StepResult(loss=step_loss, learning_rate=learning_rate, output=output)
 
 
@@ -457,17 +492,33 @@ def gradient_sync(session: TrainingSession, last_micro_batch: bool) -> contextli
     return session.ddp.no_sync()
 
 
-def require_finite(step_loss: float, run: RunState) -> None:
-    """Stop before a NaN/inf loss reaches the weights, naming the last good checkpoint."""
-    if math.isfinite(step_loss):
+def checked_loss(session: TrainingSession, run: RunState, loss: torch.Tensor) -> float:
+    """The step's loss (mean over processes), read from the device in one go with the number of weight,
+    buffer and optimiser-state tensors the update left non-finite; either kind of NaN/inf stops the run."""
+    state = finite.training_state(session.parameters, session.pipeline, session.optimizer)
+    health = torch.stack([loss, finite.nonfinite_count(state, loss.device)])
+    step_loss, nonfinite = distributed.all_reduce_sum(health).tolist()  # the step's one host read
+    require_finite(step_loss, run, nonfinite_tensors=int(nonfinite))
+    return step_loss
+
+
+def require_finite(step_loss: float, run: RunState, nonfinite_tensors: int = 0) -> None:
+    """Stop at the first NaN/inf loss, weight or optimiser state, naming the last good checkpoint (which
+    stays what ``latest.json`` points at: the step is never saved)."""
+    if math.isfinite(step_loss) and not nonfinite_tensors:
         return
     where = (
         f"; the last good checkpoint is {run.last_saved}"
         if run.last_saved
         else " before any checkpoint was saved"
     )
+    what = (
+        f"loss became {step_loss}"
+        if not math.isfinite(step_loss)
+        else f"{nonfinite_tensors} weight or optimiser-state tensors became NaN/inf (loss {step_loss:.4g})"
+    )
     raise NonFiniteLossError(
-        f"loss became {step_loss} at step {run.step + 1}{where}; lower --optim.learning-rate, "
+        f"{what} at step {run.step + 1}{where}; lower --optim.learning-rate, "
         "keep --optim.clip-norm on, or use --precision bf16/fp32"
     )
 
@@ -569,7 +620,7 @@ def save(
         scaler=session.scaler,
         state=state,
         data_position={"epoch": epoch, "step_in_epoch": within},
-        extra={"run": session.config.name},
+        extra={"run": session.config.name, "run_id": session.run_id},
         point_latest=point_latest,
     )
     if not name:
@@ -592,7 +643,7 @@ def interrupt(session: TrainingSession, run: RunState, signal_number: int) -> No
     distributed.barrier()
     raise TrainingInterrupted(
         f"stopped by signal at step {run.step}; checkpoint saved in {session.checkpoint_dir}; "
-        f"continue with the same command plus --resume",
+        f"continue with the same command plus --resume, or with --resume {session.config.run_dir}",
         signal_number=signal_number,
     )
 

@@ -14,7 +14,7 @@ import attrs
 import pytest
 import torch
 from helpers import evolve_loop, final_weights, tiny_config, train, without_timing
-from train_fakes import FakePipelineSpec
+from train_fakes import FakeDataSpec, FakePipelineSpec
 
 from metaslot.errors import CheckpointError, ConfigError, NonFiniteLossError
 from metaslot.train.checkpoint import latest_checkpoint, load_model_checkpoint, read_tensors
@@ -129,7 +129,8 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path: Path) -> None:
     stopped_at = json.loads(latest.read_text())["state"]["step"]
     assert 2 <= stopped_at < 500
 
-    config = attrs.evolve(tiny_config(tmp_path, steps=500), resume=True)
+    # The same run (the same data spec: --resume refuses another one), one step further.
+    config = attrs.evolve(tiny_config(tmp_path, steps=500), data=FakeDataSpec(delay=0.01), resume=True)
     result = train(evolve_loop(config, stop_at=stopped_at + 1, checkpoint_every=1000, val_every=1000))
     assert result.step == stopped_at + 1
 

@@ -92,6 +92,9 @@ class FakePipeline(nn.Module):
 
     def after_optimizer_step(self, output: PipelineOutput) -> None:
         self.aggregator.update_codebook(output.aggregator)
+        if self.spec.poison_after is not None and int(self.forward_count) > self.spec.poison_after:
+            with torch.no_grad():  # as an update that overflowed would leave it
+                self.colour.weight[0, 0] = float("nan")
 
     def codebook_statistics(self) -> None:
         return None
@@ -104,6 +107,8 @@ class FakePipelineSpec:
     codebook_size: int = 6
     nan_after: int | None = None
     """Forward passes after which the loss becomes NaN (non-finite handling)."""
+    poison_after: int | None = None
+    """Forward passes after which the update leaves a NaN weight while the loss stays finite."""
 
     def build(self) -> FakePipeline:
         return FakePipeline(self)
