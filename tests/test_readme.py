@@ -5,7 +5,8 @@ docs/training.md and docs/data.md goes through the real entry point, in document
 working directory: the default main job (``python -m cli.train``, ``--resume [runs/NAME]``), ``cli.eval``,
 ``cli.visualize`` (also on the reader's own ``--image`` files) and ``cli.share`` really run, shrunk by
 appending tiny overrides (``--push-to`` uploads nothing); other training commands (paper presets
-that need datasets, weights or GPUs) are parsed into their `TrainConfig` without training; ``cli.convert``
+that need datasets, weights or GPUs) are parsed into their `TrainConfig` without training, and ``cli.eval``
+lines on those runs parse against that config; ``cli.convert``
 and ``cli.download`` lines parse down to the converter or download call. Lines that need the internet (``pip``, ``hf download``) are not run.
 The Python examples run too; the one that loads ``runs/autoencoder-shapes`` runs where a shrunk default job trained.
 """
@@ -133,6 +134,7 @@ class CommandRunner:
         self.monkeypatch = monkeypatch
         self.default_job_steps = 0
         self.done: set[tuple[str, ...]] = set()
+        self.parsed: dict[str, Any] = {}  # run name → the TrainConfig a documented training command parsed to
 
     def __call__(self, words: list[str], where: str) -> None:
         words = without_environment(words)
@@ -176,6 +178,7 @@ class CommandRunner:
             assert stopped.value.code == 0, f"{where}: --help failed"
             return
         config, invocation = train_cli.parse_train_arguments(arguments)
+        self.parsed[config.name] = config
         is_default_job = invocation["selection"] == train_cli.default_selection()
         extra_flags = [word for word in arguments if word.startswith("--") and word != "--resume"]
         if not is_default_job or extra_flags:
@@ -194,6 +197,12 @@ class CommandRunner:
     def evaluate(self, arguments: list[str], where: str) -> None:
         from metaslot.cli import eval as eval_cli
 
+        source = Path(arguments[0])
+        if not source.exists() and source.parent == Path("runs") and source.name in self.parsed:
+            # A paper run that a documented command trains (not here): its flags must parse against it.
+            known, rest = eval_cli._selector_parser("python -m cli.eval").parse_known_args(arguments)
+            eval_cli._evaluation_options(self.parsed[source.name], known, rest, "python -m cli.eval", False)
+            return
         started = time.time()
         eval_cli.main(arguments)
         assert written_since(started, "evaluation.json"), f"{where}: no evaluation.json written"

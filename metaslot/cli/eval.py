@@ -1,7 +1,11 @@
-"""`python -m cli.eval RUN_OR_CHECKPOINT [--data NAME] [flags]`: metrics table, JSON and pictures.
+"""`python -m cli.eval RUN_OR_CHECKPOINT [--checkpoint last|best] [--data NAME] [flags]`: metrics table,
+JSON and pictures.
 
-RUN_OR_CHECKPOINT is a run folder (its best checkpoint, else the latest), a ``checkpoints/`` folder, a
-``step-*.json`` sidecar or a ``.safetensors`` file; it comes first. The run's ``config.json`` rebuilds
+RUN_OR_CHECKPOINT is a run folder (its last checkpoint; ``--checkpoint best`` for the best validation
+score), a ``checkpoints/`` folder, a ``step-*.json`` sidecar or a ``.safetensors`` file; it comes first.
+The table and ``evaluation.json`` name the checkpoint, its step and the split reported, and for the best
+checkpoint the split it was chosen on (``--loop.val-split`` of the run), saying so when that is the split
+being reported. The run's ``config.json`` rebuilds
 the model and the checkpoint gives every weight (frozen DINO/VQ-VAE included), so no weights file or hub
 access is needed; ``--data NAME`` evaluates on another dataset's preset data, at the run's training
 resolution unless ``--data.resolution`` says otherwise. Every field of the evaluation config stays
@@ -82,21 +86,43 @@ def resolution_note(name: str, used: int, trained: int | None) -> str:
 def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
     """Evaluate (or only draw pictures of) the checkpoint ``argv`` names, with its flags applied."""
     known, rest = _selector_parser(program).parse_known_args(argv)
-    if known.checkpoint is None:
+    if known.source is None:
         _help_or_usage_error(program, rest)
         return
-    from metaslot.train.checkpoint import resolve_checkpoint
-
-    run_dir, sidecar = resolve_checkpoint(Path(known.checkpoint))
+    run_dir, sidecar = chosen_checkpoint(Path(known.source), known.checkpoint)
     config = _load_run_config(run_dir)
     options = _evaluation_options(config, known, rest, program, pictures_only)
-    _evaluate_checkpoint(config, options, run_dir, sidecar, pictures_only)
+    _evaluate_checkpoint(config, options, run_dir, sidecar, Path(known.source), pictures_only)
+
+
+def chosen_checkpoint(source: Path, choice: str) -> tuple[Path, Path]:
+    """(run folder, sidecar): a run folder's ``last`` or ``best`` checkpoint, or the checkpoint file given."""
+    from metaslot.train.checkpoint import resolve_checkpoint
+
+    if choice == "best" and source.is_file():
+        raise ConfigError(
+            f"--checkpoint best picks among a run folder's checkpoints, but {source} is one checkpoint: "
+            "pass the run folder, or drop --checkpoint"
+        )
+    return resolve_checkpoint(source, "best" if choice == "best" else "last")
+
+
+def checkpoint_provenance(config, source: Path, sidecar: Path, split: str, step: int):
+    """What the report says about the weights: ``best`` (with the split it was chosen on, the run's
+    ``--loop.val-split``), ``last`` for a run folder's last checkpoint, else the file name given."""
+    from metaslot.eval.report import Provenance
+
+    name = sidecar.name.removesuffix(".json")
+    if name == "best":
+        return Provenance(checkpoint="best", split=split, step=step, selected_on=config.loop.val_split)
+    return Provenance(checkpoint="last" if source.is_dir() else name, split=split, step=step)
 
 
 def _selector_parser(program: str) -> argparse.ArgumentParser:
     # prog: argparse would otherwise name the program after sys.argv[0] (the shim's file) in its errors.
     parser = argparse.ArgumentParser(prog=program, add_help=False, allow_abbrev=False)
-    parser.add_argument("checkpoint", nargs="?")
+    parser.add_argument("source", nargs="?")
+    parser.add_argument("--checkpoint", choices=("last", "best"), default="last")
     parser.add_argument("--data", default=None)
     parser.add_argument("--images", type=int, default=8)
     return parser
@@ -107,7 +133,8 @@ def _help_or_usage_error(program: str, rest: list[str]) -> None:
 
     if any(flag in rest for flag in ("-h", "--help")):
         print(
-            f"usage: {program} RUN_OR_CHECKPOINT [--data {{{','.join(DATASETS)}}}] [--help for the options]"
+            f"usage: {program} RUN_OR_CHECKPOINT [--checkpoint {{last,best}}] [--data {{{','.join(DATASETS)}}}] "
+            "[--help for the options]"
         )
         return
     raise ConfigError(f"give a run folder or checkpoint: {program} runs/autoencoder-shapes")
@@ -144,7 +171,7 @@ def _evaluation_options(
             EvalConfig,
             default=default,
             args=rest,
-            prog=f"{program} {known.checkpoint}",
+            prog=f"{program} {known.source}",
             config=(tyro.conf.AvoidSubcommands,),
         )
     options = rebuild(options)
@@ -155,9 +182,10 @@ def _evaluation_options(
 
 
 def _evaluate_checkpoint(
-    config, options: EvalConfig, run_dir: Path, sidecar: Path, pictures_only: bool
+    config, options: EvalConfig, run_dir: Path, sidecar: Path, source: Path, pictures_only: bool
 ) -> None:
-    """Rebuild the run's model, load the checkpoint's weights and write the evaluation next to the run."""
+    """Rebuild the run's model, load the checkpoint's weights and write the evaluation next to the run
+    (``source``: what the command line named, a run folder or a checkpoint file)."""
     import torch
 
     from metaslot.eval.session import evaluate_and_report
@@ -172,6 +200,7 @@ def _evaluate_checkpoint(
     spec = options.evaluation
     dataset = options.data.build(spec.split, False)
     name = sidecar.name.removesuffix(".json")
+    step = int(document["state"]["step"])
     output = options.output or run_dir / f"{'pictures' if pictures_only else 'eval'}-{name}-{spec.split}"
     evaluate_and_report(
         pipeline,
@@ -186,8 +215,9 @@ def _evaluate_checkpoint(
         gallery_examples=spec.gallery_examples,
         seed=config.loop.seed,
         num_workers=options.num_workers,
-        title=f"{config.name} {name} (step {document['state']['step']}, {spec.split})",
+        title=f"{config.name} {name} (step {step}, {spec.split})",
         average=spec.average,
+        provenance=checkpoint_provenance(config, source, sidecar, spec.split, step),
     )
 
 

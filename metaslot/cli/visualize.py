@@ -1,4 +1,5 @@
-"""`python -m cli.visualize RUN_OR_CHECKPOINT [--images N | --image FILE ...] [flags]`: pictures.
+"""`python -m cli.visualize RUN_OR_CHECKPOINT [--checkpoint last|best] [--images N | --image FILE ...]
+[flags]`: pictures of a run folder's last checkpoint (``--checkpoint best``: its best) or of the file given.
 
 With ``--images N`` (default 8): the segmentation grid (image | ground truth | prediction | per-slot
 masks, pruned slots marked), the slot-count histogram and, for MetaSlot, the prototype gallery of the
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 from metaslot.cli._errors import user_errors
-from metaslot.cli.eval import run
+from metaslot.cli.eval import chosen_checkpoint, run
 from metaslot.errors import ConfigError
 
 PROGRAM = "python -m cli.visualize"
@@ -33,8 +34,12 @@ def run_on_files(argv: list[str], program: str) -> None:
         allow_abbrev=False,
         description="Segment image files with a trained run and draw the pictures.",
     )
+    parser.add_argument("source", help="run folder (its last checkpoint) or checkpoint file")
     parser.add_argument(
-        "checkpoint", help="run folder (its best checkpoint, else the latest) or checkpoint file"
+        "--checkpoint",
+        choices=("last", "best"),
+        default="last",
+        help="which checkpoint of a run folder (default: last)",
     )
     parser.add_argument("--image", nargs="+", required=True, type=Path, help="image files (PNG, JPEG, ...)")
     parser.add_argument("--output", type=Path, default=None, help="folder for the pictures")
@@ -44,9 +49,8 @@ def run_on_files(argv: list[str], program: str) -> None:
     from metaslot.pretrained.loading import load
     from metaslot.pretrained.pictures import draw_image_files
     from metaslot.runtime.device import resolve_device
-    from metaslot.train.checkpoint import resolve_checkpoint
 
-    run_dir, sidecar = resolve_checkpoint(Path(options.checkpoint))
+    run_dir, sidecar = chosen_checkpoint(Path(options.source), options.checkpoint)
     pipeline = load(sidecar, device=resolve_device(options.device))
     name = sidecar.name.removesuffix(".json")
     output = options.output or run_dir / f"pictures-{name}-images"
@@ -64,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     with user_errors("visualize"):
         if {"-h", "--help"} & set(arguments) and all(word.startswith("-") for word in arguments):
             print(
-                f"usage: {PROGRAM} RUN_OR_CHECKPOINT [--images N | --image FILE [FILE ...]] [--help for the options]"
+                f"usage: {PROGRAM} RUN_OR_CHECKPOINT [--checkpoint {{last,best}}] [--images N | --image FILE [FILE ...]] "
+                "[--help for the options]"
             )
             return
         if _wants_files(arguments):

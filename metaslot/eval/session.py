@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy
 import torch
+from jaxtyping import UInt8
 
 from metaslot.eval.evaluate import EvaluationResult, PictureSamples, evaluate, evaluation_mode
-from metaslot.eval.pictures import write_pictures
-from metaslot.eval.report import format_table, write_json
+from metaslot.eval.pictures import segmentation_grid_image, write_pictures
+from metaslot.eval.report import Provenance, format_table, write_json
 from metaslot.models.interfaces import Pipeline, SamplesReconstructions
 from metaslot.runtime.device import autocast
 
@@ -34,8 +37,10 @@ def evaluate_and_report(
     title: str = "evaluation",
     echo: bool = True,
     average: Literal["image", "batch"] = "image",
+    provenance: Provenance | None = None,
 ) -> EvaluationResult:
-    """Evaluate, then (on rank 0) print the table and write ``evaluation.json`` and the PNGs into ``output_dir``.
+    """Evaluate, then (on rank 0) print the table and write ``evaluation.json`` and the PNGs into ``output_dir``;
+    ``provenance`` (which checkpoint, which split, where a ``best`` was chosen) goes into both.
 
     A failed write (disk full, read-only folder) is a `metaslot.errors.WriteError` raised after the table
     was printed, with no half-written file left.
@@ -61,7 +66,10 @@ def evaluate_and_report(
     if rank == 0:
         if echo:  # first, so the numbers are shown even when they cannot be written (disk full)
             print(format_table(result, title), flush=True)
-        write_json(result, output_dir / "evaluation.json", title=title, average=average)
+            if provenance is not None:
+                print(provenance.describe(), flush=True)
+        context = provenance.as_json() if provenance is not None else {}
+        write_json(result, output_dir / "evaluation.json", title=title, average=average, **context)
         written = []
         if samples is not None:
             written = write_pictures(
@@ -98,18 +106,44 @@ def _sampled_reconstructions(
     return reconstructions.float().cpu()
 
 
+@dataclass(frozen=True)
+class Validation:
+    """What `SplitEvaluation.validate` returns: the metric means and, when asked for (rank 0 only), the
+    segmentation grid of the first images as RGB pixels (for TensorBoard / W&B)."""
+
+    metrics: dict[str, float]
+    picture: UInt8[numpy.ndarray, "h w 3"] | None = None
+
+
 class SplitEvaluation:
     """The evaluation a training run uses (what `metaslot.train.loop.Evaluation` asks for): metric means
-    for validation, and the whole report (JSON, table, pictures) at the end of the run."""
+    and a picture for validation, and the whole report (JSON, table, pictures) at the end of the run."""
 
     def validate(
-        self, pipeline: Pipeline, dataset: torch.utils.data.Dataset, **options: Any
-    ) -> dict[str, float]:
-        """`evaluate` with ``options`` (batch size, device, dtype, batch cap, rank, seed); its metrics."""
-        return evaluate(pipeline, dataset, **options).metrics
+        self, pipeline: Pipeline, dataset: torch.utils.data.Dataset, *, pictures: int = 0, **options: Any
+    ) -> Validation:
+        """`evaluate` with ``options`` (batch size, device, dtype, batch cap, rank, seed); its metrics, and
+        on rank 0 the segmentation grid of the first ``pictures`` images (none for 0)."""
+        wanted = pictures > 0 and options.get("rank", 0) == 0
+        samples = PictureSamples(capacity=pictures) if wanted else None
+        metrics = evaluate(pipeline, dataset, pictures=samples, **options).metrics
+        picture = (
+            segmentation_grid_image(samples, pictures) if samples is not None and samples.count else None
+        )
+        return Validation(metrics=metrics, picture=picture)
 
     def report(
-        self, pipeline: Pipeline, dataset: torch.utils.data.Dataset, **options: Any
+        self,
+        pipeline: Pipeline,
+        dataset: torch.utils.data.Dataset,
+        *,
+        checkpoint: str,
+        step: int,
+        split: str,
+        selected_on: str | None = None,
+        **options: Any,
     ) -> dict[str, float]:
-        """`evaluate_and_report` with ``options`` (output folder, title, pictures, ...); its metrics."""
-        return evaluate_and_report(pipeline, dataset, **options).metrics
+        """`evaluate_and_report` with ``options`` (output folder, title, pictures, ...), naming the
+        checkpoint, its step and the split in the table and ``evaluation.json``; its metrics."""
+        provenance = Provenance(checkpoint=checkpoint, split=split, step=step, selected_on=selected_on)
+        return evaluate_and_report(pipeline, dataset, provenance=provenance, **options).metrics

@@ -6,8 +6,10 @@ h w spatial, m codebook size, t frames/iterations.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
@@ -25,6 +27,22 @@ class AggregatorOutput:
     attention: Float[Tensor, "b k n"]
     keep: Bool[Tensor, "b k"]
     codes: Int[Tensor, "b k"]
+
+
+def join_aggregator_outputs(outputs: Sequence[AggregatorOutput]) -> AggregatorOutput:
+    """Several outputs (the micro-batches of one optimiser step) as one along the batch axis, detached.
+
+    With gradient accumulation the codebook upkeep runs once per optimiser step; it must see the kept
+    slots of every micro-batch of the step, in order, as it would for the step's batch in one forward.
+    """
+    if not outputs:
+        raise ValueError("join_aggregator_outputs needs at least one AggregatorOutput")
+    return AggregatorOutput(
+        slots=torch.cat([output.slots.detach() for output in outputs]),
+        attention=torch.cat([output.attention.detach() for output in outputs]),
+        keep=torch.cat([output.keep for output in outputs]),
+        codes=torch.cat([output.codes for output in outputs]),
+    )
 
 
 @dataclass(frozen=True)

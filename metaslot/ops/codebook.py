@@ -10,7 +10,7 @@ and inside a training step without stalling the device.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -35,7 +35,8 @@ __all__ = [
 ]
 
 
-class RingBuffer(NamedTuple):
+@dataclass(frozen=True)
+class RingBuffer:
     """First-in first-out store of recent slot vectors.
 
     ``pointer`` is the next row to write; ``fill`` how many rows hold real vectors (at most the capacity).

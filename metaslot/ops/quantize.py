@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float, Int
@@ -13,7 +13,8 @@ from metaslot.ops.checks import check_finite, check_shapes
 __all__ = ["Quantized", "quantize", "squared_distances"]
 
 
-class Quantized(NamedTuple):
+@dataclass(frozen=True)
+class Quantized:
     """``prototypes = codebook[codes]``: a differentiable gather, so gradients reach the rows used."""
 
     prototypes: Float[Tensor, "b k d"]

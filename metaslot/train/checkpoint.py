@@ -25,7 +25,7 @@ import random
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import numpy
@@ -365,18 +365,25 @@ def verify_checkpoint(sidecar: Path) -> dict[str, Any]:
     return document
 
 
-def resolve_checkpoint(path: Path) -> tuple[Path, Path]:
-    """(run folder, checkpoint sidecar) for a run folder, a checkpoints folder, a sidecar or a .safetensors file."""
+def resolve_checkpoint(path: Path, choice: Literal["last", "best"] = "last") -> tuple[Path, Path]:
+    """(run folder, checkpoint sidecar) for a run folder, a checkpoints folder, a sidecar or a .safetensors file.
+
+    A folder gives its run's last checkpoint, or with ``choice="best"`` the best one (chosen on the
+    validation split, ``--loop.val-split``); a file is that checkpoint, whatever ``choice``.
+    """
     path = Path(path)
     if path.is_dir():
         run_dir = path.parent if path.name == "checkpoints" else path
         checkpoints = run_dir / "checkpoints"
-        for candidate in (checkpoints / "best.json", latest_checkpoint(checkpoints)):
-            if candidate is not None and candidate.is_file():
-                return run_dir, candidate
-        raise CheckpointError(
-            f"run folder {run_dir} has no checkpoint (no checkpoints/best.json or latest.json)"
-        )
+        candidate = checkpoints / "best.json" if choice == "best" else latest_checkpoint(checkpoints)
+        if candidate is not None and candidate.is_file():
+            return run_dir, candidate
+        if choice == "best":
+            raise CheckpointError(
+                f"run folder {run_dir} has no best checkpoint (checkpoints/best.json is written at the first "
+                "validation); evaluate its last one (drop --checkpoint best)"
+            )
+        raise CheckpointError(f"run folder {run_dir} has no checkpoint (no checkpoints/latest.json)")
     if path.suffix == ".safetensors":
         stem = path.name.removesuffix(".safetensors").removesuffix(".train")
         path = path.with_name(f"{stem}.json")

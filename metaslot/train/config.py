@@ -65,6 +65,13 @@ class LoopSpec:
     val_every: int = attrs.field(default=1250, validator=_positive)
     val_batches: int | None = attrs.field(default=20, validator=_positive_or_none)
     """Cap on validation batches during training (None: the whole split)."""
+    val_split: Literal["train-holdout", "val"] = "val"
+    """Where validation runs, and so where the ``best`` checkpoint is chosen: 'train-holdout' (the
+    ``val_holdout`` training samples set aside, never trained on) or the dataset's 'val' split (for
+    VOC/COCO/ClevrTex the paper's test split, the one reported: a 'best' chosen there peeks at it)."""
+    val_holdout: int = attrs.field(default=256, validator=_positive)
+    """Training samples (images; clips for video) held out for validation with val_split='train-holdout'
+    (the same ones for every run and seed); unused with val_split='val'."""
     checkpoint_every: int = attrs.field(default=1000, validator=_positive)
     keep_checkpoints: int = attrs.field(default=2, validator=_positive)
     best_metric: str = "fg_ari"
@@ -113,7 +120,15 @@ class TrainConfig:
     compile: bool = False
     """torch.compile the pipeline (shape checking is off under compile)."""
     tensorboard: bool = False
+    """Also log to TensorBoard (``<run>/tensorboard``): every scalar, and the validation segmentation grid."""
+    wandb: bool = False
+    """Also log to Weights & Biases (scalars and the validation grid); ``WANDB_MODE=offline`` keeps the run
+    under ``<run>/wandb`` for a later ``wandb sync``."""
+    wandb_project: str = "metaslot"
+    wandb_name: str | None = None
+    """The W&B run name (default: ``--name``)."""
     progress: bool = True
+    """A progress bar on a terminal, one plain line per log step otherwise (files, pipes, SLURM)."""
     resume: bool = False
     """Continue the run in ``runs/<name>`` (which must exist) exactly where its last checkpoint stopped;
     ``config.json`` stays as it was and flags that would change what the run trains are refused

@@ -4,8 +4,8 @@
 checkpoint to resume from; `metaslot.train.run_folder`), `prepare` the run (or resume it), then per
 optimiser step `optimizer_step` (learning rate from the step, ``accumulate`` micro-batches with
 gradients synchronised by DDP on the last, clipping, the update, then ``pipeline.after_optimizer_step``,
-the codebook upkeep, and one host read of the loss together with a finiteness check of the weights and
-optimiser state), `record_step` (progress and the training log),
+the codebook upkeep on the kept slots of every micro-batch, and one host read of the loss together with
+a finiteness check of the weights and optimiser state), `record_step` (progress and the training log),
 `validate_and_keep_best` and `checkpoint` when they are due, and at the end `finish` (the final
 evaluation). A SIGINT/SIGTERM checkpoints and raises `TrainingInterrupted`. Validation, logging and
 checkpoints are counted in optimiser steps. Everything random the run consumes is derived from
@@ -19,6 +19,7 @@ video datasets (MOVi-D) arrive as batches of frames, which the pipelines train o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sys
 import time
@@ -27,23 +28,27 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
+import numpy
 import torch
 import torch.nn
-from tqdm import tqdm
+from jaxtyping import UInt8
 
 from metaslot.data.loader import available_cpus, worker_count
 from metaslot.data.records import Batch
 from metaslot.errors import ConfigError, MetaslotError, NonFiniteLossError, TrainingInterrupted
 from metaslot.models.interfaces import Pipeline
-from metaslot.models.records import PipelineOutput
+from metaslot.models.records import AggregatorOutput, PipelineOutput, join_aggregator_outputs
 from metaslot.runtime import distributed
 from metaslot.runtime.device import autocast, resolve_device, resolve_precision
 from metaslot.train import checkpoint as checkpoints
 from metaslot.train import finite, run_folder
 from metaslot.train.batches import BatchLayout, fewer_workers_note, training_batches
 from metaslot.train.checkpoint import LoopState
-from metaslot.train.config import TrainConfig
-from metaslot.train.logging import MetricsLog, read_metrics
+from metaslot.train.config import TrainConfig, to_jsonable
+from metaslot.train.datasets import run_datasets
+from metaslot.train.loggers import LoggerGroup, WandbSettings, open_loggers
+from metaslot.train.logging import read_metrics
+from metaslot.train.progress import Progress, make_progress
 from metaslot.train.run_folder import RunFolder
 from metaslot.train.schedules import warmup_cosine
 from metaslot.train.signals import StopRequest
@@ -63,6 +68,18 @@ __all__ = [
 
 
 @runtime_checkable
+class ValidationOutcome(Protocol):
+    """What a validation gives back: metric means and, when pictures were asked for, the segmentation
+    grid of the first images as RGB pixels (logged to TensorBoard / W&B)."""
+
+    @property
+    def metrics(self) -> dict[str, float]: ...
+
+    @property
+    def picture(self) -> UInt8[numpy.ndarray, "h w 3"] | None: ...
+
+
+@runtime_checkable
 class Evaluation(Protocol):
     """What the loop needs from the evaluation (`metaslot.eval.SplitEvaluation` is the standard one)."""
 
@@ -79,8 +96,10 @@ class Evaluation(Protocol):
         rank: int,
         seed: int,
         average: Literal["image", "batch"],
-    ) -> dict[str, float]:
-        """Metric means over ``dataset`` (its first ``max_batches`` batches per process); collective."""
+        pictures: int,
+    ) -> ValidationOutcome:
+        """Metric means over ``dataset`` (its first ``max_batches`` batches per process), and on rank 0
+        the segmentation grid of its first ``pictures`` images (none for 0); collective."""
         ...
 
     def report(
@@ -101,8 +120,14 @@ class Evaluation(Protocol):
         rank: int,
         seed: int,
         average: Literal["image", "batch"],
+        checkpoint: str,
+        step: int,
+        split: str,
+        selected_on: str | None,
     ) -> dict[str, float]:
-        """`validate`, then (rank 0) the metrics JSON, the printed table and pictures in ``output_dir``."""
+        """`validate`, then (rank 0) the metrics JSON, the printed table and pictures in ``output_dir``;
+        both name the ``checkpoint`` ("last", "best" or a file) at ``step``, the ``split`` reported and,
+        for "best", the split it was ``selected_on``."""
         ...
 
 
@@ -144,8 +169,12 @@ class TrainingSession:
     layout: BatchLayout
     batches: Iterator[Batch]
     val_set: torch.utils.data.Dataset
-    log: MetricsLog
-    progress: tqdm
+    """What validation reads: the held-out training samples or the val split (``--loop.val-split``)."""
+    validation_split: str
+    """``train-holdout`` or ``val``: where the ``best`` checkpoint is chosen."""
+    log: LoggerGroup
+    """metrics.jsonl, and TensorBoard / W&B when asked (no logger on ranks other than 0)."""
+    progress: Progress
     run_id: str | None = None
     """The run's identity from ``config.json``, recorded in every checkpoint."""
 
@@ -182,7 +211,8 @@ class RunState:
 @attrs.frozen
 class StepResult:
     """One optimiser step: its loss (mean over micro-batches and processes), learning rate and the last
-    micro-batch's output (whose named loss terms are logged)."""
+    micro-batch's output (whose named loss terms are logged), its aggregator output joined over the step's
+    micro-batches (what the codebook upkeep saw)."""
 
     loss: float
     learning_rate: float
@@ -289,8 +319,8 @@ def prepare(
     pipeline = build_pipeline(config).to(device)
     torch.manual_seed(config.loop.seed + 1_000 * context.rank)
 
-    train_set = config.data.build("train", True)
-    val_set = config.data.build(config.evaluation.split, False)
+    datasets = run_datasets(config)
+    train_set = datasets.train
     layout = BatchLayout(
         dataset_size=len(train_set),
         batch_size=config.loop.batch_size,
@@ -305,7 +335,7 @@ def prepare(
         state, _ = checkpoints.load_training_checkpoint(
             folder.checkpoint, model=pipeline, optimizer=optimizer, scaler=scaler
         )
-    log = MetricsLog(config.run_dir, enabled=context.is_main, tensorboard=config.tensorboard)
+    log = open_run_loggers(config, context)
     log.truncate_after(state.step)
     runner, ddp = wrap_for_training(pipeline, config, context, device)
     session = TrainingSession(
@@ -321,9 +351,16 @@ def prepare(
         scaler=scaler,
         layout=layout,
         batches=batches_from(train_set, layout, state.step, config, context, device),
-        val_set=val_set,
+        val_set=datasets.validation,
+        validation_split=datasets.validation_split,
         log=log,
-        progress=progress_bar(config, context, state.step),
+        progress=make_progress(
+            stop_step(config),
+            initial=state.step,
+            description=config.name,
+            every=config.loop.log_every,
+            enabled=context.is_main and config.progress,
+        ),
         run_id=folder.run_id,
     )
     return session, RunState(loop=state, last_saved=folder.checkpoint)
@@ -388,14 +425,16 @@ def stop_step(config: TrainConfig) -> int:
     return min(config.loop.stop_at or config.loop.steps, config.loop.steps)
 
 
-def progress_bar(config: TrainConfig, context: distributed.DistributedContext, start_step: int) -> tqdm:
-    return tqdm(
-        total=stop_step(config),
-        initial=start_step,
-        disable=not (context.is_main and config.progress),
-        dynamic_ncols=True,
-        desc=config.name,
-        file=sys.stderr,
+def open_run_loggers(config: TrainConfig, context: distributed.DistributedContext) -> LoggerGroup:
+    """metrics.jsonl, plus TensorBoard (``--tensorboard``) and W&B (``--wandb``) on rank 0."""
+    wandb = WandbSettings(config.wandb_project, config.wandb_name) if config.wandb else None
+    return open_loggers(
+        config.run_dir,
+        enabled=context.is_main,
+        run_name=config.name,
+        tensorboard=config.tensorboard,
+        wandb=wandb,
+        config=to_jsonable(config) if config.wandb else None,
     )
 
 
@@ -415,14 +454,7 @@ def optimizer_step(session: TrainingSession, run: RunState) -> StepResult:
     for group in session.optimizer.param_groups:
         group["lr"] = learning_rate
     session.optimizer.zero_grad(set_to_none=True)
-    loss_sum = torch.zeros((), device=session.device)
-    for micro in range(accumulate):
-        batch = next(session.batches).to(session.device, non_blocking=True)
-        with gradient_sync(session, last_micro_batch=micro == accumulate - 1):
-            with autocast(session.device, session.dtype):
-                loss, output = session.runner(batch.image)
-            session.scaler.scale(loss.float() / accumulate).backward()
-        loss_sum += loss.detach().float()
+    loss_sum, output = accumulate_gradients(session)
     session.scaler.unscale_(session.optimizer)
     clip_gradients(session.parameters, config)
     session.scaler.step(session.optimizer)
@@ -430,6 +462,27 @@ def optimizer_step(session: TrainingSession, run: RunState) -> StepResult:
     session.pipeline.after_optimizer_step(output)
     step_loss = checked_loss(session, run, loss_sum / (accumulate * session.context.world_size))
     return StepResult(loss=step_loss, learning_rate=learning_rate, output=output)
+
+
+def accumulate_gradients(session: TrainingSession) -> tuple[torch.Tensor, PipelineOutput]:
+    """Forward and backward of the step's ``accumulate`` micro-batches: (sum of their losses, device
+    tensor; the step's output). The output is the last micro-batch's, with the aggregator outputs of
+    all micro-batches joined, so the codebook upkeep sees every kept slot of the step once."""
+    accumulate = session.config.loop.accumulate
+    loss_sum = torch.zeros((), device=session.device)
+    aggregated: list[AggregatorOutput] = []
+    for micro in range(accumulate):
+        batch = next(session.batches).to(session.device, non_blocking=True)
+        with gradient_sync(session, last_micro_batch=micro == accumulate - 1):
+            with autocast(session.device, session.dtype):
+                loss, output = session.runner(batch.image)
+            session.scaler.scale(loss.float() / accumulate).backward()
+        loss_sum += loss.detach().float()
+        if output.aggregator is not None:
+            aggregated.append(output.aggregator)
+    if len(aggregated) > 1:
+        output = dataclasses.replace(output, aggregator=join_aggregator_outputs(aggregated))
+    return loss_sum, output
 
 
 def gradient_sync(session: TrainingSession, last_micro_batch: bool) -> contextlib.AbstractContextManager:
@@ -481,8 +534,7 @@ def record_step(session: TrainingSession, run: RunState, result: StepResult) -> 
     """Count the step, move the progress bar and, when due, write the training row of ``metrics.jsonl``."""
     step = run.step + 1
     run = attrs.evolve(run, loop=attrs.evolve(run.loop, step=step), window_steps=run.window_steps + 1)
-    session.progress.update(1)
-    session.progress.set_postfix(loss=f"{result.loss:.4g}", lr=f"{result.learning_rate:.2e}", refresh=False)
+    session.progress.advance(step, {"loss": f"{result.loss:.4g}", "lr": f"{result.learning_rate:.2e}"})
     if step % session.config.loop.log_every != 0 and step != session.stop_at:
         return run
     elapsed = time.perf_counter() - run.window_start
@@ -498,7 +550,7 @@ def record_step(session: TrainingSession, run: RunState, result: StepResult) -> 
         **codebook,
         "time/steps_per_second": run.window_steps / max(elapsed, 1e-9),
     }
-    session.log.write(step, "train", row)
+    session.log.log_scalars(step, "train", row)
     return attrs.evolve(run, window_start=time.perf_counter(), window_steps=0)
 
 
@@ -506,9 +558,10 @@ def record_step(session: TrainingSession, run: RunState, result: StepResult) -> 
 
 
 def validate_and_keep_best(session: TrainingSession, run: RunState, evaluation: Evaluation) -> RunState:
-    """Score the pipeline on the validation split; a better ``best_metric`` saves the ``best`` weights."""
+    """Score the pipeline on the validation data (``--loop.val-split``), log the metrics and the
+    segmentation grid (where a logger shows pictures); a better ``best_metric`` saves the ``best`` weights."""
     config = session.config
-    metrics = evaluation.validate(
+    outcome = evaluation.validate(
         session.pipeline,
         session.val_set,
         batch_size=session.eval_batch_size,
@@ -519,15 +572,19 @@ def validate_and_keep_best(session: TrainingSession, run: RunState, evaluation: 
         rank=session.context.rank,
         seed=config.loop.seed,
         average=config.evaluation.average,
+        pictures=config.evaluation.pictures if session.log.wants_images else 0,
     )
-    session.log.write(run.step, "val", metrics)
+    metrics = outcome.metrics
+    session.log.log_scalars(run.step, "val", metrics)
+    if outcome.picture is not None:
+        session.log.log_image(run.step, "val/segmentation", outcome.picture)
     run = attrs.evolve(run, last_validation=metrics)
     value = metrics.get(config.loop.best_metric, float("nan"))
     if improved(value, run.loop.best_value, config.loop.best_mode):
         run = attrs.evolve(run, loop=attrs.evolve(run.loop, best_value=value, best_step=run.step))
         save(session, run.loop, "best", point_latest=False)
     if session.context.is_main:
-        session.progress.write(format_validation(run.step, metrics))
+        session.progress.write(format_validation(run.step, session.validation_split, metrics))
     return run
 
 
@@ -537,10 +594,10 @@ def improved(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value > best if mode == "max" else value < best)
 
 
-def format_validation(step: int, metrics: dict[str, float]) -> str:
+def format_validation(step: int, split: str, metrics: dict[str, float]) -> str:
     shown = ("loss", "ari", "fg_ari", "mbo", "miou", "active_slots")
     parts = [f"{name} {metrics[name]:.4f}" for name in shown if name in metrics]
-    return f"step {step} val: " + ", ".join(parts)
+    return f"step {step} val ({split}): " + ", ".join(parts)
 
 
 def checkpoint(session: TrainingSession, run: RunState) -> RunState:
@@ -600,7 +657,7 @@ def finish(session: TrainingSession, run: RunState, evaluation: Evaluation) -> T
     if config.evaluate_at_end and run.step >= config.loop.steps:
         metrics = evaluation.report(
             session.pipeline,
-            session.val_set,
+            config.data.build(config.evaluation.split, False),
             output_dir=config.run_dir / "eval",
             title=f"{config.name} step {run.step} ({config.evaluation.split})",
             batch_size=session.eval_batch_size,
@@ -614,8 +671,12 @@ def finish(session: TrainingSession, run: RunState, evaluation: Evaluation) -> T
             rank=context.rank,
             seed=config.loop.seed,
             average=config.evaluation.average,
+            checkpoint="last",
+            step=run.step,
+            split=config.evaluation.split,
+            selected_on=None,
         )
-        session.log.write(run.step, "eval", metrics)
+        session.log.log_scalars(run.step, "eval", metrics)
         run = attrs.evolve(run, last_validation=metrics)
     session.log.close()
     distributed.barrier()

@@ -4,7 +4,8 @@ through the explicit registry `PRESETS` (so ``--help`` lists them and each has a
 The paper configs (``spec/reference.md`` §2) for VOC, COCO and ClevrTex: DINOv2 ViT-S/14 at 224
 (16×16 tokens), 256×256 input, slots 6/7/11, slot width 256, MetaSlot codebook 512 with a ring buffer
 of 4·batch·slots, batch 32, 50k steps, Adam 2e-4, 5 % linear warm-up then cosine to 0, L2 clip 1.0,
-validation every steps/40. VQ-VAE stage 1: 30k steps, batch 64, Adam 2e-3. The shapes presets are
+validation every steps/40 on 256 training images held out of training (``--loop.val-split
+train-holdout``; the published "val" split is the paper's test split). VQ-VAE stage 1: 30k steps, batch 64, Adam 2e-3. The shapes presets are
 small CPU-sized variants; ``autoencoder_shapes`` is the default main job (``python -m cli.train``).
 MOVi-D has no MetaSlot config in the reference; its presets reuse the COCO settings with 11 slots.
 """
@@ -58,12 +59,22 @@ def _metaslot(num_slots: int, width: int, batch_size: int, codebook_size: int = 
     )
 
 
+PAPER_HOLDOUT_IMAGES = 256
+"""Training images set aside for validation and the ``best`` checkpoint on the real datasets: the published
+"val" split of VOC, COCO and ClevrTex is the paper's test split, the one reported (``--loop.val-split val``
+validates there and trains on every training image, as the reference did)."""
+PAPER_HOLDOUT_CLIPS = 16
+"""MOVi-D: clips held out (24 frames each, 384 frames)."""
+
+
 def _paper_loop(steps: int, batch_size: int, best_metric: str = "fg_ari", best_mode: str = "max") -> LoopSpec:
     every = max(steps // 40, 1)  # reference val_interval = total_step // 40
     return LoopSpec(
         steps=steps,
         batch_size=batch_size,
         val_every=every,
+        val_split="train-holdout",
+        val_holdout=PAPER_HOLDOUT_IMAGES,
         checkpoint_every=every,
         best_metric=best_metric,
         best_mode=best_mode,  # type: ignore[arg-type]
@@ -278,8 +289,13 @@ def slotdiffusion_shapes() -> TrainConfig:
 
 
 def _video_evaluation(config: TrainConfig) -> TrainConfig:
-    """Evaluate MOVi-D 4 clips (96 frames) at a time: a training-sized batch of clips is 24× the images."""
-    return attrs.evolve(config, evaluation=attrs.evolve(config.evaluation, batch_size=4))
+    """Evaluate MOVi-D 4 clips (96 frames) at a time: a training-sized batch of clips is 24× the images;
+    hold out clips rather than images for validation."""
+    return attrs.evolve(
+        config,
+        evaluation=attrs.evolve(config.evaluation, batch_size=4),
+        loop=attrs.evolve(config.loop, val_holdout=PAPER_HOLDOUT_CLIPS),
+    )
 
 
 def autoencoder_voc() -> TrainConfig:

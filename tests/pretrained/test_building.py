@@ -46,7 +46,7 @@ def test_a_stage_two_run_loads_without_its_stage_one_run(tmp_path: Path) -> None
     runs = tmp_path / "runs"
     stage_one = train_tiny("vqvae", runs, "vqvae")
     run_dir = train_tiny("slate", runs, "slate", "--vqvae", str(stage_one))
-    stage_one_weights = read_tensors(stage_one / "checkpoints" / "best.safetensors")
+    stage_one_weights = read_tensors(stage_one / "checkpoints" / "step-0000003.safetensors")  # its last
     shutil.rmtree(stage_one)  # `--vqvae` in the run's config now points nowhere
     pipeline = metaslot.load(run_dir)
     assert isinstance(pipeline.spec, SlateSpec)

@@ -64,7 +64,8 @@ def test_visualize_default_folder_and_the_dinosaur_without_its_weights(
 ) -> None:
     image = write_image(tmp_path / "photo.png", 40, 50)
     visualize_cli.main([str(dinosaur_run.run_dir), "--image", str(image)])
-    assert (dinosaur_run.run_dir / "pictures-best-images" / "segmentation.png").stat().st_size > 0
+    # a run folder gives its last checkpoint
+    assert (dinosaur_run.run_dir / "pictures-step-0000003-images" / "segmentation.png").stat().st_size > 0
 
 
 def test_visualize_bad_files_are_one_line_and_write_nothing(

@@ -125,7 +125,7 @@ def test_bad_checkpoint_for_eval(damage: str, capsys, tmp_path: Path) -> None:
     if damage == "missing":
         target = tmp_path / "nope.safetensors"
     elif damage == "truncated":
-        weights = config.run_dir / "checkpoints" / "best.safetensors"
+        weights = config.run_dir / "checkpoints" / "step-0000001.safetensors"  # the last, what eval reads
         weights.write_bytes(weights.read_bytes()[:100])
     else:
         (config.run_dir / "config.json").unlink()

@@ -1,4 +1,5 @@
-"""Two gloo processes under torchrun: identical weights and MetaSlot codebook state on both ranks."""
+"""Two gloo processes under torchrun, with gradient accumulation: identical weights and MetaSlot codebook
+state on both ranks, and an upkeep that saw every image of every step."""
 
 from __future__ import annotations
 
@@ -29,8 +30,10 @@ def capture(config):
     built.append(pipeline)
     return pipeline
 loop.build_pipeline = capture
-# batch 4 over 2 ranks: 2 images per rank and step
-arguments = [*model_args("autoencoder"), *loop_args({runs!r}, steps=3), "--loop.batch-size", "4"]
+# batch 8 over 2 ranks and 2 accumulation micro-steps: 2 images per rank and micro-step
+arguments = [
+    *model_args("autoencoder"), *loop_args({runs!r}, steps=3), "--loop.batch-size", "8", "--loop.accumulate", "2"
+]
 train_cli.main(arguments)
 state = {{key: value.contiguous() for key, value in built[0].state_dict().items()}}
 safetensors.torch.save_file(state, os.path.join({runs!r}, "rank" + os.environ["RANK"] + ".safetensors"))
@@ -60,6 +63,9 @@ def test_two_process_gloo_run_keeps_ranks_identical(tmp_path: Path) -> None:
     assert codebook_keys, sorted(first)
     for key in first:
         assert torch.equal(first[key], second[key]), key
+    # the upkeep saw every image of every step once: all micro-batches of both ranks, 3 steps of 8
+    assert int(first["frontend.aggregator.codebook_state.images_seen"]) == 3 * 8
+    assert int(first["frontend.aggregator.codebook_state.step_counter"]) == 3
     # rank 0 alone wrote the run folder; its checkpoint equals what both ranks hold
     saved = read_tensors(tmp_path / "autoencoder-shapes" / "checkpoints" / "step-0000003.safetensors")
     assert all(torch.equal(saved[key], first[key]) for key in first)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from helpers import tiny_config
 
-from metaslot.eval.session import SplitEvaluation
+from metaslot.eval.session import SplitEvaluation, Validation
 from metaslot.train.loop import Evaluation, train
 
 
@@ -19,9 +19,9 @@ class ScriptedEvaluation:
         self.scores = list(scores)
         self.calls: list[tuple[str, dict]] = []
 
-    def validate(self, pipeline, dataset, **options) -> dict[str, float]:
+    def validate(self, pipeline, dataset, **options) -> Validation:
         self.calls.append(("validate", options))
-        return {"fg_ari": self.scores.pop(0), "loss": 1.0}
+        return Validation(metrics={"fg_ari": self.scores.pop(0), "loss": 1.0})
 
     def report(self, pipeline, dataset, **options) -> dict[str, float]:
         self.calls.append(("report", options))

@@ -60,6 +60,8 @@ def _movi_arguments(root: Path, runs: Path, name: str) -> list[str]:
         str(SIZE),
         *TINY_AUTOENCODER,
         *loop_args(runs),
+        "--loop.val-split",  # two clips: none to hold out of the training split
+        "val",
         "--name",
         name,
     ]

@@ -114,15 +114,24 @@ class FakePipelineSpec:
         return FakePipeline(self)
 
 
+READS: list[tuple[str, bool, int, int]] = []
+"""(split, train, index, epoch) of every sample read from a `FakeDataSpec(record=True)` dataset."""
+
+
 class FakeDataset(torch.utils.data.Dataset):
-    def __init__(self, size: int, resolution: int, offset: int, delay: float) -> None:
+    def __init__(
+        self, size: int, resolution: int, offset: int, delay: float, record: tuple[str, bool] | None = None
+    ) -> None:
         self.size, self.resolution, self.offset, self.delay = size, resolution, offset, delay
+        self.record = record
 
     def __len__(self) -> int:
         return self.size
 
     def __getitem__(self, key: int | ItemKey) -> Sample:
         index = item_index(key)
+        if self.record is not None:
+            READS.append((*self.record, index, key.epoch if isinstance(key, ItemKey) else -1))
         if self.delay:
             time.sleep(self.delay)
         generator = torch.Generator().manual_seed(self.offset + index)
@@ -147,12 +156,16 @@ class FakeDataSpec:
     resolution: int = 16
     delay: float = 0.0
     """Seconds per sample (slows the SIGTERM test's run down)."""
+    record: bool = False
+    """Append every sample read to `READS` (single-process runs with --loop.num-workers 0)."""
 
     def build(self, split: str, train: bool) -> FakeDataset:
         if split == "missing":
             raise FileNotFoundError("fake split 'missing' has no files")
-        size = self.train_size if train else self.val_size
-        return FakeDataset(size, self.resolution, offset=0 if train else 10_000, delay=self.delay)
+        size = self.train_size if split == "train" else self.val_size
+        offset = 0 if split == "train" else 10_000
+        record = (split, train) if self.record else None
+        return FakeDataset(size, self.resolution, offset=offset, delay=self.delay, record=record)
 
 
 # Runs trained with these specs are evaluated from their config.json, which loads only metaslot's own
