@@ -145,6 +145,11 @@ class MetricTotals:
         self.add("active_slots", active)
         self.add("true_objects", batch.num_objects)
         self.add("slot_count_abs_error", slot_count_error(active, batch.num_objects).abs())
+        # With the background taking a slot of its own, a perfect count is objects + 1.
+        self.add(
+            "slot_count_abs_error_with_background",
+            slot_count_error(active, batch.num_objects + 1).abs(),
+        )
         pair = torch.stack(
             [batch.num_objects.clamp(max=MAX_COUNT - 1), active.clamp(max=MAX_COUNT - 1)]
         ).cpu()

@@ -125,7 +125,8 @@ def save_segmentation_grid(samples: PictureSamples, path: Path, max_images: int 
 
 
 def save_slot_histogram(result: EvaluationResult, path: Path) -> Path:
-    """Heat map of images by (annotated objects, kept slots); the diagonal is a perfect slot count."""
+    """Heat map of images by (annotated objects, kept slots); the dashed diagonal is one slot per object,
+    the dotted one above it one per object plus one for the background."""
     histogram = numpy.asarray(result.slot_histogram, dtype=float)
     used_rows = numpy.nonzero(histogram.sum(1))[0]
     used_columns = numpy.nonzero(histogram.sum(0))[0]
@@ -139,7 +140,18 @@ def save_slot_histogram(result: EvaluationResult, path: Path) -> Path:
                 axis.text(
                     objects, slots, int(histogram[objects, slots]), ha="center", va="center", fontsize=7
                 )
-    axis.plot([-0.5, top - 0.5], [-0.5, top - 0.5], color="red", linewidth=0.8, linestyle="--")
+    axis.plot(
+        [-0.5, top - 0.5], [-0.5, top - 0.5], color="red", linewidth=0.8, linestyle="--", label="objects"
+    )
+    axis.plot(
+        [-0.5, top - 1.5],
+        [0.5, top - 0.5],
+        color="darkorange",
+        linewidth=0.8,
+        linestyle=":",
+        label="objects + 1 (background)",
+    )
+    axis.legend(loc="upper left", fontsize=7)
     axis.set_xlabel("annotated objects")
     axis.set_ylabel("kept slots")
     axis.set_title(f"slot count vs objects ({result.images} images)", fontsize=9)

@@ -21,6 +21,7 @@ _LABELS = {
     "active_slots": "kept slots / image",
     "true_objects": "objects / image",
     "slot_count_abs_error": "|slots − objects|",
+    "slot_count_abs_error_with_background": "|slots − (objects + 1)|",
     "codes_in_use": "codes in use",
     "code_perplexity": "code perplexity",
     "loss": "loss",

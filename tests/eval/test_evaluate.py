@@ -79,6 +79,7 @@ def test_perfect_masks_score_one_and_batching_does_not_matter(batch_size: int) -
         assert metrics[name] == pytest.approx(1.0), name
     assert result.images == 7
     assert metrics["slot_count_abs_error"] == pytest.approx(1.0)  # kept slots = objects + background
+    assert metrics["slot_count_abs_error_with_background"] == pytest.approx(0.0)
     assert metrics["true_objects"] == pytest.approx(sum(i % 3 for i in range(7)) / 7)
     assert metrics["codes_in_use"] == 3.0  # codes 0,1,2 (no image has 3 objects)
     histogram = torch.tensor(result.slot_histogram)
