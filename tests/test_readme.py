@@ -31,7 +31,6 @@ TINY_DEFAULT_JOB = [
     "--device", "cpu", "--no-progress",
     "--data.train-size", "8", "--data.val-size", "4",
     "--model.encoder.channels", "8", "8", "--model.encoder.strides", "2", "1", "--model.encoder.kernel-size", "3",
-    "--model.decoder.hidden-channels", "8",
     "--model.aggregator.num-slots", "3", "--model.aggregator.slot-dim", "8", "--model.aggregator.feature-dim", "8",
     "--model.aggregator.mlp-hidden-dim", "16", "--model.aggregator.codebook-size", "8",
     "--model.aggregator.buffer-capacity", "16",

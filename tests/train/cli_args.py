@@ -42,8 +42,6 @@ TINY_AUTOENCODER = [
     "1",
     "--model.encoder.kernel-size",
     "3",
-    "--model.decoder.hidden-channels",
-    "8",
 ]
 TINY_VIT = [
     "--model.encoder.model-name",
