@@ -186,7 +186,7 @@ def autoencoder_shapes() -> TrainConfig:
 
     resolution, batch_size, slots, width, steps = 32, 16, 7, 32, 3_000
     aggregator = attrs.evolve(
-        _metaslot(slots, width, batch_size, codebook_size=16),
+        _metaslot(slots, width, batch_size, codebook_size=32),
         codebook_update="both",
         dead_code_timeout=256,
         prune_growth=round(prune_growth_reaching_one_at(steps * 2 // 3), 5),
