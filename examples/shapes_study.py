@@ -159,10 +159,11 @@ def main_runs(study: Study) -> list[RunKey]:
 
 
 def sweep_runs(study: Study) -> list[RunKey]:
+    # Seeds outermost: a study stopped part-way has whole sweeps over k for its first seeds.
     return [
         RunKey(aggregator, slots, seed)
-        for slots in study.slot_counts
         for seed in study.sweep_seeds
+        for slots in study.slot_counts
         for aggregator in AGGREGATORS
     ]
 
