@@ -176,8 +176,9 @@ def autoencoder_shapes() -> TrainConfig:
     the slots group pixels by colour and place; the attention-colour decoder paints every slot in one
     colour through its attention mask, so the reconstruction loss reaches the grouping directly and one
     slot cannot paint two differently coloured shapes. Seven slots for at most four shapes plus the
-    background leave MetaSlot duplicates to prune; a small codebook with k-means updates and a short
-    dead-code timeout stays alive from the first hundred steps.
+    background leave MetaSlot duplicates to prune; a small codebook with k-means updates and a dead-code
+    timeout of 1 024 slot vectors (73 steps) stays alive from the first hundred steps without recycling
+    idle codes so often that they split the background's prototype (docs/results.md).
     """
     from metaslot.data.shapes import ShapesSpec
     from metaslot.models.decoders import AttentionColourDecoderSpec
@@ -188,7 +189,7 @@ def autoencoder_shapes() -> TrainConfig:
     aggregator = attrs.evolve(
         _metaslot(slots, width, batch_size, codebook_size=32),
         codebook_update="both",
-        dead_code_timeout=256,
+        dead_code_timeout=1_024,
         prune_growth=round(prune_growth_reaching_one_at(steps * 2 // 3), 5),
     )
     model = AutoencoderSpec(
