@@ -34,6 +34,7 @@ from metaslot.ops.metrics import (
     masks_to_labels,
     matched_iou,
     mean_best_overlap,
+    segment_count,
     slot_count_error,
 )
 from metaslot.runtime.device import autocast
@@ -127,7 +128,7 @@ class MetricTotals:
     def add_segmentation(
         self, batch: Batch, masks: torch.Tensor, keep: torch.Tensor, honour_keep_downstream: bool = True
     ) -> None:
-        """ARI, FG-ARI, mBO, mIoU of the kept slots' masks against the segments; slot counts.
+        """ARI, FG-ARI, mBO, mIoU of the kept slots' masks against the segments; slot and segment counts.
 
         Pruned slots win no pixel, unless the pipeline reproduces the reference
         (``honour_keep_downstream`` False), where every slot may.
@@ -149,6 +150,13 @@ class MetricTotals:
         self.add(
             "slot_count_abs_error_with_background",
             slot_count_error(active, batch.num_objects + 1).abs(),
+        )
+        # Kept slots that win no pixel are invisible in the segmentation: count what one sees too.
+        segments = segment_count(labels, masks.shape[1])
+        self.add("segments", segments)
+        self.add(
+            "segment_count_abs_error_with_background",
+            slot_count_error(segments, batch.num_objects + 1).abs(),
         )
         pair = torch.stack(
             [batch.num_objects.clamp(max=MAX_COUNT - 1), active.clamp(max=MAX_COUNT - 1)]

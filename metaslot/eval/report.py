@@ -22,6 +22,8 @@ _LABELS = {
     "true_objects": "objects / image",
     "slot_count_abs_error": "|slots − objects|",
     "slot_count_abs_error_with_background": "|slots − (objects + 1)|",
+    "segments": "segments / image (slots winning a pixel)",
+    "segment_count_abs_error_with_background": "|segments − (objects + 1)|",
     "codes_in_use": "codes in use",
     "code_perplexity": "code perplexity",
     "loss": "loss",

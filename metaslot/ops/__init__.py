@@ -76,6 +76,7 @@ from metaslot.ops.metrics import (  # noqa: E402
     masks_to_labels,
     matched_iou,
     mean_best_overlap,
+    segment_count,
     slot_count_error,
     usage_perplexity,
 )
@@ -89,6 +90,7 @@ __all__ += [
     "masks_to_labels",
     "matched_iou",
     "mean_best_overlap",
+    "segment_count",
     "slot_count_error",
     "usage_perplexity",
 ]

@@ -271,6 +271,24 @@ def active_slot_count(keep: Bool[Tensor, "b k"]) -> Int[Tensor, " b"]:
     return keep.sum(dim=1)
 
 
+def segment_count(labels: Integer[Tensor, "b n"], num_slots: int) -> Int[Tensor, " b"]:
+    """Number of slots that win at least one pixel of each image's label map (slot ids ``0 … k−1``).
+
+    A kept slot may win no pixel at all (its attention is everywhere outvoted): the kept count then
+    exceeds the number of segments one sees. Counting segments tells the two apart, for any
+    aggregator, Slot Attention included.
+    """
+    check_shapes("segment_count", labels=(labels, "b n", "integer"))
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_slots):
+        raise ValueError(
+            f"slot labels must lie in [0, {num_slots}), got [{int(labels.min())}, {int(labels.max())}]; "
+            "pass the label map from masks_to_labels and the slot count k of its masks."
+        )
+    wins = torch.zeros(labels.shape[0], num_slots, dtype=torch.bool, device=labels.device)
+    wins.scatter_(1, labels.long(), True)
+    return wins.sum(dim=1)
+
+
 def slot_count_error(active_slots: Int[Tensor, " b"], num_objects: Int[Tensor, " b"]) -> Int[Tensor, " b"]:
     """Signed slot-count error per image: kept slots minus annotated objects (positive = too many slots).
 

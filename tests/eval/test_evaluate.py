@@ -44,11 +44,13 @@ class OracleAggregator(nn.Module):
 
 
 class Oracle(nn.Module):
-    """Perfect masks (slot j = label j); slots without a segment are pruned; code = slot index."""
+    """Perfect masks (slot j = label j); slots without a segment are pruned (unless ``keep_empty``:
+    then the last slot, which never wins a pixel, is kept too); code = slot index."""
 
-    def __init__(self, shift: bool = False) -> None:
+    def __init__(self, shift: bool = False, keep_empty: bool = False) -> None:
         super().__init__()
         self.shift = shift
+        self.keep_empty = keep_empty
         self.aggregator = OracleAggregator()
 
     def codebook_statistics(self) -> None:
@@ -60,6 +62,8 @@ class Oracle(nn.Module):
             labels = torch.roll(labels, 1, dims=1)
         masks = torch.nn.functional.one_hot(labels, SLOTS).permute(0, 3, 1, 2).float()
         keep = masks.flatten(2).amax(2) > 0
+        if self.keep_empty:
+            keep[:, -1] = True
         codes = torch.where(keep, torch.arange(SLOTS).expand_as(keep), -1)
         batch = image.shape[0]
         aggregated = AggregatorOutput(
@@ -80,10 +84,21 @@ def test_perfect_masks_score_one_and_batching_does_not_matter(batch_size: int) -
     assert result.images == 7
     assert metrics["slot_count_abs_error"] == pytest.approx(1.0)  # kept slots = objects + background
     assert metrics["slot_count_abs_error_with_background"] == pytest.approx(0.0)
+    assert metrics["segments"] == pytest.approx(metrics["active_slots"])
+    assert metrics["segment_count_abs_error_with_background"] == pytest.approx(0.0)
     assert metrics["true_objects"] == pytest.approx(sum(i % 3 for i in range(7)) / 7)
     assert metrics["codes_in_use"] == 3.0  # codes 0,1,2 (no image has 3 objects)
     histogram = torch.tensor(result.slot_histogram)
     assert histogram.sum() == 7 and histogram[0, 1] == 3 and histogram[1, 2] == 2 and histogram[2, 3] == 2
+
+
+def test_a_kept_slot_that_wins_no_pixel_counts_as_kept_but_not_as_a_segment() -> None:
+    metrics = evaluate(Oracle(keep_empty=True), LabelImages(), batch_size=3, device=torch.device("cpu")).metrics
+    assert metrics["fg_ari"] == pytest.approx(1.0)
+    assert metrics["active_slots"] == pytest.approx(metrics["true_objects"] + 2)
+    assert metrics["slot_count_abs_error_with_background"] == pytest.approx(1.0)
+    assert metrics["segments"] == pytest.approx(metrics["true_objects"] + 1)
+    assert metrics["segment_count_abs_error_with_background"] == pytest.approx(0.0)
 
 
 def test_wrong_masks_score_lower_and_per_image_means_ignore_nan() -> None:

@@ -21,6 +21,7 @@ from metaslot.ops.metrics import (
     masks_to_labels,
     matched_iou,
     mean_best_overlap,
+    segment_count,
     slot_count_error,
     usage_perplexity,
 )
@@ -306,6 +307,24 @@ def test_slot_counts():
     active = active_slot_count(keep)
     assert active.tolist() == [3, 1]
     assert slot_count_error(active, torch.tensor([1, 4])).tolist() == [2, -3]
+
+
+def test_segment_count_hand_case_and_range_error():
+    labels = torch.tensor([[0, 0, 2, 2], [1, 1, 1, 1], [3, 0, 1, 2]])
+    assert segment_count(labels, num_slots=4).tolist() == [2, 1, 4]
+    with pytest.raises(ValueError, match=r"must lie in \[0, 3\)"):
+        segment_count(labels, num_slots=3)
+
+
+@given(st.integers(1, 3), st.integers(1, 6), st.integers(0, 2**31 - 1))
+def test_segments_never_exceed_kept_slots(batch, slots, seed):
+    generator = torch.Generator().manual_seed(seed)
+    masks = torch.rand(batch, slots, 3, 4, generator=generator)
+    keep = torch.rand(batch, slots, generator=generator) < 0.6
+    keep[:, 0] = True
+    labels = masks_to_labels(masks, keep).flatten(1)
+    segments = segment_count(labels, slots)
+    assert bool((segments >= 1).all()) and bool((segments <= active_slot_count(keep)).all())
 
 
 # ---------------------------------------------------------------- codebook
