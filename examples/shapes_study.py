@@ -10,10 +10,12 @@ sweep, the slot count changed:
 
 The **last** checkpoint of every run (no selection) is evaluated on the same held-out images, the first
 ``--test-images`` of the preset data's ``test`` split, which training never reads: ARI, FG-ARI, mBO,
-mIoU, mean |kept − objects|, mean |kept − (objects + 1)| (the background takes one slot), kept slots and
-the per-image correlation of kept slots with objects. ``--output`` receives ``shapes_study.json`` (every
+mIoU, mean |kept − objects|, mean |kept − (objects + 1)| (the background takes one slot), kept slots,
+the per-image correlation of kept slots with objects, and the segments one sees (slots that win at least
+one pixel; a kept slot may win none) with their |segments − (objects + 1)|. ``--output`` receives ``shapes_study.json`` (every
 run's metrics and the summaries), ``shapes_study.md`` (tables: mean ± std over seeds, per seed, the
-sweep) and three PNGs: the segmentation grid, kept slots against objects, FG-ARI and kept slots against k.
+sweep) and three PNGs: the segmentation grid, kept slots against objects, FG-ARI, kept slots and segments
+against k.
 
     python examples/shapes_study.py                                            # the whole study
     python examples/shapes_study.py --part main --aggregators metaslot         # one process's share
@@ -71,8 +73,10 @@ METRICS = (
     "background_count_error",
     "active_slots",
     "count_correlation",
+    "segments",
+    "segment_count_abs_error_with_background",
 )
-SWEEP_METRICS = ("fg_ari", "active_slots", "background_count_error")
+SWEEP_METRICS = ("fg_ari", "active_slots", "background_count_error", "segments")
 LABELS = {
     "ari": "ARI",
     "fg_ari": "FG-ARI",
@@ -82,6 +86,8 @@ LABELS = {
     "background_count_error": "mean \\|kept − (objects + 1)\\|",
     "active_slots": "kept slots",
     "count_correlation": "corr(kept, objects)",
+    "segments": "segments (slots winning a pixel)",
+    "segment_count_abs_error_with_background": "mean \\|segments − (objects + 1)\\|",
 }
 EVALUATION_BATCH = 64
 
@@ -536,20 +542,25 @@ def save_count_histograms(histograms: dict[str, numpy.ndarray], path: Path) -> P
 
 
 def save_sweep_plot(sweep: dict[str, list[dict[str, Any]]], mean_objects: float, path: Path) -> Path:
-    """FG-ARI and kept slots against the slot count k (mean ± std over seeds); the kept-slot panel marks
-    the test images' mean objects + 1 (dashed) and k itself (dotted: every slot kept)."""
-    figure, (quality, kept) = pyplot.subplots(1, 2, figsize=(9, 3.4))
+    """FG-ARI, kept slots and segments against the slot count k (mean ± std over seeds); the count panels
+    mark the test images' mean objects + 1 (dashed) and k itself (dotted: every slot kept)."""
+    figure, (quality, kept, seen) = pyplot.subplots(1, 3, figsize=(13, 3.4))
     slot_counts = sorted({row["slots"] for rows in sweep.values() for row in rows})
     for index, (name, rows) in enumerate(sweep.items()):
         present = [row for row in rows if row["seeds"]]
         slots = numpy.asarray([row["slots"] for row in present], dtype=float) + 0.08 * (index - 0.5)
-        for axis, metric in ((quality, "fg_ari"), (kept, "active_slots")):
+        for axis, metric in ((quality, "fg_ari"), (kept, "active_slots"), (seen, "segments")):
             means = [row[metric]["mean"] for row in present]
             spreads = [row[metric]["std"] for row in present]
             axis.errorbar(slots, means, yerr=spreads, marker="o", capsize=3, label=name)
-    kept.axhline(mean_objects + 1, color="black", linestyle="--", linewidth=1, label="mean objects + 1")
-    kept.plot(slot_counts, slot_counts, color="grey", linestyle=":", linewidth=0.8, label="k (all slots)")
-    for axis, label in ((quality, "FG-ARI"), (kept, "kept slots")):
+    for axis in (kept, seen):
+        axis.axhline(mean_objects + 1, color="black", linestyle="--", linewidth=1, label="mean objects + 1")
+        axis.plot(slot_counts, slot_counts, color="grey", linestyle=":", linewidth=0.8, label="k (all slots)")
+    for axis, label in (
+        (quality, "FG-ARI"),
+        (kept, "kept slots"),
+        (seen, "segments (slots winning a pixel)"),
+    ):
         axis.set_xticks(slot_counts)
         axis.set_xlabel("slots k")
         axis.set_ylabel(f"{label} (mean ± std over seeds)")
