@@ -559,12 +559,13 @@ def save_sweep_plot(sweep: dict[str, list[dict[str, Any]]], mean_objects: float,
     for axis, label in (
         (quality, "FG-ARI"),
         (kept, "kept slots"),
-        (seen, "segments (slots winning a pixel)"),
+        (seen, "segments"),
     ):
         axis.set_xticks(slot_counts)
         axis.set_xlabel("slots k")
         axis.set_ylabel(f"{label} (mean ± std over seeds)")
         axis.legend(fontsize=8)
+    seen.set_title("segments: slots that win a pixel", fontsize=9)
     return save_figure(figure, path)
 
 
