@@ -201,20 +201,9 @@ def test_missing_wandb_names_the_extra(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 @pytest.mark.slow
-def test_real_wandb_offline_writes_the_run_under_the_run_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pytest.importorskip("wandb")
+def test_real_wandb_offline_writes_the_run_under_the_run_folder(tmp_path: Path, wandb_offline: None) -> None:
     from PIL import Image
 
-    for name, value in {
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "WANDB_CONFIG_DIR": str(tmp_path / "config"),
-        "WANDB_CACHE_DIR": str(tmp_path / "cache"),
-        "WANDB_DATA_DIR": str(tmp_path / "data"),
-    }.items():
-        monkeypatch.setenv(name, value)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     logger = WandbLogger(run_dir, WandbSettings(project="metaslot-test"), run_name="r", config={"a": 1})

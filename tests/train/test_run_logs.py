@@ -80,16 +80,7 @@ def test_wandb_flags_reach_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.slow
-def test_wandb_offline_run_lands_in_the_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("wandb")
-    for name, value in {
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "WANDB_CONFIG_DIR": str(tmp_path / "config"),
-        "WANDB_CACHE_DIR": str(tmp_path / "cache"),
-        "WANDB_DATA_DIR": str(tmp_path / "data"),
-    }.items():
-        monkeypatch.setenv(name, value)
+def test_wandb_offline_run_lands_in_the_run_folder(tmp_path: Path, wandb_offline: None) -> None:
     config = attrs.evolve(tiny_config(tmp_path, steps=2, val_every=2, checkpoint_every=2), wandb=True)
     train(config)
     run_id = (config.run_dir / WANDB_ID_FILE).read_text().strip()
