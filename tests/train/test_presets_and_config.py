@@ -13,6 +13,7 @@ from PIL import Image
 
 from metaslot.cli.train import parse_train_arguments
 from metaslot.data.records import collate
+from metaslot.ops import prune_probability
 from metaslot.train.config import config_from_json, config_to_json
 from metaslot.train.presets import DATASETS, MODELS, PRESETS, preset
 
@@ -78,6 +79,17 @@ def test_slot_attention_elsewhere_only_swaps_the_aggregator(model: str, data: st
     aggregator = config.model.aggregator
     assert not aggregator.bilevel and aggregator.mlp_dropout == 0.0
     assert config.schedule == metaslot_config.schedule
+
+
+def test_the_default_job_prunes_for_certain_from_a_sixth_of_its_run() -> None:
+    """The shapes preset trains mostly on the path evaluation takes (docs/results.md, the prune ramp);
+    the paper presets keep the reference's slow ramp."""
+    config = preset("autoencoder", "shapes")
+    aggregator = config.model.aggregator
+    certain_from = config.loop.steps // 6
+    assert prune_probability(certain_from - 10, aggregator.prune_start, aggregator.prune_growth) < 1.0
+    assert prune_probability(certain_from + 1, aggregator.prune_start, aggregator.prune_growth) == 1.0
+    assert preset("dinosaur", "voc").model.aggregator.prune_growth == pytest.approx(1.001)
 
 
 @pytest.mark.parametrize("data", [d for d in DATASETS if d != "movi_d"])
