@@ -4,24 +4,11 @@ shares, the JUnit counts, the training record read from metrics.jsonl)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gpu_check.py"
-
-
-@pytest.fixture(scope="module")
-def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def smoke_settings(gpu_check, tmp_path: Path):

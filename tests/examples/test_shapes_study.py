@@ -4,9 +4,7 @@ finished runs and writes its report (also from a partial set of runs)."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import attrs
@@ -18,17 +16,6 @@ from metaslot.eval.session import SplitEvaluation
 from metaslot.train.config import config_to_json
 from metaslot.train.loop import train
 from metaslot.train.presets import preset
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "shapes_study.py"
-
-
-@pytest.fixture(scope="module")
-def study_module():
-    spec = importlib.util.spec_from_file_location("shapes_study", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["shapes_study"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_count_statistics_from_the_joint_histogram(study_module) -> None:
