@@ -1,6 +1,7 @@
 """GPU truth in one run (issue 16): GPU tests, sync check, aggregator bench, paper-preset steps, a training.
 
     PYTHONPATH=$PWD python examples/gpu_check.py --out $OUT             # on a GPU machine: about 8 minutes
+                                                  # (a bare image first needs examples/gpu_wheels.sh's wheels)
     PYTHONPATH=$PWD python examples/gpu_check.py --device cpu --smoke   # the same code at minute sizes
     PYTHONPATH=$PWD python examples/gpu_check.py --parts 3 --presets slotdiffusion_voc   # one part, one preset
 
@@ -34,7 +35,8 @@ few training steps). On a CPU the sync check and ``torch.compile`` are skipped w
 (inductor's C++ compilation takes minutes per graph there), and part 4 trains in fp32 (the loop's bf16
 needs CUDA). Output (``--out``, default ``$OUT`` or ``./gpu-check``): ``gpu_check.json``,
 ``gpu_check.md`` and the bench's own JSON; scratch (the training run, the JUnit report) goes to
-``--work-dir``. The exit status is 1 when a part failed.
+``--work-dir``. The exit status is 1 when a part failed, 2 for a wrong option or when a package the parts
+import is missing (then nothing runs: a bare GPU image needs the wheels of ``examples/gpu_wheels.sh``).
 """
 
 from __future__ import annotations
@@ -101,6 +103,22 @@ PACKAGES = (
     "pytest", "hypothesis", "sklearn", "av", "triton",
 )  # fmt: skip
 """Import names of the package's dependencies (and the test extras): the machine line lists those missing."""
+PART_MODULES = (
+    "pytest",
+    "beartype",  # the gpu-marked tests run with shape checks on
+    "metaslot.bench.aggregators",
+    "metaslot.bench.data",
+    "metaslot.bench.pipelines",
+    "metaslot.models.pipelines.slotdiffusion",
+    "metaslot.train.loop",
+)
+"""What the parts import: a package one of these lacks stops the check before it starts (`missing_imports`)."""
+WHEELS_HINT = (
+    "a bare GPU image reaches no package index: run `bash examples/gpu_wheels.sh` here (wheels into .whl/), "
+    "carry .whl to the GPU machine and start the command there with `python3 -m pip install -q --no-index "
+    "--no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export "
+    'PYTHONPATH=/tmp/site` (docs/benchmarks.md, "Results: GPU — how to produce them")'
+)
 
 
 # --- settings, clock, report ----------------------------------------------------------------------
@@ -222,6 +240,18 @@ def installed(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
+
+
+def missing_imports(modules: tuple[str, ...]) -> list[str]:
+    """The top-level packages that importing ``modules`` finds missing. On a machine reached for minutes
+    a part that fails at its first import wastes the whole run, so the check stops before it starts."""
+    missing = set()
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            missing.add((error.name or module).partition(".")[0])
+    return sorted(missing)
 
 
 def describe_machine(device: torch.device) -> dict[str, Any]:
@@ -991,10 +1021,13 @@ def run(settings: Settings) -> bool:
     machine = report.document["machine"]
     print(f"machine: {machine['line']}", flush=True)
     if machine["missing_packages"]:
-        print(
-            f"missing packages (parts that import them will fail): {machine['missing_packages']}", flush=True
-        )
+        print(f"packages not installed: {machine['missing_packages']}", flush=True)
     report.save()
+    missing = missing_imports(PART_MODULES)
+    if missing:
+        report.document["stopped"] = {"missing_imports": missing, "hint": WHEELS_HINT}
+        report.save()
+        raise ConfigError(f"the check's parts import {', '.join(missing)}, not installed here; {WHEELS_HINT}")
     clock = Clock(started, settings.budget_s, settings.parts)
     for number in settings.parts:
         print(
@@ -1027,10 +1060,10 @@ def settings_record(settings: Settings) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = parse_settings(argv)
+        return 0 if run(settings) else 1
     except MetaslotError as error:
         print(f"gpu_check: error: {error}", file=sys.stderr)
         return 2
-    return 0 if run(settings) else 1
 
 
 if __name__ == "__main__":

@@ -149,3 +149,23 @@ def test_json_keeps_non_finite_numbers_as_strings(gpu_check) -> None:
         "rows": [1.0, "inf"],
         "path": "a",
     }
+
+
+def test_a_missing_package_stops_the_check_before_any_part_and_says_how_to_carry_it(
+    gpu_check, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A bare GPU image lacks lmdb, diffusers and beartype: the check must stop at once and name them,
+    not spend the machine's minutes failing every part at its first import."""
+    (tmp_path / "needs_an_absent_package.py").write_text("import package_nobody_installed.sub\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(gpu_check, "PART_MODULES", ("json", "needs_an_absent_package"))
+    out = tmp_path / "out"
+    status = gpu_check.main(
+        ["--device", "cpu", "--smoke", "--out", str(out), "--work-dir", str(tmp_path / "w")]
+    )
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "package_nobody_installed" in error and "examples/gpu_wheels.sh" in error
+    document = json.loads((out / "gpu_check.json").read_text())
+    assert document["stopped"]["missing_imports"] == ["package_nobody_installed"]
+    assert "parts" not in document or not document["parts"]
