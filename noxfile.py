@@ -6,6 +6,7 @@ nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 CONSTRAINTS = "constraints/test.txt"
+LOWEST_CONSTRAINTS = "constraints/lowest.txt"
 TEST_ENV = {
     # A missing hub weight would otherwise cost ~47 s of retries per test.
     "HF_HUB_OFFLINE": "1",
@@ -28,6 +29,16 @@ def _install(session: nox.Session, extras: str = "test") -> None:
 def tests(session: nox.Session) -> None:
     """The whole test suite on CPU (GPU-marked tests skip themselves without a device)."""
     _install(session)
+    args = session.posargs or ["-n", "2", "--dist", "loadgroup"]
+    session.run("pytest", *args, env=TEST_ENV)
+
+
+@nox.session
+def tests_lowest(session: nox.Session) -> None:
+    """The whole suite on the lowest versions pyproject.toml allows (constraints/lowest.txt): keeps the
+    lower bounds honest. Not run by CI: it downloads an older torch (about 3 GB)."""
+    session.install("-c", LOWEST_CONSTRAINTS, "torch", "torchvision")
+    session.install("-c", LOWEST_CONSTRAINTS, "-e", ".[test]")
     args = session.posargs or ["-n", "2", "--dist", "loadgroup"]
     session.run("pytest", *args, env=TEST_ENV)
 

@@ -121,7 +121,9 @@ def create_backbone(spec: DinoViTSpec) -> nn.Module:
         return timm.create_model(spec.model_name, pretrained=False, **options)
     if spec.weights is not None:
         weight_file = resolve_weights_file(spec.model_name, spec.weights)
-        options["pretrained_cfg_overlay"] = dict(file=str(weight_file))
+        # custom_load=False: our files are state dicts, never the .npz some ViT registry entries point
+        # at; timm up to 1.0.28 (tested: 1.0.9, 1.0.28) kept that npz loader for a file given so.
+        options["pretrained_cfg_overlay"] = dict(file=str(weight_file), custom_load=False)
         source = f"weight file {str(weight_file)!r}"
     else:
         source = f"the Hugging Face hub (repo {hub_repository(spec.model_name)!r})"
