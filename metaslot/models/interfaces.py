@@ -3,6 +3,16 @@
 Every pipeline of `metaslot.models.pipelines` satisfies `Pipeline`; a plug-in pipeline does so by having
 these members, whatever its base class. The protocols are runtime-checkable so the shape checker can
 verify arguments; callers use the members, never ``hasattr`` probes.
+
+Declare ``aggregator`` (and an aggregator's ``codebook_size``) on the class, as a property or a class
+attribute. From Python 3.12 ``isinstance`` against a protocol looks members up statically
+(`inspect.getattr_static`), and that does not see the submodules an ``nn.Module`` keeps in ``_modules``:
+a pipeline that only assigns ``self.aggregator = MetaSlot(...)`` in ``__init__`` fails the check there
+(with ``METASLOT_TYPECHECK=1``). A property over the registered submodule keeps its state-dict names::
+
+    @property
+    def aggregator(self) -> MetaSlot:
+        return self._modules["aggregator"]
 """
 
 from __future__ import annotations

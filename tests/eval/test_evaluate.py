@@ -53,6 +53,10 @@ class Oracle(nn.Module):
         self.keep_empty = keep_empty
         self.aggregator = OracleAggregator()
 
+    @property
+    def aggregator(self) -> OracleAggregator:
+        return self._modules["aggregator"]  # type: ignore[return-value]
+
     def codebook_statistics(self) -> None:
         return None
 
@@ -93,7 +97,9 @@ def test_perfect_masks_score_one_and_batching_does_not_matter(batch_size: int) -
 
 
 def test_a_kept_slot_that_wins_no_pixel_counts_as_kept_but_not_as_a_segment() -> None:
-    metrics = evaluate(Oracle(keep_empty=True), LabelImages(), batch_size=3, device=torch.device("cpu")).metrics
+    metrics = evaluate(
+        Oracle(keep_empty=True), LabelImages(), batch_size=3, device=torch.device("cpu")
+    ).metrics
     assert metrics["fg_ari"] == pytest.approx(1.0)
     assert metrics["active_slots"] == pytest.approx(metrics["true_objects"] + 2)
     assert metrics["slot_count_abs_error_with_background"] == pytest.approx(1.0)

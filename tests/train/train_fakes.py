@@ -66,6 +66,11 @@ class FakePipeline(nn.Module):
         self.colour = nn.Linear(spec.width, 3)
         self.register_buffer("forward_count", torch.zeros((), dtype=torch.long))
 
+    @property
+    def aggregator(self) -> FakeAggregator:
+        """On the class, so that Python 3.12's static protocol check finds it (metaslot.models.interfaces)."""
+        return self._modules["aggregator"]  # type: ignore[return-value]
+
     def forward(self, image: torch.Tensor) -> PipelineOutput:
         batch, _, height, width = image.shape
         features = self.encoder(image).flatten(2).transpose(1, 2)
