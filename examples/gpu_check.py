@@ -1,7 +1,7 @@
 """GPU truth in one run (issue 16): GPU tests, sync check, aggregator bench, paper-preset steps, a training.
 
-    PYTHONPATH=$PWD python examples/gpu_check.py --out $OUT             # on a GPU machine: about 8 minutes
-                                                  # (a bare image first needs examples/gpu_wheels.sh's wheels)
+    bash examples/gpu_run.sh                                            # on a GPU machine: about 8 minutes
+                                         # (installs the wheels of examples/gpu_wheels.sh carried in .whl/)
     PYTHONPATH=$PWD python examples/gpu_check.py --device cpu --smoke   # the same code at minute sizes
     PYTHONPATH=$PWD python examples/gpu_check.py --parts 3 --presets slotdiffusion_voc   # one part, one preset
 
@@ -115,9 +115,8 @@ PART_MODULES = (
 """What the parts import: a package one of these lacks stops the check before it starts (`missing_imports`)."""
 WHEELS_HINT = (
     "a bare GPU image reaches no package index: run `bash examples/gpu_wheels.sh` here (wheels into .whl/), "
-    "carry .whl to the GPU machine and start the command there with `python3 -m pip install -q --no-index "
-    "--no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export "
-    'PYTHONPATH=/tmp/site` (docs/benchmarks.md, "Results: GPU — how to produce them")'
+    "carry .whl to the GPU machine and run `bash examples/gpu_run.sh` there, which installs them first "
+    '(docs/benchmarks.md, "Results: GPU — how to produce them")'
 )
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +172,26 @@ def test_a_missing_package_stops_the_check_before_any_part_and_says_how_to_carry
     document = json.loads((out / "gpu_check.json").read_text())
     assert document["stopped"]["missing_imports"] == ["package_nobody_installed"]
     assert "parts" not in document or not document["parts"]
+
+
+def test_the_device_wrapper_runs_the_check_and_keeps_its_log_and_exit_status(tmp_path: Path) -> None:
+    """examples/gpu_run.sh is the one command a GPU machine runs: it passes its arguments on, writes the
+    log beside the JSON in $OUT, and exits as the check does (2 for a wrong option)."""
+    repository = Path(__file__).resolve().parents[2]
+    environment = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # python3 = this one
+        "OUT": str(tmp_path / "out"),
+        "GPU_WHEELS": str(tmp_path / "no-wheels"),  # not the checkout's .whl/, which holds another Python's
+    }
+    environment.pop("PYTHONPATH", None)
+    command = ["bash", str(repository / "examples" / "gpu_run.sh"), "--device", "cpu", "--smoke"]
+    chosen = ["--parts", "3", "--presets", "vqvae_voc_c4", "--work-dir", str(tmp_path / "work")]
+    finished = subprocess.run(command + chosen, env=environment, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-2000:]
+    document = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    assert document["parts"]["summary"]["statuses"] == {"preset_steps": "pass"}
+    assert "preset step: vqvae_voc_c4 bf16" in (tmp_path / "out" / "gpu_check.log").read_text()
+
+    wrong = subprocess.run(command + ["--parts", "9"], env=environment, capture_output=True, timeout=120)
+    assert wrong.returncode == 2
