@@ -19,28 +19,30 @@ TEST_ENV = {
 }
 
 
-def _install(session: nox.Session, extras: str = "test") -> None:
+def _install(session: nox.Session, extras: str = "test", constraints: str = CONSTRAINTS) -> None:
     # torch first, through the constraints file, so pip never reaches for a newer CUDA build.
-    session.install("-c", CONSTRAINTS, "torch", "torchvision")
-    session.install("-c", CONSTRAINTS, "-e", f".[{extras}]")
+    session.install("-c", constraints, "torch", "torchvision")
+    session.install("-c", constraints, "-e", f".[{extras}]")
+
+
+def _pytest(session: nox.Session) -> None:
+    args = session.posargs or ["-n", "2", "--dist", "loadgroup"]
+    session.run("pytest", *args, env=TEST_ENV)
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole test suite on CPU (GPU-marked tests skip themselves without a device)."""
     _install(session)
-    args = session.posargs or ["-n", "2", "--dist", "loadgroup"]
-    session.run("pytest", *args, env=TEST_ENV)
+    _pytest(session)
 
 
 @nox.session
 def tests_lowest(session: nox.Session) -> None:
     """The whole suite on the lowest versions pyproject.toml allows (constraints/lowest.txt): keeps the
     lower bounds honest. Not run by CI: it downloads an older torch (about 3 GB)."""
-    session.install("-c", LOWEST_CONSTRAINTS, "torch", "torchvision")
-    session.install("-c", LOWEST_CONSTRAINTS, "-e", ".[test]")
-    args = session.posargs or ["-n", "2", "--dist", "loadgroup"]
-    session.run("pytest", *args, env=TEST_ENV)
+    _install(session, constraints=LOWEST_CONSTRAINTS)
+    _pytest(session)
 
 
 @nox.session
