@@ -29,6 +29,7 @@ _LAZY = {
     "load": "metaslot.pretrained",
     "save_pretrained": "metaslot.pretrained",
     "push_to_hub": "metaslot.pretrained",
+    "list_models": "metaslot.pretrained",
 }
 
 

@@ -4,6 +4,7 @@ Writes ``ROOT/<dataset>/train.lmdb`` and ``ROOT/<dataset>/val.lmdb`` (what ``--d
 with a progress bar; an interrupted download resumes from ``<file>.partial`` when run again. Each file
 is checked against the table in ``metaslot.data.download`` (size and SHA-256 where known) before it is
 renamed into place; ``--list`` prints that table, including which URLs and hashes are unverified.
+``--models`` prints the published models metaslot can load (``metaslot.list_models()``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--list", action="store_true", help="print the table of files, URLs and hashes, then stop"
     )
+    parser.add_argument(
+        "--models",
+        action="store_true",
+        help="print the published models metaslot can load (source, format, size, SHA-256, preset, "
+        "reported numbers), then stop",
+    )
     return parser
 
 
@@ -59,6 +66,28 @@ def table_lines() -> list[str]:
         digest = entry.sha256 or "sha256 unknown"
         url = entry.url if entry.url_verified else f"{entry.url} (unverified)"
         lines.append(f"{entry.relative_path}  {size}  {digest}  {url}")
+    return lines
+
+
+def model_lines() -> list[str]:
+    """A paragraph per published model (``metaslot.list_models()``): what to fetch, how to load it."""
+    from metaslot.pretrained.catalog import list_models
+
+    lines = []
+    for model in list_models():
+        size = format_bytes(model.size) if model.size is not None else "size unknown"
+        digest = model.sha256 or "sha256 unknown (printed when the file is loaded)"
+        source = model.source if model.source_verified else f"{model.source} (unverified)"
+        lines += [
+            f"{model.name}: {model.title}",
+            f"  source: {source}  [{model.publisher}]",
+            f"  file: {model.file_format}, {size}, {digest}",
+            f"  preset: {model.preset.flags()}   load: {model.load_call()}",
+            f"  reported: {', '.join(str(number) for number in model.reported)}  ({model.reported_in})",
+            f"  protocol: {model.protocol}",
+        ]
+        if model.companion is not None:
+            lines.append(f"  also needs: {model.companion}")
     return lines
 
 
@@ -90,8 +119,11 @@ def main(argv: list[str] | None = None) -> None:
     if arguments.list:
         print("\n".join(table_lines()))
         return
+    if arguments.models:
+        print("\n".join(model_lines()))
+        return
     if arguments.dataset is None:
-        parser.error(f"name a dataset: {', '.join(DATASETS)} (or --list)")
+        parser.error(f"name a dataset: {', '.join(DATASETS)} (or --list, or --models)")
     with user_errors("download"):
         reports = download_dataset(
             arguments.dataset,
