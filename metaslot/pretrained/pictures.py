@@ -9,6 +9,7 @@ codes and the seen square per file).
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy
 import PIL.Image
 import torch
+from jaxtyping import UInt8
 from torch.nn import functional
 
 from metaslot.errors import ConfigError
@@ -24,6 +26,7 @@ from metaslot.eval.pictures import label_overlay, save_segmentation_grid
 from metaslot.models.pipelines import SlotPipeline
 from metaslot.models.records import Segmentation
 from metaslot.models.segmentation import image_batch
+from metaslot.runtime.files import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,12 @@ def _label_picture(image: torch.Tensor, segmentation: Segmentation) -> numpy.nda
     return (numpy.clip(tinted, 0, 1) * 255).round().astype(numpy.uint8)
 
 
+def png_bytes(picture: UInt8[numpy.ndarray, "h w 3"]) -> bytes:
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(picture).save(buffer, format="png")
+    return buffer.getvalue()
+
+
 def draw_image_files(pipeline: torch.nn.Module, files: list[Path], output_dir: Path) -> ImagePictures:
     """Segment each file (one at a time: sizes may differ) and write the pictures into ``output_dir``."""
     if not isinstance(pipeline, SlotPipeline):
@@ -87,7 +96,7 @@ def draw_image_files(pipeline: torch.nn.Module, files: list[Path], output_dir: P
         samples.keep.append(segmentation.keep.cpu())
         samples.codes.append(segmentation.codes.cpu())
         labels_path = output_dir / f"labels-{index}-{path.stem}.png"
-        PIL.Image.fromarray(_label_picture(image, segmentation)).save(labels_path)
+        atomic_write_bytes(labels_path, png_bytes(_label_picture(image, segmentation)))
         written.append(labels_path)
         window = segmentation.window
         described.append(
@@ -103,5 +112,5 @@ def draw_image_files(pipeline: torch.nn.Module, files: list[Path], output_dir: P
         )
     grid = save_segmentation_grid(samples, output_dir / "segmentation.png", max_images=len(files))
     summary = output_dir / "slots.json"
-    summary.write_text(json.dumps([vars(item) for item in described], indent=2))
+    atomic_write_bytes(summary, json.dumps([vars(item) for item in described], indent=2).encode())
     return ImagePictures(written=[grid, *written, summary], images=described)

@@ -6,6 +6,11 @@ failed write (disk full, read-only folder, no permission) removes the temporary 
 `WriteError` that names the file and says why; `stage_bytes` + `commit` do the same for several files
 that must appear together (a checkpoint). A kill leaves at most a temporary file, which
 `remove_temporaries` clears once the writer's successor holds the folder.
+
+Nothing is written through a symbolic link: a link where a file is to be written, or a linked
+folder inside a run folder (`refuse_links_below`), is refused in one line naming it, and the link's
+target is left as it was (a planted ``train.lock`` link once had its target overwritten). The
+temporary name is predictable, so it is created exclusively (``O_EXCL | O_NOFOLLOW``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from collections.abc import Iterable
 from typing import BinaryIO
 
 from metaslot.errors import WriteError
@@ -40,6 +46,69 @@ def write_error(path: Path, error: OSError) -> WriteError:
     )
 
 
+def link_error(path: Path) -> WriteError:
+    """The one-line refusal to write ``path``, a symbolic link (or a folder reached through one)."""
+    try:
+        target = f" (to {os.readlink(path)})"
+    except OSError:
+        target = ""
+    return WriteError(
+        f"refusing to write {path}: it is a symbolic link{target}, and a run writes only its own files, "
+        "never through a link; remove the link (or choose another --name / folder) and run again"
+    )
+
+
+def refuse_link(path: Path) -> None:
+    """Raise `link_error` when ``path`` itself is a symbolic link."""
+    if os.path.islink(path):
+        raise link_error(path)
+
+
+def refuse_links_below(folder: Path, names: Iterable[str]) -> None:
+    """Refuse a symbolic link at ``folder/<name>`` for each of ``names``, or anywhere below such an entry
+    that is a folder: the entries a writer owns in ``folder`` (a run's checkpoints, its evaluation)."""
+    for name in names:
+        entry = folder / name
+        refuse_link(entry)
+        if not entry.is_dir():
+            continue
+        for directory, subfolders, file_names in os.walk(entry, followlinks=False):
+            for child in (*subfolders, *file_names):
+                refuse_link(Path(directory) / child)
+
+
+def no_follow(path: str | os.PathLike[str], flags: int) -> int:
+    """An ``opener`` for ``open``: never opens through a symbolic link (ELOOP), never inherited by exec."""
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+
+
+def _new_file(path: str | os.PathLike[str], flags: int) -> int:
+    return no_follow(path, flags | os.O_CREAT | os.O_EXCL)
+
+
+def open_no_follow(path: Path, flags: int) -> int:
+    """``os.open`` that refuses a symbolic link at ``path`` (`link_error`); other failures `write_error`."""
+    try:
+        return no_follow(path, flags)
+    except OSError as error:
+        raise _open_error(path, error) from None
+
+
+def _open_error(path: Path, error: OSError) -> WriteError:
+    if error.errno == errno.ELOOP or os.path.islink(path):
+        return link_error(path)
+    return write_error(path, error)
+
+
+def append_text(path: Path, text: str) -> None:
+    """Append ``text`` in one write, never through a link; a failure is a `WriteError` naming ``path``."""
+    try:
+        with open(path, "a", opener=no_follow) as handle:
+            handle.write(text)
+    except OSError as error:
+        raise _open_error(path, error) from error
+
+
 def temporary_path(path: Path) -> Path:
     """Where ``path`` is written before it is moved into place (hidden, named after the writing process)."""
     return path.with_name(f".{path.name}{TEMPORARY_MARK}{os.getpid()}")
@@ -50,15 +119,20 @@ def _write_all(handle: BinaryIO, payload: bytes) -> None:
 
 
 def stage_bytes(path: Path, payload: bytes) -> Path:
-    """Write ``payload`` to ``path``'s temporary name and sync it; `commit` moves it into place."""
+    """Write ``payload`` to ``path``'s temporary name and sync it; `commit` moves it into place.
+
+    Refuses a link at ``path``; the temporary file is made anew (a planted one is removed first)."""
+    refuse_link(path)
     temporary = temporary_path(path)
+    discard(temporary)
     try:
-        with open(temporary, "wb") as handle:
+        with open(temporary, "wb", opener=_new_file) as handle:
             _write_all(handle, payload)
             handle.flush()
             os.fsync(handle.fileno())
     except BaseException as error:
-        discard(temporary)
+        if not (isinstance(error, FileExistsError) or os.path.islink(temporary)):
+            discard(temporary)  # never remove what this call did not create
         if isinstance(error, OSError):
             raise write_error(path, error) from error
         raise

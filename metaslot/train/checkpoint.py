@@ -241,6 +241,7 @@ def save_checkpoint(
     Refuses (`NonFiniteLossError`) when the weights or the optimiser state hold a NaN or an infinity.
     """
     require_finite_state(model, optimizer, name)
+    files.refuse_link(directory)
     directory.mkdir(parents=True, exist_ok=True)
     payloads = checkpoint_payloads(directory, name, model, optimizer, scaler, state, data_position, extra)
     staged: list[tuple[Path, Path]] = []

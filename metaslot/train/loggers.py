@@ -21,6 +21,7 @@ import numpy
 from jaxtyping import UInt8
 
 from metaslot.errors import ConfigError
+from metaslot.runtime import files
 from metaslot.train.logging import METRICS_FILE, append_row, keep_rows_up_to, metrics_row
 
 WANDB_ID_FILE = "wandb-run-id.txt"
@@ -132,7 +133,7 @@ def wandb_run_id(run_dir: Path) -> str:
     if path.is_file():
         return path.read_text().strip()
     run_id = secrets.token_hex(4)
-    path.write_text(run_id + "\n")
+    files.atomic_write_bytes(path, f"{run_id}\n".encode())
     return run_id
 
 

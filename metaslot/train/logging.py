@@ -31,12 +31,9 @@ def metrics_row(step: int, split: str, values: Mapping[str, float]) -> dict[str,
 
 
 def append_row(path: Path, row: Mapping[str, Any]) -> None:
-    """Append one row as one line in one write; a failed write is a `WriteError` naming ``path``."""
-    try:
-        with open(path, "a") as handle:
-            handle.write(json.dumps(row) + "\n")
-    except OSError as error:
-        raise files.write_error(path, error) from error
+    """Append one row as one line in one write (never through a link); a failed write is a `WriteError`
+    naming ``path``."""
+    files.append_text(path, json.dumps(row) + "\n")
 
 
 def complete_lines(path: Path) -> list[tuple[int, str]]:

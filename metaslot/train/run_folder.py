@@ -1,7 +1,7 @@
 """What a training may do with its run folder ``runs/<name>/`` before the first step; nothing is overwritten.
 
-`claim` locks the folder (`metaslot.train.run_lock`; rank 0), removes temporary files a killed writer
-left, and then:
+`claim` refuses a symbolic link among what the run writes (`RUN_ENTRIES`), locks the folder
+(`metaslot.train.run_lock`; rank 0), removes temporary files a killed writer left, and then:
 
 - a new run (no ``--resume``) is refused when the folder already holds checkpoints or metrics (add
   ``--resume``, or another ``--name``); otherwise ``config.json`` is written with a new run id;
@@ -27,9 +27,12 @@ from metaslot.runtime import files
 from metaslot.train import checkpoint as checkpoints
 from metaslot.train import run_lock
 from metaslot.train.config import TrainConfig, config_from_json, config_to_json, to_jsonable
+from metaslot.train.loggers import WANDB_ID_FILE
 from metaslot.train.logging import METRICS_FILE, read_rows
 
 CONFIG_FILE = "config.json"
+RUN_ENTRIES = (CONFIG_FILE, run_lock.LOCK_FILE, METRICS_FILE, WANDB_ID_FILE, "checkpoints", "eval", "tensorboard")
+"""What a training writes in its run folder: none of it may be a symbolic link (nor hold one)."""
 
 MAY_CHANGE_ON_RESUME = frozenset(
     {
@@ -93,6 +96,7 @@ def claim(
             config.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise files.write_error(config.run_dir, error) from error
+        files.refuse_links_below(config.run_dir, RUN_ENTRIES)
         lock = run_lock.acquire(config.run_dir)
     try:
         if is_main:

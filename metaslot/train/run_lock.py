@@ -99,10 +99,8 @@ def hold(run_dir: Path) -> Iterator[RunLock]:
 
 
 def _open(path: Path) -> int:
-    try:
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as error:
-        raise files.write_error(path, error) from error
+    """Open (or create) the lock file, never through a symbolic link (a planted link is refused)."""
+    return files.open_no_follow(path, os.O_RDWR | os.O_CREAT)
 
 
 def _lock(descriptor: int, path: Path) -> bool:
