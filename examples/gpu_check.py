@@ -540,7 +540,7 @@ class TrainingStep:
         dtype: torch.dtype,
         compiled: bool,
     ) -> None:
-        from metaslot.train.loop import LossAndOutput, trainable_parameters
+        from metaslot.train.preparation import LossAndOutput, trainable_parameters
 
         self.pipeline = pipeline.train()
         self.images = images
@@ -560,7 +560,7 @@ class TrainingStep:
         with autocast(self.images.device, self.dtype):
             loss, output = self.runner(self.images)
         loss.float().backward()
-        clip_gradients(self.parameters, self.config)
+        clip_gradients(self.parameters, self.config.optim)
         self.optimizer.step()
         self.pipeline.after_optimizer_step(output)
         self.loss = loss.detach()

@@ -24,6 +24,7 @@ LEVEL = {
     "data": 3,
     "runtime": 2,
     "ops": 2,
+    "eval_settings": 2,
     "validators": 1,
     "errors": 0,
     "_lazy": 0,

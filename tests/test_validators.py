@@ -9,7 +9,8 @@ import pytest
 
 from metaslot import validators
 from metaslot.errors import ConfigError
-from metaslot.train.config import EvalSpec, LoopSpec, OptimSpec, ScheduleSpec
+from metaslot.eval_settings import EvalSpec
+from metaslot.train.config import LoopSpec, OptimSpec, ScheduleSpec
 
 
 def one_field_spec(validator: validators.Validator) -> type:

@@ -110,7 +110,7 @@ def chosen_checkpoint(source: Path, choice: str) -> tuple[Path, Path]:
 def checkpoint_provenance(config, source: Path, sidecar: Path, split: str, step: int):
     """What the report says about the weights: ``best`` (with the split it was chosen on, the run's
     ``--loop.val-split``), ``last`` for a run folder's last checkpoint, else the file name given."""
-    from metaslot.eval.report import Provenance
+    from metaslot.eval_settings import Provenance
 
     name = sidecar.name.removesuffix(".json")
     if name == "best":
@@ -189,6 +189,7 @@ def _evaluate_checkpoint(
     import torch
 
     from metaslot.eval.session import evaluate_and_report
+    from metaslot.eval_settings import EvaluationSettings
     from metaslot.pretrained.loading import load_checkpoint
     from metaslot.runtime.device import resolve_device, resolve_precision
 
@@ -202,21 +203,20 @@ def _evaluate_checkpoint(
     name = sidecar.name.removesuffix(".json")
     step = int(document["state"]["step"])
     output = options.output or run_dir / f"{'pictures' if pictures_only else 'eval'}-{name}-{spec.split}"
-    evaluate_and_report(
-        pipeline,
-        dataset,
-        output_dir=output,
+    settings = EvaluationSettings(
+        spec=spec,
         batch_size=spec.batch_size or config.loop.batch_size,
         device=device,
         dtype=dtype,
-        max_batches=spec.max_batches,
-        pictures=spec.pictures,
-        gallery_codes=spec.gallery_codes,
-        gallery_examples=spec.gallery_examples,
         seed=config.loop.seed,
         num_workers=options.num_workers,
+    )
+    evaluate_and_report(
+        pipeline,
+        dataset,
+        settings,
+        output_dir=output,
         title=f"{config.name} {name} (step {step}, {spec.split})",
-        average=spec.average,
         provenance=checkpoint_provenance(config, source, sidecar, spec.split, step),
     )
 

@@ -1,12 +1,10 @@
-"""Metrics as a printed table and as JSON, and which weights on which split they describe."""
+"""Metrics as a printed table and as JSON (which weights, on which split: `metaslot.eval_settings.Provenance`)."""
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from metaslot.eval.evaluate import EvaluationResult
 from metaslot.runtime import files
@@ -59,45 +57,3 @@ def write_json(result: EvaluationResult, path: Path, **context: object) -> Path:
         raise files.write_error(path.parent, error) from error
     files.atomic_write_bytes(path, json.dumps(document, indent=2).encode())
     return path
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Which weights a report scores, and on what.
-
-    ``checkpoint`` is ``last`` (the run's final weights), ``best`` (the best validation score) or the
-    name of the checkpoint file given; ``split`` the split reported; ``selected_on`` the split the
-    ``best`` checkpoint was chosen on (``train-holdout`` or ``val``; None for any other checkpoint).
-    A ``best`` chosen on the split being reported has seen its test data: the report says so.
-    """
-
-    checkpoint: str
-    split: str
-    step: int | None = None
-    selected_on: str | None = None
-
-    @property
-    def selected_on_reported_split(self) -> bool:
-        return self.selected_on is not None and self.selected_on == self.split
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "checkpoint": self.checkpoint,
-            "step": self.step,
-            "split": self.split,
-            "selected_on": self.selected_on,
-            "selected_on_reported_split": self.selected_on_reported_split,
-        }
-
-    def describe(self) -> str:
-        """One line for the printed table."""
-        step = f" (step {self.step})" if self.step is not None else ""
-        line = f"checkpoint {self.checkpoint}{step}, split {self.split}"
-        if self.selected_on is None:
-            return line
-        if not self.selected_on_reported_split:
-            return f"{line}; selected on {self.selected_on}"
-        return (
-            f"{line}; selected on {self.selected_on}, the split reported here, so this number is optimistic: "
-            "report the last checkpoint, or choose the best on --loop.val-split train-holdout"
-        )

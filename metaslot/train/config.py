@@ -19,6 +19,7 @@ import torch
 
 from metaslot import validators
 from metaslot.errors import CheckpointError, ConfigError
+from metaslot.eval_settings import EvalSpec
 from metaslot.runtime.device import DeviceChoice, PrecisionChoice
 
 # The shared checks raise ConfigError, the type every bad training option is reported as.
@@ -84,24 +85,6 @@ class LoopSpec:
 
 
 @attrs.frozen
-class EvalSpec:
-    """Evaluation after training and in `cli.eval`: split, batch cap, pictures."""
-
-    split: str = "val"
-    max_batches: int | None = attrs.field(default=None, validator=_positive_or_none)
-    batch_size: int | None = attrs.field(default=None, validator=_positive_or_none)
-    """None: the training batch size."""
-    pictures: int = attrs.field(default=8, validator=_non_negative)
-    """Images in the segmentation grid (0: no pictures)."""
-    gallery_codes: int = attrs.field(default=12, validator=_non_negative)
-    gallery_examples: int = attrs.field(default=6, validator=_positive)
-    average: Literal["image", "batch"] = "image"
-    """How metrics are averaged over the split: 'image' (every image weighs the same) or 'batch' (the
-    reference's mean of batch means, which over-weights a smaller last batch and depends on the batch
-    size; use it with the reference's batch size to reproduce its numbers)."""
-
-
-@attrs.frozen
 class TrainConfig:
     """Everything one run needs; saved as ``runs/<name>/config.json``."""
 
@@ -114,6 +97,7 @@ class TrainConfig:
     schedule: ScheduleSpec = ScheduleSpec()
     loop: LoopSpec = LoopSpec()
     evaluation: EvalSpec = EvalSpec()
+    """The evaluation's choices (`metaslot.eval_settings.EvalSpec`, shared with `metaslot.eval`)."""
     runs_dir: Path = Path("runs")
     device: DeviceChoice = "auto"
     precision: PrecisionChoice = "auto"
@@ -163,6 +147,8 @@ def rebuild(value: Any) -> Any:
 # named "os:environ" as an enum used to read the environment into a config field.
 
 _ALLOWED_OUTSIDE_METASLOT: dict[str, type] = {}
+# Classes that moved, under the names configs written before the move give them.
+_MOVED: dict[str, str] = {"metaslot.train.config:EvalSpec": "metaslot.eval_settings:EvalSpec"}
 
 
 def allow_in_config(*classes: type) -> None:
@@ -202,6 +188,7 @@ def _resolve(qualified: str, tag: Literal["__type__", "__enum__"]) -> type:
     wanted = "an attrs spec class" if tag == "__type__" else "an Enum"
     if not isinstance(qualified, str):
         raise CheckpointError(f"config.json has {tag} {qualified!r}, expected 'module:ClassName'")
+    qualified = _MOVED.get(qualified, qualified)
     module_name, _, qualname = qualified.partition(":")
     target: Any = _ALLOWED_OUTSIDE_METASLOT.get(qualified)
     if target is None:

@@ -19,7 +19,8 @@ from pathlib import Path
 import attrs
 
 from metaslot.errors import ConfigError
-from metaslot.train.config import EvalSpec, LoopSpec, OptimSpec, ScheduleSpec, TrainConfig
+from metaslot.eval_settings import EvalSpec
+from metaslot.train.config import LoopSpec, OptimSpec, ScheduleSpec, TrainConfig
 
 MODELS = ("autoencoder", "dinosaur", "vqvae", "slate", "slotdiffusion")
 DATASETS = ("shapes", "voc", "coco", "clevrtex", "movi_d")

@@ -9,9 +9,10 @@ import torch
 from train_fakes import FakeDataSpec, FakePipelineSpec
 
 from metaslot.eval.session import SplitEvaluation
+from metaslot.eval_settings import EvalSpec
 from metaslot.train import loop
 from metaslot.train.checkpoint import read_tensors
-from metaslot.train.config import EvalSpec, LoopSpec, TrainConfig
+from metaslot.train.config import LoopSpec, TrainConfig
 
 
 def train(config: TrainConfig, **options: object) -> loop.TrainResult:

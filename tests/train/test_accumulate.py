@@ -12,7 +12,7 @@ from helpers import tiny_config, train
 
 from metaslot.cli import train as train_cli
 from metaslot.models.records import AggregatorOutput, join_aggregator_outputs
-from metaslot.train import loop
+from metaslot.train import preparation
 from metaslot.train.checkpoint import read_tensors
 
 
@@ -20,7 +20,7 @@ def spy_on_upkeep(monkeypatch: pytest.MonkeyPatch) -> tuple[list[AggregatorOutpu
     """(aggregator outputs of every training forward, what each upkeep received) of the next run."""
     forwards: list[AggregatorOutput] = []
     upkeeps: list[AggregatorOutput] = []
-    build = loop.build_pipeline
+    build = preparation.build_pipeline
 
     def build_and_watch(config):
         pipeline = build(config)
@@ -39,7 +39,7 @@ def spy_on_upkeep(monkeypatch: pytest.MonkeyPatch) -> tuple[list[AggregatorOutpu
         pipeline.forward, pipeline.after_optimizer_step = watched_forward, watched_after_step
         return pipeline
 
-    monkeypatch.setattr(loop, "build_pipeline", build_and_watch)
+    monkeypatch.setattr(preparation, "build_pipeline", build_and_watch)
     return forwards, upkeeps
 
 

@@ -19,17 +19,17 @@ _WORKER = """
 import os, sys
 sys.path.insert(0, {here!r})
 import safetensors.torch
-import metaslot.train.loop as loop
+import metaslot.train.preparation as preparation
 from cli_args import loop_args, model_args
 from metaslot.cli import train as train_cli
 
 built = []
-original = loop.build_pipeline
+original = preparation.build_pipeline
 def capture(config):
     pipeline = original(config)
     built.append(pipeline)
     return pipeline
-loop.build_pipeline = capture
+preparation.build_pipeline = capture
 # batch 8 over 2 ranks and 2 accumulation micro-steps: 2 images per rank and micro-step
 arguments = [
     *model_args("autoencoder"), *loop_args({runs!r}, steps=3), "--loop.batch-size", "8", "--loop.accumulate", "2"

@@ -9,7 +9,8 @@ from pathlib import Path
 from helpers import tiny_config
 
 from metaslot.eval.session import SplitEvaluation, Validation
-from metaslot.train.loop import Evaluation, train
+from metaslot.eval_settings import Evaluation
+from metaslot.train.loop import train
 
 
 class ScriptedEvaluation:
@@ -19,11 +20,11 @@ class ScriptedEvaluation:
         self.scores = list(scores)
         self.calls: list[tuple[str, dict]] = []
 
-    def validate(self, pipeline, dataset, **options) -> Validation:
-        self.calls.append(("validate", options))
+    def validate(self, pipeline, dataset, settings) -> Validation:
+        self.calls.append(("validate", {"max_batches": settings.spec.max_batches}))
         return Validation(metrics={"fg_ari": self.scores.pop(0), "loss": 1.0})
 
-    def report(self, pipeline, dataset, **options) -> dict[str, float]:
+    def report(self, pipeline, dataset, settings, **options) -> dict[str, float]:
         self.calls.append(("report", options))
         return {"fg_ari": -1.0}
 

@@ -39,9 +39,9 @@ def test_without_a_picture_logger_validation_asks_for_no_picture(
     asked: list[int] = []
     validate = SplitEvaluation.validate
 
-    def recording(self, pipeline, dataset, **options):
-        asked.append(options["pictures"])
-        return validate(self, pipeline, dataset, **options)
+    def recording(self, pipeline, dataset, settings):
+        asked.append(settings.spec.pictures)
+        return validate(self, pipeline, dataset, settings)
 
     monkeypatch.setattr(SplitEvaluation, "validate", recording)
     train(tiny_config(tmp_path, steps=2, val_every=1, checkpoint_every=2))
