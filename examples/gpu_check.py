@@ -509,7 +509,7 @@ def stage_one_vqvae(spec: Any, smoke: bool) -> torch.nn.Module:
     from metaslot.train.presets import preset
 
     stage_one = spec.vqvae if smoke else preset("vqvae", "voc", vqvae_variant=spec.stage_one_variant).model
-    return stage_one.build()
+    return attrs.evolve(stage_one, pretrained=None, lpips_weight=0.0).build()  # random: nothing downloaded
 
 
 def build_preset_pipeline(case: Any, smoke: bool) -> tuple[torch.nn.Module, dict[str, Any]]:

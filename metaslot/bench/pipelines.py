@@ -43,9 +43,13 @@ class PipelineCase:
 
 
 def _random_encoder(spec: object, **changes: object) -> object:
-    """The spec with its DINO backbone built from random weights (a CNN encoder is left as is)."""
+    """The spec with its DINO backbone built from random weights (a CNN encoder is left as is); a VQ-VAE
+    with random TAESD layers and no LPIPS (nothing to download; the paper preset starts from TAESD)."""
     from metaslot.models.encoders import DinoViTSpec
+    from metaslot.models.pipelines.vqvae import VQVAESpec
 
+    if isinstance(spec, VQVAESpec):
+        return attrs.evolve(spec, pretrained=None, lpips_weight=0.0)
     encoder = getattr(spec, "encoder", None)
     if not isinstance(encoder, DinoViTSpec):
         return spec

@@ -4,11 +4,13 @@ The layer indices follow diffusers' ``AutoencoderTiny`` so pretrained weights ma
 our encoder is its ``encoder.layers[0:14]`` (the final conv to 4 channels is dropped) and our
 decoder is its ``decoder.layers[2:19]`` (the input conv + ReLU and the tanh clamp are dropped),
 as the reference's VQ-VAE does (reference §1.6). Both stacks work on pixels in [0, 1], the range
-TAESD was trained on.
+TAESD was trained on. The weights come from a local folder or file, or from the Hugging Face hub's
+cache (``madebyollin/taesd``, what the reference downloads at construction time).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -25,6 +27,9 @@ ENCODER_LAYERS = 14  # diffusers encoder.layers[0:14]
 DECODER_FIRST_LAYER = 2  # diffusers decoder.layers[2:19]
 DECODER_LAYERS = 17
 FROZEN_ENCODER_LAYERS = 11  # the reference freezes encoder layers 0..10 (up to the third stride-2 conv)
+TAESD_REPO = "madebyollin/taesd"  # the Hugging Face repo the reference's VQ-VAE loads
+TAESD_FILE = "diffusion_pytorch_model.safetensors"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class TinyBlock(nn.Module):
@@ -93,19 +98,47 @@ def _resolve_weight_file(path: Path) -> Path:
     raise TAESDWeightsError(
         f"no TAESD weights at {str(path)!r}: pass a diffusers AutoencoderTiny folder (with "
         "diffusion_pytorch_model.safetensors) or that file itself; download it once with "
-        "`huggingface-cli download madebyollin/taesd --local-dir <folder>`"
+        "`huggingface-cli download madebyollin/taesd --local-dir <folder>`, or train the VQ-VAE from "
+        "random weights with --model.pretrained None"
     )
+
+
+def _from_hub(repo_id: str) -> Path:
+    """``repo_id``'s weight file from the hub cache (downloaded unless HF_HUB_OFFLINE=1), or one clear line."""
+    import huggingface_hub
+
+    try:
+        return Path(huggingface_hub.hf_hub_download(repo_id, TAESD_FILE))
+    except Exception as error:  # offline, no network, unknown repo, cache errors: one message for all
+        first_line = (str(error).splitlines() or [type(error).__name__])[0]
+        raise TAESDWeightsError(
+            f"TAESD weights: {repo_id!r} is no local folder, and {TAESD_FILE} of the Hugging Face repo "
+            f"{repo_id} is not in the local cache and could not be downloaded ({type(error).__name__}: "
+            f"{first_line}). Fetch it once with `huggingface-cli download {repo_id} --local-dir "
+            "weights/taesd` and pass --model.pretrained weights/taesd, or train the VQ-VAE from random "
+            "weights with --model.pretrained None"
+        ) from error
+
+
+def resolve_taesd(source: str | Path) -> Path:
+    """The TAESD weight file ``source`` names: a local folder or file, else a hub repo id such as
+    ``madebyollin/taesd`` (read from the local cache; downloaded when the hub is reachable)."""
+    path = Path(source).expanduser()
+    if path.exists() or path.is_absolute() or not _REPO_ID.match(str(source)):
+        return _resolve_weight_file(path)
+    return _from_hub(str(source))
 
 
 def load_taesd_state(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Read a diffusers ``AutoencoderTiny`` safetensors file and rename its keys to our layers.
 
+    ``path`` is what :func:`resolve_taesd` takes (a local folder or file, or a hub repo id).
     Returns (encoder state for :func:`encoder_layers`, decoder state for :func:`decoder_layers`),
     in float32 (the published file is fp16).
     """
     from safetensors.torch import load_file
 
-    file = _resolve_weight_file(Path(path))
+    file = resolve_taesd(path)
     try:
         state = load_file(str(file))
     except Exception as error:  # safetensors raises several types for a corrupt file

@@ -5,7 +5,8 @@ The paper configs (``spec/reference.md`` §2) for VOC, COCO and ClevrTex: DINOv2
 (16×16 tokens), 256×256 input, slots 6/7/11, slot width 256, MetaSlot codebook 512 with a ring buffer
 of 4·batch·slots, batch 32, 50k steps, Adam 2e-4, 5 % linear warm-up then cosine to 0, L2 clip 1.0,
 validation every steps/40 on 256 training images held out of training (``--loop.val-split
-train-holdout``; the published "val" split is the paper's test split). VQ-VAE stage 1: 30k steps, batch 64, Adam 2e-3. The shapes presets are
+train-holdout``; the published "val" split is the paper's test split). VQ-VAE stage 1: 30k steps, batch 64, Adam 2e-3,
+from TAESD with encoder layers 0..10 frozen, LPIPS for c4 (`reference_vqvae`). The shapes presets are
 small CPU-sized variants; ``autoencoder_shapes`` is the default main job (``python -m cli.train``).
 MOVi-D has no MetaSlot config in the reference; its presets reuse the COCO settings with 11 slots.
 """
@@ -129,11 +130,12 @@ def _slotdiffusion(data: str) -> TrainConfig:
 
 
 def _vqvae(data: str, variant: str = "c256") -> TrainConfig:
-    from metaslot.models.pipelines.vqvae import vqvae_c4, vqvae_c256
+    from metaslot.models.pipelines.vqvae import reference_vqvae
 
-    # Reference vqvae-*-c256/c4: 30k steps, batch 64, Adam 2e-3, 5 % warm-up, cosine to 0, L2 clip 1.0.
-    # c4 adds LPIPS in the reference; here it needs the lpips package: --model.lpips-weight 1.0.
-    model = vqvae_c4() if variant == "c4" else vqvae_c256()
+    # Reference vqvae-*-c256/c4: 30k steps, batch 64, Adam 2e-3, 5 % warm-up, cosine to 0, L2 clip 1.0;
+    # TAESD start with encoder layers 0..10 frozen, losses in ImageNet units, LPIPS for c4
+    # (--model.pretrained None / --model.lpips-weight 0 train without them).
+    model = reference_vqvae("c4" if variant == "c4" else "c256")
     return TrainConfig(
         name=f"vqvae-{variant}-{data}",
         model=model,

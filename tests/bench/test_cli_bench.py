@@ -88,6 +88,8 @@ def test_the_paper_and_tiny_specs_build_from_the_presets_without_weights() -> No
             encoder = getattr(spec, "encoder", None)
             if isinstance(encoder, DinoViTSpec):
                 assert not encoder.pretrained and encoder.weights is None
+            if model == "vqvae":  # the paper preset starts from TAESD (a download) and adds LPIPS for c4
+                assert spec.pretrained is None and spec.lpips_weight == 0.0
     paper = {case.model: case for case in pipelines.cases(("paper",), preset_model)}
     assert {case.batch_size for case in paper.values()} == {32}
     assert paper["dinosaur"].image_size == paper["vqvae"].image_size == 256

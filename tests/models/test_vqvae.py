@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import re
+from pathlib import Path
 
+import huggingface_hub
 import pytest
 import torch
 from hypothesis import given
@@ -12,12 +15,17 @@ from hypothesis import strategies as st
 from metaslot.models.pipelines.vqvae import (
     LPIPSUnavailableError,
     VQVAESpec,
+    in_loss_units,
     latent_grid,
+    reference_vqvae,
     vqvae_c4,
     vqvae_c256,
 )
 from metaslot.models.taesd import (
     FROZEN_ENCODER_LAYERS,
+    IMAGENET_STD,
+    TAESD_FILE,
+    TAESD_REPO,
     TAESDWeightsError,
     imagenet_to_unit,
     unit_to_imagenet,
@@ -171,3 +179,147 @@ def test_spec_rejects_bad_values(field: str, value: float, message: str) -> None
 def test_latent_grid_rejects_sizes_the_encoder_cannot_divide() -> None:
     with pytest.raises(ValueError, match="multiple of 8"):
         latent_grid(36, tiny_spec())
+
+
+# --- stage 1 as the reference trained it (issue 24 item 7) -------------------------------------------
+
+REFERENCE_FREEZE = r"m\.encode\.1\.(?:[0-9]|10)\..*"
+"""``freez`` of the reference's vqvae-*-c256/c4.py: ``m.encode.1`` is its TAESD encoder (our ``encoder.layers``)."""
+
+
+def test_the_frozen_layers_are_the_ones_the_reference_regex_freezes() -> None:
+    frozen = [index for index in range(14) if re.fullmatch(REFERENCE_FREEZE, f"m.encode.1.{index}.weight")]
+    assert frozen == list(range(FROZEN_ENCODER_LAYERS))
+
+
+def test_reference_vqvae_is_the_reference_recipe() -> None:
+    for variant, code_dim, lpips_weight in (("c256", 256, 0.0), ("c4", 4, 1.0)):
+        spec = reference_vqvae(variant)
+        assert (spec.code_dim, spec.codebook_size, spec.width, spec.input_scale) == (code_dim, 4096, 64, 0.5)
+        assert (spec.align_weight, spec.commit_weight, spec.lpips_weight) == (1.0, 0.25, lpips_weight)
+        assert (spec.pretrained, spec.freeze_pretrained, spec.loss_units) == (
+            Path(TAESD_REPO),
+            True,
+            "imagenet",
+        )
+
+
+def test_loss_units_weigh_the_same_pixel_error_4_9_times_more_in_imagenet_units() -> None:
+    decoded, target = torch.full((1, 3, 2, 2), 0.6), torch.full((1, 3, 2, 2), 0.5)
+    signed = torch.nn.functional.mse_loss(in_loss_units(decoded, "signed"), in_loss_units(target, "signed"))
+    imagenet = torch.nn.functional.mse_loss(
+        in_loss_units(decoded, "imagenet"), in_loss_units(target, "imagenet")
+    )
+    # By hand: an error of 0.1 in [0, 1] is 0.2 in [−1, 1] (MSE 0.04) and 0.1 / std_c in ImageNet units.
+    assert float(signed) == pytest.approx(0.04)
+    by_hand = sum(0.01 / std**2 for std in IMAGENET_STD) / 3
+    assert float(imagenet) == pytest.approx(by_hand, rel=1e-5)
+    assert float(imagenet / signed) == pytest.approx(4.895, abs=1e-3)  # mean(1 / std²) / 4
+
+
+def test_the_reconstruction_term_is_computed_in_the_spec_units() -> None:
+    image = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    recon = {}
+    for units in ("signed", "imagenet"):
+        torch.manual_seed(0)
+        model = tiny_spec(loss_units=units).build()
+        output = model(image)
+        decoded, target = imagenet_to_unit(output.reconstruction), model.prepare(image)
+        expected = torch.nn.functional.mse_loss(in_loss_units(decoded, units), in_loss_units(target, units))
+        assert torch.allclose(output.terms["recon"], expected, rtol=1e-4), units
+        recon[units] = float(output.terms["recon"])
+    # Same weights, same error: the ratio is a mean of the per-channel factors 1 / (4 std_c²).
+    factors = [1 / (4 * std**2) for std in IMAGENET_STD]
+    assert min(factors) - 1e-4 <= recon["imagenet"] / recon["signed"] <= max(factors) + 1e-4
+
+
+def test_loss_units_reject_other_names() -> None:
+    with pytest.raises(ValueError, match="loss_units must be 'imagenet'"):
+        tiny_spec(loss_units="pixels")
+
+
+def test_frozen_taesd_layers_get_no_gradient_and_do_not_change_in_a_step(tmp_path) -> None:
+    _save_tiny_taesd(tmp_path / "taesd")
+    torch.manual_seed(0)
+    model = tiny_spec(pretrained=tmp_path / "taesd").build()
+    before = {name: value.clone() for name, value in model.named_parameters()}
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)  # every parameter, as the reference
+    model(torch.randn(2, 3, 32, 32)).loss.backward()
+    frozen_prefixes = tuple(f"encoder.layers.{index}." for index in range(FROZEN_ENCODER_LAYERS))
+    names = [name for name, _ in model.named_parameters()]
+    assert any(name.startswith(frozen_prefixes) for name in names)
+    assert any(name.startswith("encoder.layers.13.") for name in names)
+    for name, parameter in model.named_parameters():
+        frozen = name.startswith(frozen_prefixes)
+        assert parameter.requires_grad != frozen, name
+        assert (parameter.grad is None) == frozen, name
+    optimizer.step()
+    for name, parameter in model.named_parameters():
+        changed = not torch.equal(parameter.detach(), before[name])
+        assert changed != name.startswith(frozen_prefixes), name
+
+
+def _fake_hub_cache(cache: Path, weights: Path) -> None:
+    """huggingface_hub's cache after downloading TAESD_REPO's weight file (refs/main → a snapshot)."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / f"models--{TAESD_REPO.replace('/', '--')}"
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / TAESD_FILE).write_bytes(weights.read_bytes())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch) -> Path:
+    """An empty Hugging Face cache that is only read, never downloaded into."""
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def test_taesd_weights_come_from_the_hub_cache_by_repo_id(tmp_path, offline_hub) -> None:
+    taesd = _save_tiny_taesd(tmp_path / "taesd")
+    _fake_hub_cache(offline_hub, tmp_path / "taesd" / TAESD_FILE)
+    model = tiny_spec(pretrained=TAESD_REPO).build()
+    pixels = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(model.encoder.layers(pixels), taesd.encoder.layers[:14](pixels), atol=1e-5)
+    assert model.encoder.frozen_layers == FROZEN_ENCODER_LAYERS
+
+
+def test_taesd_missing_from_the_hub_cache_is_one_line_naming_file_and_flags(offline_hub) -> None:
+    with pytest.raises(TAESDWeightsError) as caught:
+        tiny_spec(pretrained=TAESD_REPO).build()
+    message = str(caught.value)
+    assert "\n" not in message
+    for part in (TAESD_FILE, "huggingface-cli download madebyollin/taesd", "--model.pretrained None"):
+        assert part in message
+
+
+def test_the_paper_vqvae_command_without_taesd_weights_prints_one_line(
+    tmp_path, offline_hub, monkeypatch, capsys
+) -> None:
+    from metaslot.cli.train import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", "vqvae", "--data", "voc", "--device", "cpu"])
+    assert exit_info.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train: error: TAESD weights"), lines
+    assert "madebyollin/taesd" in lines[0] and "--model.pretrained None" in lines[0]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lpips") is not None, reason="lpips is installed here")
+def test_the_paper_c4_command_without_lpips_prints_one_line_naming_the_flag(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from metaslot.cli.train import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["--model", "vqvae", "--data", "voc", "--vqvae-variant", "c4", "--model.pretrained", "None"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "pip install lpips" in lines[0] and "--model.lpips-weight 0" in lines[0]

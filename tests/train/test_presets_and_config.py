@@ -48,6 +48,39 @@ def test_vqvae_presets_match_the_reference_configs(variant: str) -> None:
     assert (config.loop.best_metric, config.loop.best_mode) == ("loss", "min")
 
 
+@pytest.mark.parametrize("variant", ["c256", "c4"])
+@pytest.mark.parametrize("data", ["voc", "coco", "clevrtex", "movi_d"])
+def test_vqvae_paper_presets_train_stage_one_as_the_reference(data: str, variant: str) -> None:
+    """vqvae-*-c256/c4.py: TAESD start, encoder layers 0..10 frozen, losses in ImageNet units, LPIPS(alex)
+    at weight 1 for c4; recon 1, align 1, commit 0.25; 30k steps, batch 64, Adam 2e-3, clip 1, cosine to 0."""
+    from metaslot.models.taesd import FROZEN_ENCODER_LAYERS
+
+    config = preset("vqvae", data, vqvae_variant=variant)
+    model = config.model
+    assert (model.pretrained, model.freeze_pretrained, FROZEN_ENCODER_LAYERS) == (
+        Path("madebyollin/taesd"),
+        True,
+        11,
+    )
+    assert (model.loss_units, model.lpips_weight) == ("imagenet", 1.0 if variant == "c4" else 0.0)
+    assert (model.code_dim, model.codebook_size, model.width, model.input_scale) == (
+        4 if variant == "c4" else 256,
+        4096,
+        64,
+        0.5,
+    )
+    assert (model.align_weight, model.commit_weight) == (1.0, 0.25)
+    assert (config.loop.steps, config.loop.batch_size, config.optim.learning_rate) == (30_000, 64, 2e-3)
+    assert (config.optim.clip_norm, config.optim.clip_norm_type) == (1.0, "l2")
+    assert (config.schedule.warmup_fraction, config.schedule.final_learning_rate) == (0.05, 0.0)
+
+
+@pytest.mark.parametrize("variant", ["c256", "c4"])
+def test_vqvae_shapes_preset_keeps_random_weights_and_signed_units(variant: str) -> None:
+    model = preset("vqvae", "shapes", vqvae_variant=variant).model
+    assert (model.pretrained, model.lpips_weight, model.loss_units) == (None, 0.0, "signed")
+
+
 def test_slot_attention_selector_keeps_widths() -> None:
     config = preset("dinosaur", "coco", "slot-attention")
     assert type(config.model.aggregator).__name__ == "SlotAttentionSpec"

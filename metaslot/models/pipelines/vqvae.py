@@ -1,8 +1,9 @@
 """The VQ-VAE pipeline (stage 1 of SLATE and SlotDiffusion): losses recon + align + 0.25·commit (+ LPIPS).
 
 Differences from the reference (§1.6), on purpose: the TAESD layers see pixels in [0, 1] (the range
-they were trained on) instead of ImageNet-normalised values, the reconstruction and LPIPS losses are
-computed in [−1, 1], and pretrained TAESD weights come from a local file instead of the hub.
+they were trained on) instead of ImageNet-normalised values shifted by TAESD's ``(x+1)/2``, and the
+pretrained TAESD weights may come from a local folder as well as from the hub. ``loss_units`` picks the
+units of the pixel losses: the reference's ImageNet-normalised ones (the paper presets) or [−1, 1].
 Its state-dict keys (``encoder.*``, ``codebook.*``, ``decoder.*``) are what
 ``checkpoint_mapping`` maps into the stage-2 pipelines.
 """
@@ -10,6 +11,7 @@ Its state-dict keys (``encoder.*``, ``codebook.*``, ``decoder.*``) are what
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import attrs
 import torch
@@ -21,6 +23,7 @@ from metaslot.errors import ConfigError, MissingDependencyError
 from metaslot.models.records import PipelineOutput
 from metaslot.models.taesd import (
     FROZEN_ENCODER_LAYERS,
+    TAESD_REPO,
     imagenet_to_unit,
     load_into,
     load_taesd_state,
@@ -34,10 +37,30 @@ class LPIPSUnavailableError(MissingDependencyError, RuntimeError):
     """LPIPS was asked for but the ``lpips`` package or its weights are not available."""
 
 
+LossUnits = Literal["imagenet", "signed"]
+"""Units the reconstruction and LPIPS terms compare pixels in: ``imagenet`` = ImageNet-normalised,
+(x − mean) / std, as the reference (its decoder outputs normalised images); ``signed`` = [−1, 1]
+(the diffusers/LPIPS convention). For the same pixel error the first is mean(1/std²)/4 ≈ 4.9× larger,
+so against the commitment term it weighs 4.9× more."""
+
+
+def in_loss_units(pixels: Float[Tensor, "b 3 h w"], units: LossUnits) -> Float[Tensor, "b 3 h w"]:
+    """Pixels in [0, 1] → the units the pixel losses are computed in (see `LossUnits`)."""
+    return unit_to_imagenet(pixels) if units == "imagenet" else pixels * 2 - 1
+
+
 def _scale(instance: object, attribute: attrs.Attribute, value: int | float) -> None:
     if not 0 < value <= 1:
         raise ConfigError(
             f"input_scale must be in (0, 1], got {value!r}: the encoder downsamples by 8 after this resize"
+        )
+
+
+def _units(instance: object, attribute: attrs.Attribute, value: str) -> None:
+    if value not in ("imagenet", "signed"):
+        raise ConfigError(
+            f"loss_units must be 'imagenet' (the reference's ImageNet-normalised units) or 'signed' "
+            f"([−1, 1]), got {value!r}"
         )
 
 
@@ -51,9 +74,12 @@ class VQVAESpec:
 
     ``code_dim`` 256 is the variant for SLATE (c256), 4 for SlotDiffusion (c4). Images are resized by
     ``input_scale`` (bicubic; 256 → 128 gives 16×16 latents) before the encoder. ``pretrained`` names a
-    local diffusers ``AutoencoderTiny`` folder or safetensors file (madebyollin/taesd; needs width 64);
-    with ``freeze_pretrained`` its encoder layers 0..10 stay fixed as in the reference.
+    local diffusers ``AutoencoderTiny`` folder or safetensors file, or a Hugging Face repo id read
+    through the hub cache (`TAESD_REPO`, as the reference; needs width 64); None trains from random
+    weights. With ``freeze_pretrained`` its encoder layers 0..10 stay fixed as in the reference.
     ``lpips_weight`` > 0 adds LPIPS(alex) and needs the ``lpips`` package with its weights.
+    ``loss_units`` are the units of the reconstruction and LPIPS terms (`LossUnits`).
+    `reference_vqvae` is the reference's stage-1 recipe.
     """
 
     code_dim: int = attrs.field(default=256, validator=positive)
@@ -65,6 +91,7 @@ class VQVAESpec:
     lpips_weight: float = attrs.field(default=0.0, validator=non_negative)
     pretrained: Path | None = attrs.field(default=None, converter=_optional_path)
     freeze_pretrained: bool = True
+    loss_units: LossUnits = attrs.field(default="signed", validator=_units)
 
     def build(self) -> VQVAE:
         return VQVAE(self)
@@ -78,9 +105,16 @@ def vqvae_c256(**overrides: object) -> VQVAESpec:
 def vqvae_c4(**overrides: object) -> VQVAESpec:
     """The VQ-VAE whose latents SlotDiffusion denoises (code dim 4).
 
-    The reference adds LPIPS for this variant; pass ``lpips_weight=1.0`` when ``lpips`` is installed.
+    The reference adds LPIPS for this variant (`reference_vqvae` does too).
     """
     return attrs.evolve(VQVAESpec(code_dim=4), **overrides)
+
+
+def reference_vqvae(variant: Literal["c256", "c4"]) -> VQVAESpec:
+    """The reference's stage 1 (``vqvae-*-c256.py`` / ``-c4.py``): TAESD weights from the hub with encoder
+    layers 0..10 frozen, pixel losses in ImageNet-normalised units, and LPIPS(alex) at weight 1 for c4."""
+    recipe = dict(pretrained=TAESD_REPO, freeze_pretrained=True, loss_units="imagenet")
+    return vqvae_c4(lpips_weight=1.0, **recipe) if variant == "c4" else vqvae_c256(**recipe)
 
 
 def latent_grid(image_size: int, vqvae: VQVAESpec) -> int:
@@ -108,14 +142,14 @@ def build_lpips() -> nn.Module:
     except ImportError as error:
         raise LPIPSUnavailableError(
             "lpips_weight > 0 needs the `lpips` package: `pip install lpips` (its AlexNet weights come "
-            "from torchvision's hub on first use), or set lpips_weight=0"
+            "from torchvision's hub on first use), or train without LPIPS with --model.lpips-weight 0"
         ) from error
     try:
         module = lpips.LPIPS(net="alex", verbose=False)
     except Exception as error:  # download failures surface as URLError/OSError/RuntimeError
         raise LPIPSUnavailableError(
             f"could not build LPIPS(alex) ({error}): it needs torchvision's AlexNet weights in the torch hub "
-            "cache (download them once online), or set lpips_weight=0"
+            "cache (download them once online), or train without LPIPS with --model.lpips-weight 0"
         ) from error
     module.requires_grad_(False)
     return module.eval()
@@ -167,15 +201,15 @@ class VQVAE(nn.Module):
         encoding = self.encoder(target)
         quantized = self.codebook(encoding)
         decoded = self.decoder(quantized.straight_through)
-        # [0, 1] → [−1, 1]: the diffusers/LPIPS convention, and a loss scale independent of ImageNet stds.
-        decoded_signed, target_signed = decoded * 2 - 1, target * 2 - 1
+        decoded_units = in_loss_units(decoded, self.spec.loss_units)
+        target_units = in_loss_units(target, self.spec.loss_units)
         terms: dict[str, Tensor] = {
-            "recon": functional.mse_loss(decoded_signed, target_signed),
+            "recon": functional.mse_loss(decoded_units, target_units),
             "align": self.spec.align_weight * functional.mse_loss(quantized.quantized, encoding.detach()),
             "commit": self.spec.commit_weight * functional.mse_loss(encoding, quantized.quantized.detach()),
         }
         if self.perceptual is not None:
-            terms["lpips"] = self.spec.lpips_weight * self.perceptual(decoded_signed, target_signed).mean()
+            terms["lpips"] = self.spec.lpips_weight * self.perceptual(decoded_units, target_units).mean()
         loss = torch.stack(list(terms.values())).sum()
         return PipelineOutput(
             loss=loss,
