@@ -306,6 +306,7 @@ def per_dataset(cell: str, datasets: list[str]) -> dict[str, str]:
 def test_readme_presets_table_matches_the_presets() -> None:
     """Slots, steps, batch, lr and what each preset needs, for every --model × --data, read from the code."""
     from metaslot.models.encoders import DinoViTSpec
+    from metaslot.models.pipelines.vqvae import VQVAESpec
     from metaslot.train.presets import DATASETS, MODELS, preset
     from metaslot.train.stages import needs_stage_one
 
@@ -328,6 +329,8 @@ def test_readme_presets_table_matches_the_presets() -> None:
                 uses_dino = isinstance(encoder, DinoViTSpec) and encoder.pretrained
                 assert ("DINO weights" in needs) == uses_dino, where
                 assert ("--vqvae" in needs) == needs_stage_one(config.model), where
+                from_taesd = isinstance(config.model, VQVAESpec) and config.model.pretrained is not None
+                assert ("TAESD weights" in needs) == from_taesd, where
                 if needs_stage_one(config.model):
                     assert f"c{config.model.vqvae.code_dim}" in needs, where
     expected = sorted((model, data) for model in MODELS for data in DATASETS)
