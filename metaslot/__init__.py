@@ -25,6 +25,8 @@ _LAZY = {
     "SlotAttention": "metaslot.models.aggregators",
     "MetaSlotSpec": "metaslot.models.aggregators",
     "SlotAttentionSpec": "metaslot.models.aggregators",
+    "AdaSlot": "metaslot.models.aggregators",
+    "AdaSlotSpec": "metaslot.models.aggregators",
     "AggregatorOutput": "metaslot.models.records",
     "load": "metaslot.pretrained",
     "save_pretrained": "metaslot.pretrained",

@@ -3,6 +3,8 @@ per-slot map (aggregator attention, decoder alpha) to per-slot masks at input re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from einops import rearrange
 from jaxtyping import Bool, Float
@@ -10,16 +12,32 @@ from torch import Tensor
 from torch.nn import functional
 
 from metaslot.errors import DataError
+from metaslot.ops.adaslot import MaskMode, keep_weighted_alpha, keep_weighted_probabilities
+
+
+@dataclass(frozen=True)
+class SoftKeep:
+    """A learnt keep decision as decoders use it (AdaSlot): ``weight`` in {0, 1} carrying the
+    straight-through gradient to the score network, and the ``mode`` that takes dropped slots out of
+    the alpha (`metaslot.ops.keep_weighted_alpha`)."""
+
+    weight: Float[Tensor, "b k"]
+    mode: MaskMode
 
 
 def slot_alpha(
-    logits: Float[Tensor, "b k *spatial"], keep: Bool[Tensor, "b k"] | None
+    logits: Float[Tensor, "b k *spatial"],
+    keep: Bool[Tensor, "b k"] | None,
+    soft_keep: SoftKeep | None = None,
 ) -> Float[Tensor, "b k *spatial"]:
     """Softmax over slots; pruned slots get −inf logits, so zero alpha, and the others share all the mass.
 
     ``keep=None`` means every slot is live (the reference's decoders never see a mask). An image with no
-    live slot at all gets zero alpha everywhere instead of NaN.
+    live slot at all gets zero alpha everywhere instead of NaN. With ``soft_keep`` (AdaSlot) the alpha is
+    the released decoders' keep-weighted one instead, whose gradient reaches the keep decision.
     """
+    if soft_keep is not None:
+        return keep_weighted_alpha(logits, soft_keep.weight, soft_keep.mode)
     if keep is None:
         return logits.softmax(dim=1)
     keep_map = keep.reshape(*keep.shape, *([1] * (logits.ndim - 2)))
@@ -28,6 +46,14 @@ def slot_alpha(
     any_kept = keep_map.any(dim=1, keepdim=True)
     masked = torch.where(any_kept, masked, torch.zeros_like(masked))
     return masked.softmax(dim=1) * keep_map.to(logits.dtype)
+
+
+def weighted_probabilities(
+    probabilities: Float[Tensor, "b k *spatial"], soft_keep: SoftKeep
+) -> Float[Tensor, "b k *spatial"]:
+    """Per-slot weights summing to one over slots (an attention map) with AdaSlot's dropped slots taken
+    out by ``soft_keep.mode`` (`metaslot.ops.keep_weighted_probabilities`)."""
+    return keep_weighted_probabilities(probabilities, soft_keep.weight, soft_keep.mode)
 
 
 def alpha_to_masks(

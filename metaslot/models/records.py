@@ -16,17 +16,24 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class AggregatorOutput:
-    """What both Slot Attention and MetaSlot return.
+    """What every aggregator (Slot Attention, MetaSlot, AdaSlot) returns.
 
     ``attention`` is the softmax-over-slots map of the last iteration. ``keep`` marks live slots
-    (all True for plain Slot Attention); pruned slots have zero attention. ``codes`` holds the
-    prototype index of each slot, or -1 where there is none (plain Slot Attention, pruned slots).
+    (all True for plain Slot Attention); MetaSlot's pruned slots have zero attention, AdaSlot's dropped
+    ones keep theirs (it decides after the last iteration). ``codes`` holds the
+    prototype index of each slot, or -1 where there is none (Slot Attention, AdaSlot, pruned slots).
+    ``keep_weight`` is ``keep`` as a float in {0, 1} that carries the straight-through gradient to what
+    decided it (AdaSlot's score network), for decoders to multiply their alpha with; None when the keep
+    decision is not learnt. ``loss_terms`` are weighted terms the pipeline adds to its loss and logs
+    under their names (AdaSlot's ``sparsity``).
     """
 
     slots: Float[Tensor, "b k d"]
     attention: Float[Tensor, "b k n"]
     keep: Bool[Tensor, "b k"]
     codes: Int[Tensor, "b k"]
+    keep_weight: Float[Tensor, "b k"] | None = None
+    loss_terms: dict[str, Tensor] = field(default_factory=dict)
 
 
 def join_aggregator_outputs(outputs: Sequence[AggregatorOutput]) -> AggregatorOutput:

@@ -119,6 +119,10 @@ class TrainConfig:
     (`metaslot.train.run_folder`). On the command line: ``--resume [RUN_FOLDER]``."""
     vqvae: Path | None = None
     """Stage-1 VQ-VAE run folder or checkpoint (SLATE and SlotDiffusion only)."""
+    init_from: Path | None = None
+    """Start from this run folder's last checkpoint (or this checkpoint file): every weight whose name
+    and shape fit is loaded, the rest start fresh, and the log lists both (`metaslot.train.init_from`).
+    AdaSlot's second stage starts from a fixed-K run this way. Ignored when the run resumes."""
     evaluate_at_end: bool = True
 
     @property

@@ -9,6 +9,7 @@ the ``--compile`` flag); `prepare` hands them out.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from metaslot.train.batches import BatchLayout, fewer_workers_note, training_bat
 from metaslot.train.checkpoint import LoopState
 from metaslot.train.config import LoopSpec, TrainConfig, to_jsonable
 from metaslot.train.datasets import run_datasets
+from metaslot.train.init_from import initialise_from, print_report
 from metaslot.train.loggers import LoggerGroup, WandbSettings, open_loggers
 from metaslot.train.progress import Progress, make_progress
 from metaslot.train.run_folder import RunFolder
@@ -170,6 +172,8 @@ def prepare(
     # Same seed on every rank for the weights; DDP also broadcasts rank 0's state at wrap time.
     torch.manual_seed(config.loop.seed)
     pipeline = build_pipeline(config).to(device)
+    if config.init_from is not None and folder.checkpoint is None:
+        start_from(pipeline, config, context)
     torch.manual_seed(config.loop.seed + 1_000 * context.rank)
 
     datasets = run_datasets(config)
@@ -225,6 +229,17 @@ def prepare(
         run_id=folder.run_id,
     )
     return session, RunState(loop=state, last_saved=folder.checkpoint)
+
+
+def start_from(
+    pipeline: torch.nn.Module, config: TrainConfig, context: distributed.DistributedContext
+) -> None:
+    """``--init-from``: load the fitting weights of another run; rank 0 logs the key report and keeps
+    it as ``init_from.json`` in the run folder."""
+    report = initialise_from(pipeline, config.init_from)
+    if context.is_main:
+        print_report(report)
+        (config.run_dir / "init_from.json").write_text(json.dumps(report.as_json(), indent=2) + "\n")
 
 
 def trainable_parameters(pipeline: torch.nn.Module) -> list[torch.nn.Parameter]:

@@ -1,4 +1,4 @@
-"""Frozen specs of the two aggregators.
+"""Frozen specs of the aggregators: Slot Attention, MetaSlot and AdaSlot.
 
 Every place where MetaSlot's defaults differ from the paper text or from the paper-era reference code
 (commit c602fa4, see ``spec/paper.md`` §5) is a field here, so both behaviours can be reproduced.
@@ -16,11 +16,15 @@ from metaslot.ops.slot_attention import AttentionPath
 from metaslot.validators import at_least_one, non_negative
 
 if TYPE_CHECKING:
+    from metaslot.models.aggregators.adaslot import AdaSlot
     from metaslot.models.aggregators.metaslot import MetaSlot
     from metaslot.models.aggregators.slot_attention import SlotAttention
 
 Initializer = Literal["per-slot", "shared"]
 Quantizer = Literal["argmin", "gumbel"]
+EvalKeep = Literal["sample", "argmax"]
+DecoderMask = Literal["mask_normalized", "logit", "mask"]
+TemperatureSchedule = Literal["constant", "cosine"]
 NoiseStages = Literal["both", "second"]
 CodebookUpdate = Literal["gradient", "kmeans", "both"]
 
@@ -181,3 +185,85 @@ class MetaSlotSpec(_SlotAttentionFields):
         from metaslot.models.aggregators.metaslot import MetaSlot
 
         return MetaSlot.from_spec(self)
+
+
+def _positive_finite(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if not 0 < value < math.inf:  # also refuses NaN
+        raise ConfigError(f"{attribute.name} must be positive and finite, got {value}")
+
+
+@attrs.frozen(kw_only=True)
+class AdaSlotSpec(_SlotAttentionFields):
+    """AdaSlot (Fan et al., CVPR 2024): Slot Attention, then a score network keeps or drops each slot
+    with a hard straight-through Gumbel sample; decoders ignore dropped slots and a sparsity term
+    ``λ·mean(keep)`` trades reconstruction against the number of kept slots.
+
+    Defaults follow the released code (amazon-science/AdaSlot, ``spec/adaslot.md``) where it is a choice:
+    one shared Gaussian initialiser (so the weights do not depend on k, and a fixed-K run of another k
+    can start an AdaSlot run: ``--init-from``), tau = 1, no lower bound, sampling at evaluation too,
+    ``mask_normalized`` decoder alpha, λ = 0.1 (the feature-reconstruction configs).
+    """
+
+    initializer: Initializer = attrs.field(default="shared", validator=_one_of("per-slot", "shared"))
+    """'shared' as released (one Gaussian for every slot); 'per-slot' ties the weights to k."""
+    sparsity_weight: float = attrs.field(default=0.1, validator=non_negative)
+    """λ, the linear weight of the sparsity term on mean(keep), in the units of the pipeline's loss.
+    Released: 0.1 for the feature-reconstruction (DINOSAUR) configs; 10 for the pixel model on CLEVR10,
+    whose loss is the squared error summed over pixels (our autoencoder's is their mean on other units:
+    its presets use `pixel_sparsity_weight`, about 9.9e-4)."""
+    sparsity_quadratic: float = attrs.field(default=0.0, validator=non_negative)
+    """Quadratic weight of the released ``SparsePenalty`` on (mean(keep) − bias)² (0 in every config)."""
+    sparsity_bias: float = attrs.field(default=0.5, validator=_unit_interval)
+    """Bias of the quadratic term (released 0.5)."""
+    temperature_schedule: TemperatureSchedule = attrs.field(
+        default="constant", validator=_one_of("constant", "cosine")
+    )
+    """'constant': tau = temperature_start throughout (released: its schedule hook is never called, so
+    tau = 1); 'cosine': anneal from temperature_start to temperature_end over temperature_steps."""
+    temperature_start: float = attrs.field(default=1.0, validator=_positive_finite)
+    temperature_end: float = attrs.field(default=0.5, validator=_positive_finite)
+    temperature_steps: int = attrs.field(default=10_000, validator=at_least_one)
+    """Optimiser steps of the cosine anneal (counted by the module's own step buffer)."""
+    lower_bound: int = attrs.field(default=0)
+    """Each image keeps at least this many slots: dropped ones are switched on at random, with no
+    gradient (released ``low_bound``; 0 in every config)."""
+    eval_keep: EvalKeep = attrs.field(default="sample", validator=_one_of("sample", "argmax"))
+    """Keep decision at evaluation: 'sample' draws the Gumbel noise as in training (released: there is
+    no training check, so evaluation is stochastic); 'argmax' keeps a slot when its keep logit wins
+    (deterministic up to the shared initialiser's draw). evaluation.json records which."""
+    decoder_mask: DecoderMask = attrs.field(
+        default="mask_normalized", validator=_one_of("mask_normalized", "logit", "mask")
+    )
+    """How decoders take dropped slots out of their alpha (`metaslot.ops.keep_weighted_alpha`):
+    'mask_normalized' (released default) multiplies the slot softmax by keep and renormalises; 'logit'
+    subtracts 1e5 from dropped logits; 'mask' only multiplies (kept alphas no longer sum to one)."""
+
+    @lower_bound.validator
+    def _check_lower_bound(self, attribute: attrs.Attribute, value: int) -> None:
+        if not 0 <= value <= self.num_slots:
+            raise ConfigError(
+                f"lower_bound ({value}) must lie in [0, num_slots={self.num_slots}]: it is the fewest slots "
+                "an image keeps"
+            )
+
+    def build(self) -> AdaSlot:
+        from metaslot.models.aggregators.adaslot import AdaSlot
+
+        return AdaSlot.from_spec(self)
+
+
+RELEASED_PIXEL_SPARSITY = 10.0
+"""λ of the released pixel model (CLEVR10, 11 slots): against a squared error summed over the 3·128·128
+values of an image normalised to [-1, 1] (std 0.5)."""
+
+
+def pixel_sparsity_weight(released: float = RELEASED_PIXEL_SPARSITY) -> float:
+    """λ for our pixel autoencoder, whose loss is the *mean* squared error on ImageNet-normalised images,
+    with the released trade-off: a kept slot costs the same share of an image's reconstruction error.
+
+    The released sum over 3·128² values becomes our mean (÷ 3·128²), and our normalisation (std ≈ 0.226)
+    makes every squared error (0.5 / 0.226)² ≈ 4.9× larger than theirs (std 0.5): 10 → about 9.9e-4.
+    Neither depends on our image size (object areas are fractions of the image in both).
+    """
+    imagenet_std = sum((0.229, 0.224, 0.225)) / 3
+    return released / (3 * 128 * 128) * (0.5 / imagenet_std) ** 2

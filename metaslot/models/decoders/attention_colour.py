@@ -16,6 +16,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
 from metaslot.models.decoders.broadcast_pixel import PixelDecoderOutput
+from metaslot.models.masks import SoftKeep, weighted_probabilities
 
 
 @attrs.frozen(kw_only=True)
@@ -38,9 +39,17 @@ class AttentionColourDecoder(nn.Module):
         slots: Float[Tensor, "b k d"],
         attention: Float[Tensor, "b k h w"],
         keep: Bool[Tensor, "b k"] | None = None,
+        soft_keep: SoftKeep | None = None,
     ) -> PixelDecoderOutput:
-        """``attention``: per-slot masks at image size whose kept slots sum to one at every pixel."""
-        alpha = attention if keep is None else attention * keep[:, :, None, None].to(attention.dtype)
+        """``attention``: per-slot masks at image size whose kept slots sum to one at every pixel; with
+        ``soft_keep`` (AdaSlot, whose dropped slots keep their attention) masks summing to one over all
+        slots, from which the learnt keep takes the dropped slots out."""
+        if soft_keep is not None:
+            alpha = weighted_probabilities(attention, soft_keep)
+        elif keep is None:
+            alpha = attention
+        else:
+            alpha = attention * keep[:, :, None, None].to(attention.dtype)
         colours = self.colour(slots)
         reconstruction = torch.einsum("bkhw,bkc->bchw", alpha, colours)
         rgb = colours[:, :, :, None, None].expand(-1, -1, -1, *attention.shape[-2:])

@@ -11,7 +11,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
-from metaslot.models.masks import slot_alpha
+from metaslot.models.masks import SoftKeep, slot_alpha
 from metaslot.validators import positive_ints
 
 
@@ -40,7 +40,8 @@ class FeatureDecoderOutput:
 
 
 class MLPDecoder(nn.Module):
-    """``forward(slots b k d, keep b k | None) -> FeatureDecoderOutput``; keep None decodes every slot."""
+    """``forward(slots b k d, keep b k | None, soft_keep) -> FeatureDecoderOutput``; keep None decodes
+    every slot; ``soft_keep`` (AdaSlot) weighs the alpha by the learnt keep instead."""
 
     def __init__(self, spec: MLPDecoderSpec, slot_dim: int, feature_dim: int, num_tokens: int) -> None:
         super().__init__()
@@ -57,10 +58,13 @@ class MLPDecoder(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def forward(
-        self, slots: Float[Tensor, "b k d"], keep: Bool[Tensor, "b k"] | None = None
+        self,
+        slots: Float[Tensor, "b k d"],
+        keep: Bool[Tensor, "b k"] | None = None,
+        soft_keep: SoftKeep | None = None,
     ) -> FeatureDecoderOutput:
         decoded = self.mlp(slots[:, :, None, :] + self.position)  # b k n c+1
         features, logits = decoded[..., : self.feature_dim], decoded[..., self.feature_dim]
-        alpha = slot_alpha(logits, keep)
+        alpha = slot_alpha(logits, keep, soft_keep)
         reconstruction = torch.einsum("bkn,bknc->bnc", alpha, features)
         return FeatureDecoderOutput(reconstruction=reconstruction, alpha=alpha)

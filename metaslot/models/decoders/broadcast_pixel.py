@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from metaslot.errors import ConfigError
 from metaslot.models.encoders.cnn import SoftPositionEmbedding
-from metaslot.models.masks import slot_alpha
+from metaslot.models.masks import SoftKeep, slot_alpha
 from metaslot.validators import at_least_one, non_negative, odd_positive
 
 
@@ -56,7 +56,10 @@ class PixelDecoder(Protocol):
         slots: Float[Tensor, "b k d"],
         attention: Float[Tensor, "b k h w"],
         keep: Bool[Tensor, "b k"] | None = None,
-    ) -> PixelDecoderOutput: ...
+        soft_keep: SoftKeep | None = None,
+    ) -> PixelDecoderOutput:
+        """``soft_keep`` (AdaSlot): weigh the alpha by the learnt keep (`metaslot.models.masks.SoftKeep`)."""
+        ...
 
 
 def _upsampling_steps(broadcast_size: int, image_size: int) -> int:
@@ -106,7 +109,10 @@ class BroadcastPixelDecoder(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(
-        self, slots: Float[Tensor, "b k d"], keep: Bool[Tensor, "b k"] | None = None
+        self,
+        slots: Float[Tensor, "b k d"],
+        keep: Bool[Tensor, "b k"] | None = None,
+        soft_keep: SoftKeep | None = None,
     ) -> PixelDecoderOutput:
         size = self.broadcast_size
         # Every slot is decoded on its own: broadcast it over the grid, one image per (image, slot).
@@ -114,7 +120,7 @@ class BroadcastPixelDecoder(nn.Module):
         grid = rearrange(self.position(grid), "bk h w d -> bk d h w")
         decoded = rearrange(self.layers(grid), "(b k) c h w -> b k c h w", b=slots.shape[0])
         rgb, logits = decoded[:, :, :3], decoded[:, :, 3]
-        alpha = slot_alpha(logits, keep)
+        alpha = slot_alpha(logits, keep, soft_keep)
         reconstruction = torch.einsum("bkhw,bkchw->bchw", alpha, rgb)
         return PixelDecoderOutput(reconstruction=reconstruction, alpha=alpha, rgb=rgb)
 
@@ -123,6 +129,7 @@ class BroadcastPixelDecoder(nn.Module):
         slots: Float[Tensor, "b k d"],
         attention: Float[Tensor, "b k h w"],
         keep: Bool[Tensor, "b k"] | None = None,
+        soft_keep: SoftKeep | None = None,
     ) -> PixelDecoderOutput:
         """`PixelDecoder.paint`: this decoder draws its own alpha, so the attention is unused."""
-        return self(slots, keep)
+        return self(slots, keep, soft_keep)

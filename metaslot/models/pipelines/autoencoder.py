@@ -68,7 +68,10 @@ class Autoencoder(SlotPipeline):
         front = self.frontend(image, generator=generator)
         aggregated = front.aggregator
         keep = self.downstream_keep(aggregated)
-        decoded = self.decoder.paint(aggregated.slots, attention_masks(front, (size, size), keep), keep)
+        soft = self.soft_keep(aggregated)
+        # With a learnt keep the decoder takes the dropped slots out of the whole attention itself.
+        attention = attention_masks(front, (size, size), keep if soft is None else None)
+        decoded = self.decoder.paint(aggregated.slots, attention, keep, soft)
         masks = alpha_to_masks(decoded.alpha, (size, size), keep)
         return SlotMasks(front=front, masks=masks, reconstruction=decoded.reconstruction)
 

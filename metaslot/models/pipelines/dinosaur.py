@@ -66,7 +66,7 @@ class Dinosaur(SlotPipeline):
         front = self.frontend(image, generator=generator)
         aggregated = front.aggregator
         keep = self.downstream_keep(aggregated)
-        decoded = self.decoder(aggregated.slots, keep)
+        decoded = self.decoder(aggregated.slots, keep, self.soft_keep(aggregated))
         masks = attention_to_masks(decoded.alpha, front.grid, (size, size), keep)
         return SlotMasks(front=front, masks=masks, reconstruction=decoded.reconstruction)
 

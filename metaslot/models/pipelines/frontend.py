@@ -1,5 +1,5 @@
 """The front end every object-centric pipeline shares (``spec/reference.md`` §1.1):
-encoder → optional projection MLP → aggregator (Slot Attention or MetaSlot)."""
+encoder → optional projection MLP → aggregator (Slot Attention, MetaSlot or AdaSlot)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,24 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from metaslot.errors import ConfigError
-from metaslot.models.aggregators import MetaSlotSpec, SlotAttentionSpec
+from metaslot.models.aggregators import AdaSlotSpec, MetaSlotSpec, SlotAttentionSpec
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
 from metaslot.models.records import AggregatorOutput
+from metaslot.ops.adaslot import MaskMode
 
-AggregatorSpec = SlotAttentionSpec | MetaSlotSpec
+AggregatorSpec = SlotAttentionSpec | MetaSlotSpec | AdaSlotSpec
 
 
 def honour_keep_downstream(aggregator: AggregatorSpec) -> bool:
     """Whether decoders ignore pruned slots: MetaSlot's ``honour_keep_downstream`` field (Slot Attention
     prunes nothing, so passing its all-True keep is harmless)."""
     return aggregator.honour_keep_downstream if isinstance(aggregator, MetaSlotSpec) else True
+
+
+def decoder_mask_mode(aggregator: AggregatorSpec) -> MaskMode:
+    """How decoders weigh their alpha with a learnt keep (`AggregatorOutput.keep_weight`): AdaSlot's
+    ``decoder_mask``; the others never give a keep weight, so theirs is never read."""
+    return aggregator.decoder_mask if isinstance(aggregator, AdaSlotSpec) else "mask_normalized"
 
 
 honours_keep = honour_keep_downstream

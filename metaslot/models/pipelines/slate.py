@@ -84,7 +84,7 @@ class Slate(StageTwoPipeline):
                 f"built for {self.decoder.spec.num_tokens}: set SlateSpec.image_size to the input size"
             )
         keep = self.downstream_keep(aggregated)
-        logits = self.decoder(vectors, aggregated.slots, keep)
+        logits = self.decoder(vectors, self.decoder_slots(aggregated), keep)
         # Cross-entropy in float32 (the logits may come out of bf16 autocast).
         cross_entropy = functional.cross_entropy(rearrange(logits.float(), "b n m -> b m n"), codes)
         return slot_output(

@@ -20,11 +20,12 @@ from torch.nn import functional
 from metaslot.errors import DataError
 from metaslot.models import segmentation
 from metaslot.models.encoders import EncoderSpec, ProjectionSpec
-from metaslot.models.masks import attention_to_masks
+from metaslot.models.masks import SoftKeep, attention_to_masks
 from metaslot.models.pipelines.frontend import (
     AggregatorSpec,
     FrontEndOutput,
     build_frontend,
+    decoder_mask_mode,
     honour_keep_downstream,
 )
 from metaslot.models.records import AggregatorOutput, CodebookStatistics, PipelineOutput, Segmentation
@@ -67,6 +68,7 @@ class SlotPipeline(nn.Module):
         super().__init__()
         self.frontend = build_frontend(encoder, projection, aggregator)
         self.honour_keep_downstream = honour_keep_downstream(aggregator)
+        self.decoder_mask = decoder_mask_mode(aggregator)
 
     @property
     def honour_keep(self) -> bool:
@@ -83,6 +85,22 @@ class SlotPipeline(nn.Module):
         return aggregated.keep if self.honour_keep_downstream else None
 
     decoder_keep = downstream_keep  # the former name, kept importable for this release
+
+    def soft_keep(self, aggregated: AggregatorOutput) -> SoftKeep | None:
+        """What decoders with an alpha weigh it by when the keep is learnt (AdaSlot's straight-through
+        ``keep_weight`` and ``decoder_mask``); None otherwise, or when keep is not honoured."""
+        if aggregated.keep_weight is None or not self.honour_keep_downstream:
+            return None
+        return SoftKeep(weight=aggregated.keep_weight, mode=self.decoder_mask)
+
+    def decoder_slots(self, aggregated: AggregatorOutput) -> Float[Tensor, "b k d"]:
+        """The slots a decoder without an alpha (SLATE's transformer, SlotDiffusion's UNet) reads: with a
+        learnt keep, each slot times its straight-through keep weight, so the reconstruction's gradient
+        reaches the keep decision of the kept slots (value unchanged; dropped slots are masked anyway)."""
+        soft = self.soft_keep(aggregated)
+        if soft is None:
+            return aggregated.slots
+        return aggregated.slots * soft.weight[:, :, None].to(aggregated.slots.dtype)
 
     def slot_masks(
         self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
@@ -150,10 +168,13 @@ def slot_output(
     *,
     honour_keep_downstream: bool = True,
 ) -> PipelineOutput:
-    """The record a one-loss slot pipeline returns; ``term`` names the loss in ``terms``."""
+    """The record a one-loss slot pipeline returns; ``term`` names the loss in ``terms``. The
+    aggregator's own ``loss_terms`` (AdaSlot's sparsity) are added to the loss and logged beside it."""
+    extra = aggregated.loss_terms
+    total = loss + sum(extra.values()) if extra else loss
     return PipelineOutput(
-        loss=loss,
-        terms={term: loss.detach()},
+        loss=total,
+        terms={term: loss.detach()} | {name: value.detach() for name, value in extra.items()},
         slots=aggregated.slots,
         keep=aggregated.keep,
         masks=masks,

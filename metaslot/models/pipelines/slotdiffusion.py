@@ -89,7 +89,7 @@ class SlotDiffusion(StageTwoPipeline):
         aggregated = masked.front.aggregator
         latents = self.target_latents(image)
         terms = self.decoder.loss(
-            latents, aggregated.slots, self.downstream_keep(aggregated), generator=generator
+            latents, self.decoder_slots(aggregated), self.downstream_keep(aggregated), generator=generator
         )
         return slot_output(
             aggregated,
