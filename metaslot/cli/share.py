@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="last",
         help="which checkpoint of a run folder (default: last)",
     )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace the model already in FOLDER (another model, or a hand-edited model card)",
+    )
     parser.add_argument("--push-to", metavar="OWNER/NAME", default=None, help="upload to this hub repo")
     parser.add_argument("--private", action="store_true", help="create the hub repo as private")
     return parser
@@ -43,7 +48,11 @@ def main(argv: list[str] | None = None) -> None:
         from metaslot.pretrained.sharing import push_to_hub, save_pretrained
 
         folder = save_pretrained(
-            options.run, options.folder, checkpoint=options.checkpoint, name_for_loading=options.push_to
+            options.run,
+            options.folder,
+            checkpoint=options.checkpoint,
+            name_for_loading=options.push_to,
+            replace=options.replace,
         )
         print(f"saved: {folder} (model.safetensors, config.json, README.md)")
         if options.push_to is not None:

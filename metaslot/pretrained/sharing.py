@@ -11,10 +11,12 @@ checkpoint, step, evaluation) and a model card ``README.md``. ``metaslot.load(fo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import safetensors.torch
 import torch
@@ -37,25 +39,51 @@ from metaslot.runtime.files import atomic_write_bytes
 from metaslot.train.config import TrainConfig, config_to_json
 
 
-def _written_by_us(folder: Path) -> bool:
-    """Whether ``folder``'s config.json is one that save_pretrained wrote (so overwriting loses nothing)."""
+def _shared_block(folder: Path) -> dict[str, Any] | None:
+    """The ``pretrained`` block of ``folder``'s config.json when save_pretrained wrote it, else None."""
     try:
         document = json.loads((folder / CONFIG_FILE).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(document, dict) and "pretrained" in document and "config" in document
+        return None
+    if not isinstance(document, dict) or "config" not in document:
+        return None
+    block = document.get("pretrained")
+    return block if isinstance(block, dict) else None
 
 
-def _check_output_folder(folder: Path) -> None:
+def _sha256(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _check_output_folder(folder: Path, origin: Origin, replace: bool) -> None:
+    """Refuse a folder whose files save_pretrained did not write; without ``replace``, also one holding
+    another model (another source) or a model card edited by hand since it was written."""
     if folder.exists() and not folder.is_dir():
         raise OutputFolderError(f"{folder} is a file, not a folder: choose a folder to save the model into")
     if (folder / "checkpoints").exists():
         raise OutputFolderError(f"{folder} is a run folder: save the pretrained model into another folder")
     present = [name for name in PRETRAINED_FILES if (folder / name).exists()]
-    if present and not _written_by_us(folder):
+    if not present:
+        return
+    block = _shared_block(folder)
+    if block is None:
         raise OutputFolderError(
             f"{folder} already holds {', '.join(present)} not written by save_pretrained; nothing was "
             "written: choose an empty or new folder"
+        )
+    if replace:
+        return
+    if block.get("source") != origin.source:
+        raise OutputFolderError(
+            f"{folder} holds another model (saved from {block.get('source')}); nothing was written: "
+            "choose a new folder, or replace it on purpose with --replace (replace=True)"
+        )
+    card = folder / CARD_FILE
+    recorded = block.get("card_sha256")
+    if card.is_file() and isinstance(recorded, str) and _sha256(card.read_bytes()) != recorded:
+        raise OutputFolderError(
+            f"{card} was edited by hand since it was saved; nothing was written: move your edits aside, "
+            "or replace it on purpose with --replace (replace=True)"
         )
 
 
@@ -86,17 +114,19 @@ def save_pretrained(
     checkpoint: CheckpointChoice = "last",
     config: TrainConfig | None = None,
     name_for_loading: str | None = None,
+    replace: bool = False,
 ) -> Path:
     """Write ``model.safetensors``, ``config.json`` and ``README.md`` into ``folder``; returns it.
 
     ``pipeline_or_run``: a pipeline from ``metaslot.load`` (its current weights are saved), or anything
     ``load`` accepts (a run folder: its ``checkpoint``, last by default). A pipeline built by hand needs
     its ``config``. Files in ``folder`` that save_pretrained did not write are never overwritten.
-    ``name_for_loading`` is what the card's example loads (default: the folder).
+    ``name_for_loading`` is what the card's example loads (default: the folder). A folder holding another
+    model, or a model card edited since it was written, is refused unless ``replace``.
     """
     pipeline, origin = _pipeline_and_origin(pipeline_or_run, checkpoint, config)
     folder = Path(folder)
-    _check_output_folder(folder)
+    _check_output_folder(folder, origin, replace)
     folder.mkdir(parents=True, exist_ok=True)
     # Copies on the CPU also untie shared storage, which safetensors refuses.
     tensors = {
@@ -105,16 +135,17 @@ def save_pretrained(
     }
     metadata = {"format": "metaslot", "step": str(origin.step if origin.step is not None else "")}
     atomic_write_bytes(folder / WEIGHTS_FILE, safetensors.torch.save(tensors, metadata=metadata))
+    card = model_card(origin, name_for_loading or str(folder)).encode()
     block = {
         "source": origin.source,
         "checkpoint": origin.checkpoint,
         "step": origin.step,
         "evaluation": origin.evaluation,
+        "card_sha256": _sha256(card),  # a later save tells a hand-edited card from its own
     }
     document = config_to_json(origin.config, invocation=origin.invocation or {}, pretrained=block)
     atomic_write_bytes(folder / CONFIG_FILE, document.encode())
-    card = model_card(origin, name_for_loading or str(folder))
-    atomic_write_bytes(folder / CARD_FILE, card.encode())
+    atomic_write_bytes(folder / CARD_FILE, card)
     return folder
 
 

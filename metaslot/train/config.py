@@ -84,11 +84,22 @@ class LoopSpec:
     """Save a checkpoint and stop after this step (schedules still span ``steps``); for time-sliced jobs."""
 
 
+def _run_name(instance: object, attribute: attrs.Attribute, value: Any) -> None:
+    """A run's name is a folder inside the runs dir: never empty, ``.``, ``..``, absolute or leaving it
+    (``--name ..`` once trained into the project folder, over its own ``config.json``)."""
+    parts = str(value).split("/")
+    if not isinstance(value, str) or value.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise ConfigError(
+            f"--name {value!r} is not a folder inside the runs dir: use a plain name such as "
+            "'slate-voc' (or 'group/slate-voc'); to train elsewhere, set --runs-dir"
+        )
+
+
 @attrs.frozen
 class TrainConfig:
     """Everything one run needs; saved as ``runs/<name>/config.json``."""
 
-    name: str
+    name: str = attrs.field(validator=_run_name)
     model: object
     """A pipeline spec (``AutoencoderSpec``, ``SlateSpec``, ...) with ``build() -> nn.Module``."""
     data: object

@@ -4,7 +4,8 @@
 (`metaslot.train.run_lock`; rank 0), removes temporary files a killed writer left, and then:
 
 - a new run (no ``--resume``) is refused when the folder already holds checkpoints or metrics (add
-  ``--resume``, or another ``--name``); otherwise ``config.json`` is written with a new run id;
+  ``--resume``, or another ``--name``), or a ``config.json`` that no training wrote (a shared model's);
+  otherwise ``config.json`` is written with a new run id;
 - ``--resume`` needs the folder and its ``config.json``, which stays as it was: flags that change what
   the run trains (`MAY_CHANGE_ON_RESUME` lists the others) are refused with the list of differences.
   It resumes from the checkpoint ``checkpoints/latest.json`` names, which must carry this run's id;
@@ -118,6 +119,7 @@ def claim(
 
 def new_run(config: TrainConfig, invocation: Mapping[str, Any] | None, *, is_main: bool) -> RunFolder:
     """Refuse a folder that holds a run already; write ``config.json`` with a new run id (rank 0)."""
+    refuse_foreign_config(config.run_dir)
     held = run_contents(config.run_dir)
     if held:
         raise ConfigError(
@@ -129,6 +131,24 @@ def new_run(config: TrainConfig, invocation: Mapping[str, Any] | None, *, is_mai
         document = config_to_json(config, invocation=dict(invocation or {}), run_id=run_id)
         files.atomic_write_bytes(config.run_dir / CONFIG_FILE, document.encode())
     return RunFolder(run_dir=config.run_dir, run_id=run_id)
+
+
+def refuse_foreign_config(run_dir: Path) -> None:
+    """Refuse a folder whose ``config.json`` no training wrote (a shared model, a project's own file):
+    a new run would replace it. A training's own one (from a start that never took a step) may go."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        return
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        document = None
+    if isinstance(document, dict) and "config" in document and "pretrained" not in document:
+        return
+    raise ConfigError(
+        f"{path} was not written by a training (a shared model's or another program's file), and a new "
+        f"run would replace it; pick another --name or --runs-dir (nothing was written)"
+    )
 
 
 def run_contents(run_dir: Path) -> list[str]:
