@@ -23,7 +23,9 @@ from metaslot.ops.codebook import (
 )
 from metaslot.ops.dedup import prune_duplicates
 from metaslot.ops.noise import counter_uniform, noise_scale, prune_probability
+from metaslot.ops.patch_orders import inverse_order, spot_orders
 from metaslot.ops.quantize import Quantized, quantize, squared_distances
+from metaslot.ops.self_training import match_student_slots, self_training_cross_entropy
 from metaslot.ops.slot_attention import (
     Aggregation,
     AttentionPath,
@@ -52,16 +54,20 @@ __all__ = [
     "feature_space_slot_attention",
     "empty_ring_buffer",
     "filled_rows",
+    "inverse_order",
     "kmeans",
     "kmeans_ema_step",
     "key_value_source",
     "masked_slot_attention",
+    "match_student_slots",
     "noise_scale",
     "prune_duplicates",
     "prune_probability",
     "quantize",
     "replace_dead_codes",
     "sample_filled_rows",
+    "self_training_cross_entropy",
+    "spot_orders",
     "squared_distances",
     "update_usage_counters",
     "write_ring_buffer",

@@ -10,7 +10,7 @@ import torch
 from metaslot.errors import DeviceError
 
 DeviceChoice = Literal["auto", "cpu", "cuda"]
-PrecisionChoice = Literal["auto", "bf16", "fp16", "fp32"]
+PrecisionChoice = Literal["auto", "auto-fp16", "bf16", "fp16", "fp32"]
 
 
 def resolve_device(choice: DeviceChoice, local_rank: int = 0) -> torch.device:
@@ -34,9 +34,11 @@ def resolve_device(choice: DeviceChoice, local_rank: int = 0) -> torch.device:
 
 
 def resolve_precision(choice: PrecisionChoice, device: torch.device) -> torch.dtype:
-    """Autocast dtype: bf16 on GPU by default, fp32 on CPU (CPU autocast is slower than fp32 for these models)."""
-    if choice == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    """Autocast dtype: bf16 on GPU by default, fp32 on CPU (CPU autocast is slower than fp32 for these models);
+    ``auto-fp16``: fp16 (with the loop's gradient scaler) on GPU, fp32 on CPU (the SPOT presets)."""
+    if choice in ("auto", "auto-fp16"):
+        half = torch.bfloat16 if choice == "auto" else torch.float16
+        return half if device.type == "cuda" else torch.float32
     if choice in ("bf16", "fp16") and device.type != "cuda":
         raise DeviceError(f"--precision {choice} needs a CUDA device; use --precision fp32 (or auto) on CPU")
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[choice]

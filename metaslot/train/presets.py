@@ -23,7 +23,7 @@ from metaslot.errors import ConfigError
 from metaslot.eval_settings import EvalSpec
 from metaslot.train.config import LoopSpec, OptimSpec, ScheduleSpec, TrainConfig
 
-MODELS = ("autoencoder", "dinosaur", "vqvae", "slate", "slotdiffusion")
+MODELS = ("autoencoder", "dinosaur", "vqvae", "slate", "slotdiffusion", "spot")
 DATASETS = ("shapes", "voc", "coco", "clevrtex", "movi_d")
 AGGREGATORS = ("metaslot", "slot-attention", "adaslot")
 VQVAE_VARIANTS = ("c256", "c4")
@@ -162,7 +162,28 @@ def _autoencoder(data: str, resolution: int = 128) -> TrainConfig:
     )
 
 
-# --- the 25 presets ------------------------------------------------------------------------------
+def _spot(data: str) -> TrainConfig:
+    """SPOT stage 1 as the MetaSlot reference's ``spot_r-coco.py`` (``spec/spot.md``): DINOv2 ViT-S/14
+    with 4 registers (no final norm), MLP 384→384→384, shared Gaussian initialiser, MetaSlot (kv 384,
+    slots 256, codebook 512), the nine-order decoder (d 384, 4 blocks, 4 heads); 100k steps of batch 32,
+    Adam 2e-4 with 5k warm-up steps then cosine to 2e-7, clipping at 0.3 on the L∞ norm, fp16 with a
+    gradient scaler on a GPU. Evaluation decodes order 0 (``--model.decoder.eval-orders all``: nine)."""
+    from metaslot.models.pipelines.spot import SpotSpec
+
+    slots = PAPER_SLOTS[data]
+    aggregator = attrs.evolve(_metaslot(slots, 256, 32), feature_dim=384, initializer="shared")
+    return TrainConfig(
+        name=f"spot-{data}",
+        model=SpotSpec(aggregator=aggregator, image_size=256),
+        data=data_spec(data),
+        optim=OptimSpec(learning_rate=2e-4, clip_norm=0.3, clip_norm_type="inf"),
+        schedule=ScheduleSpec(warmup_fraction=0.05, final_learning_rate=2e-7),
+        loop=_paper_loop(100_000, 32),
+        precision="auto-fp16",
+    )
+
+
+# --- the 30 presets ------------------------------------------------------------------------------
 
 
 def prune_growth_reaching_one_at(step: int, start: float = 0.02) -> float:
@@ -294,6 +315,19 @@ def slotdiffusion_shapes() -> TrainConfig:
     return _small_shapes(model, "slotdiffusion-shapes")
 
 
+def spot_shapes() -> TrainConfig:
+    """SPOT stage 1 on 128×128 shapes: the ViT at 112 (8×8 tokens), slots of width 128."""
+    config = _spot("voc")
+    model = attrs.evolve(
+        config.model,
+        encoder=attrs.evolve(config.model.encoder, image_size=112),
+        aggregator=attrs.evolve(_metaslot(7, 128, 32), feature_dim=384, initializer="shared"),
+        image_size=128,
+    )
+    small = _small_shapes(model, "spot-shapes")
+    return attrs.evolve(small, optim=config.optim, precision=config.precision)
+
+
 def _video_evaluation(config: TrainConfig) -> TrainConfig:
     """Evaluate MOVi-D 4 clips (96 frames) at a time: a training-sized batch of clips is 24× the images;
     hold out clips rather than images for validation."""
@@ -384,6 +418,22 @@ def slotdiffusion_movi_d() -> TrainConfig:
     return _video_evaluation(_slotdiffusion("movi_d"))
 
 
+def spot_voc() -> TrainConfig:
+    return _spot("voc")
+
+
+def spot_coco() -> TrainConfig:
+    return _spot("coco")
+
+
+def spot_clevrtex() -> TrainConfig:
+    return _spot("clevrtex")
+
+
+def spot_movi_d() -> TrainConfig:
+    return _video_evaluation(_spot("movi_d"))
+
+
 # --- the registry: (--model, --data) → preset ---------------------------------------------------
 
 PRESETS: dict[tuple[str, str], Callable[..., TrainConfig]] = {
@@ -412,6 +462,11 @@ PRESETS: dict[tuple[str, str], Callable[..., TrainConfig]] = {
     ("slotdiffusion", "coco"): slotdiffusion_coco,
     ("slotdiffusion", "clevrtex"): slotdiffusion_clevrtex,
     ("slotdiffusion", "movi_d"): slotdiffusion_movi_d,
+    ("spot", "shapes"): spot_shapes,
+    ("spot", "voc"): spot_voc,
+    ("spot", "coco"): spot_coco,
+    ("spot", "clevrtex"): spot_clevrtex,
+    ("spot", "movi_d"): spot_movi_d,
 }
 
 

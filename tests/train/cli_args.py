@@ -158,4 +158,14 @@ def model_args(model: str) -> list[str]:
             "--model.sample-steps",
             "2",
         ]
+    if model == "spot":
+        return [
+            *common,
+            *TINY_AGGREGATOR,
+            *TINY_VIT,
+            "--model.decoder.num-layers",
+            "1",
+            "--model.decoder.feedforward-multiplier",
+            "1",
+        ]
     raise ValueError(model)

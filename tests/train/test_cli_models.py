@@ -76,6 +76,11 @@ def test_dinosaur_trains(tmp_path: Path) -> None:
     _check_run(_train("dinosaur", tmp_path), segmentation=True)
 
 
+def test_spot_trains_and_records_its_evaluation_orders(tmp_path: Path) -> None:
+    run_dir = _train("spot", tmp_path)
+    _check_run(run_dir, segmentation=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("stage_two", "stage_one"), [("slate", "vqvae"), ("slotdiffusion", "vqvae-c4")])
 def test_two_stage_models_train_on_their_vqvae(tmp_path: Path, stage_two: str, stage_one: str) -> None:

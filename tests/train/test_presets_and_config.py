@@ -171,7 +171,7 @@ def test_help_after_selectors_shows_the_preset_values() -> None:
     text = output.getvalue()
     assert "--model.aggregator.num-slots" in text and "(default: 11)" in text
     assert "(default: 1408)" in text  # ring buffer 4·32·11
-    assert "--model {autoencoder,dinosaur,vqvae,slate,slotdiffusion}" in text
+    assert "--model {autoencoder,dinosaur,vqvae,slate,slotdiffusion,spot}" in text
     assert "--data {shapes,voc,coco,clevrtex,movi_d}" in text
 
 
@@ -254,3 +254,45 @@ def test_slate_voc_parses_and_builds_against_a_tiny_lmdb(tmp_path: Path) -> None
     output = pipeline(batch.image)
     assert output.masks is not None and output.masks.shape == (2, 6, 32, 32)
     assert config_from_json(config_to_json(config)) == config
+
+
+@pytest.mark.parametrize("data", sorted(PAPER))
+def test_spot_presets_match_the_reference_spot_config(data: str) -> None:
+    """``spot_r-coco.py`` (``spec/spot.md``): 100k steps of 32, 2e-4 with 5k warm-up then cosine to 2e-7,
+    L∞ clipping at 0.3, fp16 with a scaler on GPU; ViT-S/14-reg4 without its norm, MLP 384→384→384."""
+    config = preset("spot", data)
+    model = config.model
+    assert (config.loop.steps, config.loop.batch_size) == (100_000, 32)
+    assert int(config.loop.steps * config.schedule.warmup_fraction) == 5_000
+    assert (config.optim.learning_rate, config.schedule.final_learning_rate) == (2e-4, 2e-7)
+    assert (config.optim.clip_norm, config.optim.clip_norm_type, config.precision) == (0.3, "inf", "auto-fp16")
+    assert model.encoder.model_name == "vit_small_patch14_reg4_dinov2.lvd142m" and not model.encoder.final_norm
+    assert (model.encoder.image_size, model.image_size, model.projection.hidden_multiplier) == (224, 256, 1)
+    aggregator = model.aggregator
+    assert (aggregator.num_slots, aggregator.slot_dim, aggregator.feature_dim) == (PAPER[data], 256, 384)
+    assert (aggregator.codebook_size, aggregator.buffer_capacity) == (512, 4 * 32 * PAPER[data])
+    assert aggregator.initializer == "shared"
+    decoder = model.decoder
+    assert (decoder.num_layers, decoder.num_heads, decoder.feedforward_multiplier) == (4, 4, 4)
+    assert (decoder.train_orders, decoder.eval_orders) == ("random", "first")
+
+
+def test_spot_coco_has_the_reference_trainable_tensors() -> None:
+    """The trainable tensors of ``spot_r-coco.py`` as built (tests/fixtures, from the reference checkpoint
+    listing): the same 69 shapes; only the start tokens are stored (9, 1, c) here, (9, 1, 1, c) there."""
+    import json
+    import math
+
+    import attrs
+
+    listing = json.loads((Path(__file__).parents[1] / "fixtures" / "spot_r-coco@c602fa4.json").read_text())
+    reference = sorted(
+        tuple(shape) if len(shape) != 4 else (shape[0], 1, shape[3])
+        for _, shape, _, kind, trainable in listing["entries"]
+        if kind == "parameter" and trainable
+    )
+    config = preset("spot", "coco")
+    model = attrs.evolve(config.model, encoder=attrs.evolve(config.model.encoder, pretrained=False)).build()
+    ours = sorted(tuple(p.shape) for p in model.parameters() if p.requires_grad)
+    assert ours == reference
+    assert sum(math.prod(shape) for shape in ours) == 11_304_832

@@ -71,10 +71,30 @@ class SharedGaussian(nn.Module):
         return mean + noise * self.log_std.exp()
 
 
+class LearntQueries(nn.Module):
+    """One learnt query per slot, the same at training and evaluation (SPOT's stage-2 student,
+    ``nn.Embedding`` initialised xavier-uniform on the (k, d) matrix)."""
+
+    def __init__(self, num_slots: int, slot_dim: int) -> None:
+        super().__init__()
+        self.num_slots = num_slots
+        self.slot_dim = slot_dim
+        self.queries = nn.Parameter(torch.empty(num_slots, slot_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.queries)
+
+    def forward(self, batch_size: int, generator: torch.Generator | None = None) -> Float[Tensor, "b k d"]:
+        return self.queries.expand(batch_size, -1, -1)
+
+
 def build_initializer(kind: str, num_slots: int, slot_dim: int, shared_samples_at_eval: bool) -> nn.Module:
     """The initialiser named by a spec's ``initializer`` field."""
     if kind == "per-slot":
         return PerSlotGaussian(num_slots, slot_dim)
     if kind == "shared":
         return SharedGaussian(num_slots, slot_dim, sample_at_eval=shared_samples_at_eval)
-    raise ConfigError(f"unknown initializer {kind!r}: choose 'per-slot' or 'shared'")
+    if kind == "learnt":
+        return LearntQueries(num_slots, slot_dim)
+    raise ConfigError(f"unknown initializer {kind!r}: choose 'per-slot', 'shared' or 'learnt'")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from metaslot.models.aggregators.metaslot import MetaSlot
     from metaslot.models.aggregators.slot_attention import SlotAttention
 
-Initializer = Literal["per-slot", "shared"]
+Initializer = Literal["per-slot", "shared", "learnt"]
 Quantizer = Literal["argmin", "gumbel"]
 EvalKeep = Literal["sample", "argmax"]
 DecoderMask = Literal["mask_normalized", "logit", "mask"]
@@ -68,9 +68,12 @@ class _SlotAttentionFields:
     """Dropout after the residual MLP's hidden activation, in training only (the reference's ``ffn``
     dropout: 0 for MetaSlot, 0.01 for the parent framework's Slot Attention baselines). Its draws come
     from the global RNG, not from the forward's ``generator``."""
-    initializer: Initializer = attrs.field(default="per-slot", validator=_one_of("per-slot", "shared"))
+    initializer: Initializer = attrs.field(
+        default="per-slot", validator=_one_of("per-slot", "shared", "learnt")
+    )
     """'per-slot': one learned Gaussian per slot (reference NormalSeparat, mean at evaluation);
-    'shared': one learned Gaussian for all slots (reference NormalShared)."""
+    'shared': one learned Gaussian for all slots (reference NormalShared); 'learnt': one learnt query
+    per slot, no noise (SPOT's stage-2 ``init_method='embedding'``)."""
     shared_samples_at_eval: bool = True
     """Shared initialiser only: draw samples at evaluation too (the reference does; False uses the mean)."""
     epsilon: float = attrs.field(default=1e-5)

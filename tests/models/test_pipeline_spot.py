@@ -1,0 +1,171 @@
+"""SPOT: the nine-order decoder, stage 1 training, evaluation orders, the DINOv2-with-registers encoder,
+and stage 2 (teacher masks, trainable last blocks with a frozen target copy)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pipeline_checks import (
+    AGGREGATORS,
+    adam_steps,
+    assert_gradients_reach_exactly_the_trainable_parameters,
+    outputs_with_first_slot_pruned,
+    seeded_loss,
+    tiny_aggregator,
+)
+
+from metaslot.errors import ConfigError
+from metaslot.models.decoders.permuted_autoregressive import PermutedARDecoderSpec
+from metaslot.models.encoders import CNNEncoderSpec, DinoViTSpec
+from metaslot.models.pipelines.spot import SPOT_VIT, SpotSpec, spot_encoder
+
+IMAGE_SIZE = 16
+TINY_VIT = DinoViTSpec(model_name="vit_tiny_patch16_224", pretrained=False, image_size=32)
+
+
+def tiny_spot(kind: str, honour_keep_downstream: bool = True, **changes) -> SpotSpec:
+    aggregator = tiny_aggregator(kind, feature_dim=8, honour_keep_downstream=honour_keep_downstream)
+    fields = dict(
+        encoder=CNNEncoderSpec(channels=(8, 8), kernel_size=3, strides=(2, 2)),
+        aggregator=aggregator,
+        decoder=PermutedARDecoderSpec(num_layers=2, num_heads=2, feedforward_multiplier=2),
+        image_size=IMAGE_SIZE,
+    )
+    fields.update(changes)
+    return SpotSpec(**fields)
+
+
+def build(spec: SpotSpec):
+    torch.manual_seed(0)
+    return spec.build()
+
+
+def images(batch: int = 2, size: int = IMAGE_SIZE) -> torch.Tensor:
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("kind", AGGREGATORS)
+def test_forward_shapes_and_masks_from_the_decoder_attention(kind: str) -> None:
+    pipeline = build(tiny_spot(kind))
+    output = pipeline(images(), generator=torch.Generator().manual_seed(0))
+    assert output.loss.shape == () and torch.isfinite(output.loss)
+    assert set(output.terms) == {"reconstruction"}
+    assert output.reconstruction.shape == (2, 4 * 4, 8)  # the 4×4 token grid, encoder width 8
+    assert output.masks.shape == (2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    kept = output.keep[:, :, None, None].float()
+    torch.testing.assert_close((output.masks * kept).sum(dim=1), torch.ones(2, IMAGE_SIZE, IMAGE_SIZE))
+
+
+@pytest.mark.parametrize("kind", AGGREGATORS)
+def test_a_few_adam_steps_lower_the_loss(kind: str) -> None:
+    pipeline = build(tiny_spot(kind))
+    batch = images(4)
+    before = seeded_loss(pipeline, batch, seed=2)
+    adam_steps(pipeline, batch, seeds=range(100, 110), lr=3e-3)
+    assert seeded_loss(pipeline, batch, seed=2) < before
+
+
+def test_training_draws_one_order_per_batch_and_evaluation_decodes_order_zero_or_all_nine() -> None:
+    pipeline = build(tiny_spot("slot_attention"))
+    pipeline.train()
+    drawn = {tuple(pipeline.orders(torch.Generator().manual_seed(seed))) for seed in range(40)}
+    assert all(len(orders) == 1 for orders in drawn) and len(drawn) == 9
+    pipeline.eval()
+    assert pipeline.orders(None) == [0]
+    pipeline.evaluation_orders = "all"
+    assert pipeline.orders(None) == list(range(9))
+
+
+def test_evaluating_with_all_nine_orders_differs_from_order_zero() -> None:
+    pipeline = build(tiny_spot("slot_attention"))
+    adam_steps(pipeline, images(4), seeds=range(5), lr=3e-3)
+    pipeline.eval()
+    with torch.no_grad():
+        first = pipeline(images(), generator=torch.Generator().manual_seed(3))
+        pipeline.evaluation_orders = "all"
+        every = pipeline(images(), generator=torch.Generator().manual_seed(3))
+    assert not torch.allclose(first.masks, every.masks)
+    assert not torch.allclose(first.reconstruction, every.reconstruction)
+
+
+def test_the_decoder_reads_only_earlier_tokens_in_its_order() -> None:
+    """Changing the last token of an order leaves every prediction in that order unchanged."""
+    pipeline = build(tiny_spot("slot_attention"))
+    decoder = pipeline.decoder.eval()
+    tokens = torch.randn(1, 16, 8)
+    slots = torch.randn(1, 3, 8)
+    for order in range(9):
+        last = int(decoder.orders[order, -1])
+        changed = tokens.clone()
+        changed[:, last] += 10.0
+        with torch.no_grad():
+            plain = decoder(tokens, slots, orders=[order]).reconstruction
+            moved = decoder(changed, slots, orders=[order]).reconstruction
+        torch.testing.assert_close(plain, moved)
+
+
+def test_the_decoder_hides_pruned_slots() -> None:
+    pipeline = build(tiny_spot("metaslot"))
+    pipeline.eval()
+    plain, shifted = outputs_with_first_slot_pruned(pipeline, images())
+    torch.testing.assert_close(plain.reconstruction, shifted.reconstruction)
+    assert torch.equal(plain.masks[:, 0], torch.zeros_like(plain.masks[:, 0]))
+
+
+@pytest.mark.parametrize("kind", AGGREGATORS)
+def test_gradients_reach_every_trainable_parameter_and_no_frozen_one(kind: str) -> None:
+    pipeline = build(tiny_spot(kind, encoder=TINY_VIT, image_size=32))
+    pipeline.train()
+    pipeline(images(size=32), generator=torch.Generator().manual_seed(0)).loss.backward()
+    assert_gradients_reach_exactly_the_trainable_parameters(
+        pipeline, frozen_prefix="frontend.encoder.backbone."
+    )
+
+
+def test_the_spot_encoder_drops_the_registers_and_the_final_norm() -> None:
+    """DINOv2 ViT-S/14 with 4 registers: the tokens are the last block's patch tokens, before the norm."""
+    assert (spot_encoder().model_name, spot_encoder().final_norm) == (SPOT_VIT, False)
+    encoder = DinoViTSpec(model_name=SPOT_VIT, pretrained=False, image_size=28, final_norm=False).build()
+    assert encoder.num_prefix_tokens == 5  # class token + 4 registers
+    image = images(1, size=28)
+    tokens = encoder(image)
+    assert tokens.shape == (1, 4, 384)
+    with torch.no_grad():
+        normed = encoder.backbone.forward_features(image)
+    torch.testing.assert_close(encoder.backbone.norm(tokens), normed[:, 5:])
+
+
+def test_stage_two_trains_the_last_blocks_and_reconstructs_a_frozen_copy() -> None:
+    vit = DinoViTSpec(model_name="vit_tiny_patch16_224", pretrained=False, image_size=32, frozen=False)
+    teacher = tiny_spot("slot_attention", encoder=TINY_VIT, image_size=32)
+    spec = tiny_spot(
+        "slot_attention",
+        encoder=vit,
+        image_size=32,
+        trainable_blocks=4,
+        teacher=teacher,
+        aggregator=tiny_aggregator("slot_attention", feature_dim=8),
+    )
+    pipeline = build(spec)
+    pipeline.train()
+    assert not pipeline.teacher.training
+    output = pipeline(images(size=32), generator=torch.Generator().manual_seed(0))
+    assert set(output.terms) == {"reconstruction", "self_training"}
+    output.loss.backward()
+    trainable = {name for name, parameter in pipeline.named_parameters() if parameter.requires_grad}
+    blocks = {name.split(".")[4] for name in trainable if name.startswith("frontend.encoder.backbone.")}
+    assert blocks == {"8", "9", "10", "11"}  # the last 4 of 12
+    assert not any(name.startswith(("teacher.", "target_encoder.")) for name in trainable)
+    for name, parameter in pipeline.named_parameters():
+        if parameter.requires_grad and name.startswith("frontend.encoder.backbone.blocks.11."):
+            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+    # The target comes from the frozen copy, which starts as the encoder and stays put.
+    before = {k: v.clone() for k, v in pipeline.target_encoder.state_dict().items()}
+    adam_steps(pipeline, images(size=32), seeds=range(2), lr=1e-2)
+    after = pipeline.target_encoder.state_dict()
+    assert all(torch.equal(before[key], after[key]) for key in before)
+
+
+def test_trainable_blocks_need_an_unfrozen_vit() -> None:
+    with pytest.raises(ConfigError, match="frozen=False"):
+        tiny_spot("slot_attention", encoder=TINY_VIT, trainable_blocks=4)
