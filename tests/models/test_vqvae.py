@@ -323,3 +323,42 @@ def test_the_paper_c4_command_without_lpips_prints_one_line_naming_the_flag(
         main(["--model", "vqvae", "--data", "voc", "--vqvae-variant", "c4", "--model.pretrained", "None"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "pip install lpips" in lines[0] and "--model.lpips-weight 0" in lines[0]
+
+
+def test_the_reference_recipe_at_tiny_shape_lowers_the_loss(tmp_path) -> None:
+    _save_tiny_taesd(tmp_path / "taesd")
+    torch.manual_seed(0)
+    model = tiny_spec(pretrained=tmp_path / "taesd", loss_units="imagenet").build()
+    image = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(6):
+        optimizer.zero_grad()
+        output = model(image)
+        output.loss.backward()
+        optimizer.step()
+        losses.append(float(output.loss.detach()))
+    assert losses[-1] < losses[0]
+
+
+def test_a_training_run_from_taesd_keeps_the_frozen_layers_as_loaded(tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    from metaslot.cli.train import main
+
+    taesd = _save_tiny_taesd(tmp_path / "taesd")
+    runs = tmp_path / "runs"
+    main([
+        "--model", "vqvae", "--data", "shapes", "--runs-dir", str(runs), "--name", "taesd",
+        "--device", "cpu", "--no-progress",
+        "--data.resolution", "32", "--data.train-size", "8", "--data.val-size", "4",
+        "--model.width", "8", "--model.codebook-size", "16", "--model.input-scale", "1.0",
+        "--model.pretrained", str(tmp_path / "taesd"), "--model.loss-units", "imagenet",
+        "--loop.steps", "3", "--loop.batch-size", "2", "--loop.val-every", "3", "--loop.val-batches", "1",
+        "--loop.checkpoint-every", "3", "--loop.num-workers", "0", "--no-evaluate-at-end",
+    ])  # fmt: skip
+    trained = load_file(str(runs / "taesd" / "checkpoints" / "step-0000003.safetensors"))
+    for index, layer in enumerate(taesd.encoder.layers[:14]):
+        for name, loaded in layer.state_dict().items():
+            same = torch.equal(trained[f"encoder.layers.{index}.{name}"], loaded.float())
+            assert same == (index < FROZEN_ENCODER_LAYERS), (index, name)
