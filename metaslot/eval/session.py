@@ -40,7 +40,12 @@ def evaluate_and_report(
     result = evaluate_with(pipeline, dataset, settings, samples)
     if settings.rank != 0:
         return result
-    if samples is not None and samples.count and isinstance(pipeline, SamplesReconstructions):
+    if (
+        samples is not None
+        and samples.count
+        and isinstance(pipeline, SamplesReconstructions)
+        and pipeline.renders
+    ):
         samples.reconstructions = [_sampled_reconstructions(pipeline, samples, settings)]
     if echo:  # first, so the numbers are shown even when they cannot be written (disk full)
         print(format_table(result, title), flush=True)

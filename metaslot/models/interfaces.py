@@ -63,6 +63,11 @@ class Pipeline(Protocol):
 class SamplesReconstructions(Protocol):
     """A generative pipeline (SLATE, SlotDiffusion) that redraws images from their slots for pictures."""
 
+    @property
+    def renders(self) -> bool:
+        """False when the pipeline lacks what drawing needs (a stage-1 decoder it was loaded without)."""
+        ...
+
     def reconstruct(self, image: Float[Tensor, "b 3 h w"]) -> Float[Tensor, "b 3 h2 w2"]:
         """ImageNet-normalised images at the stage-1 VQ-VAE's resolution, sampled from the slots."""
         ...

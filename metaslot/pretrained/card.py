@@ -69,6 +69,40 @@ def _evaluation_section(evaluation: dict[str, Any] | None) -> list[str]:
     return ["## Evaluation", "", "```text", format_table(result, title), "```"]
 
 
+def _reference_section(reference: dict[str, Any] | None) -> list[str]:
+    """Where converted weights came from, and what their publishers report (not re-measured here)."""
+    if not reference:
+        return []
+    source = reference.get("source_file") or {}
+    lines = [
+        "## Source",
+        "",
+        f"Converted with `python -m cli.convert checkpoint` from the reference checkpoint `{source.get('file')}` "
+        f"(format `{source.get('format')}`, {source.get('size')} bytes, SHA-256 `{source.get('sha256')}`).",
+    ]
+    stage_one = reference.get("stage_one_file")
+    if stage_one:
+        lines.append(
+            f"Its stage-1 VQ-VAE decoder came from `{stage_one.get('file')}` ({stage_one.get('size')} bytes, "
+            f"SHA-256 `{stage_one.get('sha256')}`)."
+        )
+    elif not reference.get("renders", True):
+        lines.append(
+            "The reference file holds no VQ decoder, so this model segments and scores but draws no images; "
+            "convert it again with `--vqvae` and the stage-1 file to render."
+        )
+    catalog = reference.get("catalog")
+    if catalog:
+        lines += [
+            "",
+            f"**{catalog.get('title')}**, published at {catalog.get('source')}.",
+            f"Reported by its publishers ({catalog.get('reported_in')}): {', '.join(catalog.get('reported') or [])}.",
+            f"Protocol: {catalog.get('protocol')}.",
+            "These numbers are the publishers'; they were not re-measured when this folder was written.",
+        ]
+    return [*lines, ""]
+
+
 def model_card(origin: Origin, name_for_loading: str) -> str:
     """The card's Markdown; ``name_for_loading`` is what ``metaslot.load`` is shown with (repo id or folder)."""
     config = origin.config
@@ -78,6 +112,13 @@ def model_card(origin: Origin, name_for_loading: str) -> str:
         else f"{config.loop.steps} optimiser steps planned"
     )
     checkpoint = f" (checkpoint `{origin.checkpoint}`)" if origin.checkpoint else ""
+    training_row = (
+        f"| training | by the publisher, with the reference code (see Source); preset as trained: "
+        f"{config.loop.steps} steps, batch {config.loop.batch_size} |"
+        if origin.reference
+        else f"| training | {steps}{checkpoint}, batch {config.loop.batch_size}, "
+        f"learning rate {config.optim.learning_rate:g}, seed {config.loop.seed} |"
+    )
     lines = [
         "---",
         "library_name: metaslot",
@@ -99,8 +140,7 @@ def model_card(origin: Origin, name_for_loading: str) -> str:
         f"| model | `{_spec_name(config.model)}` |",
         f"| aggregator | {_aggregator_line(config.model)} |",
         f"| data | {_data_line(config.data)} |",
-        f"| training | {steps}{checkpoint}, batch {config.loop.batch_size}, "
-        f"learning rate {config.optim.learning_rate:g}, seed {config.loop.seed} |",
+        training_row,
         "",
         "## Use",
         "",
@@ -114,6 +154,7 @@ def model_card(origin: Origin, name_for_loading: str) -> str:
         "Every weight, frozen backbone included, is in `model.safetensors`; `config.json` is the training "
         "run's configuration.",
         "",
+        *_reference_section(origin.reference),
         *_evaluation_section(origin.evaluation),
         "",
     ]

@@ -6,6 +6,9 @@ Sources, in the order they are recognised:
 - a run folder (or its ``checkpoints/`` folder): its last checkpoint, or its best with ``checkpoint="best"``;
 - a checkpoint file (``step-*.json`` sidecar or its ``.safetensors``), verified against the sidecar's
   sizes and SHA-256, with the run's ``config.json`` two folders up;
+- a reference ``.pth`` file (the MetaSlot authors' code and its parent framework's releases) with the
+  preset it was trained as: ``load(FILE, model="dinosaur", data="coco", aggregator="metaslot")``
+  (``reference.py``);
 - otherwise, a Hugging Face Hub repo id (``owner/name``), through ``huggingface_hub.snapshot_download``
   (with ``HF_HUB_OFFLINE=1`` it reads the local cache only).
 
@@ -55,6 +58,9 @@ class Origin:
     """The ``evaluation.json`` of exactly these weights, when the run has one."""
     invocation: dict[str, Any] | None = None
     """The training command's selectors and overrides (from the run's ``config.json``)."""
+    reference: dict[str, Any] | None = None
+    """For weights converted from a reference file: that file's name, format, size and SHA-256, the
+    stage-1 file's, and the catalog's reported numbers and protocol (``reference.load_reference``)."""
 
 
 _ORIGINS: weakref.WeakKeyDictionary[torch.nn.Module, Origin] = weakref.WeakKeyDictionary()
@@ -188,6 +194,7 @@ def load_pretrained_folder(folder: Path, device: torch.device | str = "cpu") -> 
         step=block.get("step"),
         evaluation=block.get("evaluation"),
         invocation=document.get("invocation"),
+        reference=block.get("reference"),
     )
     return pipeline.to(device).eval()
 
@@ -237,18 +244,54 @@ def _download(repo_id: str, revision: str | None, cache_dir: Path | None) -> Pat
     return folder
 
 
+def _load_reference_file(
+    path: Path,
+    model: str | None,
+    data: str | None,
+    aggregator: str,
+    vqvae: str | os.PathLike | None,
+    device: torch.device,
+) -> torch.nn.Module:
+    from metaslot.pretrained.reference import load_reference, read_reference_file, trained_as
+
+    if model is None or data is None:
+        found = trained_as(read_reference_file(path).tensors)
+        looks = f" (it looks trained as {found})" if found else ""
+        raise ConfigError(
+            f"{path} is a reference checkpoint{looks}: name the preset it was trained as, "
+            'metaslot.load(FILE, model="dinosaur", data="coco", aggregator="metaslot")'
+        )
+    pipeline, config, facts = load_reference(path, model, data, aggregator, vqvae=vqvae)
+    _ORIGINS[pipeline] = Origin(
+        config=config,
+        source=str(path),
+        invocation={"selection": {**facts["preset"]}, "overrides": []},
+        reference=facts,
+    )
+    return pipeline.to(device)
+
+
+REFERENCE_SUFFIXES = (".pth", ".pt", ".ckpt")
+
+
 def load(
     source: str | os.PathLike,
     device: torch.device | str | None = None,
     checkpoint: CheckpointChoice = "last",
     *,
+    model: str | None = None,
+    data: str | None = None,
+    aggregator: str = "metaslot",
+    vqvae: str | os.PathLike | None = None,
     revision: str | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> torch.nn.Module:
     """A trained pipeline in evaluation mode, every weight from ``source`` (see the module docstring).
 
     ``device`` defaults to the CPU. ``checkpoint`` picks a run folder's ``"last"`` (default) or
-    ``"best"`` checkpoint. ``revision`` and ``cache_dir`` go to the hub download. Slot pipelines then
+    ``"best"`` checkpoint. ``model``, ``data`` and ``aggregator`` name the preset a reference ``.pth``
+    file was trained as; ``vqvae`` is a reference SLATE/SlotDiffusion file's stage-1 VQ-VAE file (needed
+    to render images). ``revision`` and ``cache_dir`` go to the hub download. Slot pipelines then
     segment images with ``pipeline.segment(images)``.
     """
     if checkpoint not in ("last", "best"):
@@ -256,6 +299,13 @@ def load(
     target = torch.device(device) if device is not None else torch.device("cpu")
     text = os.fspath(source)
     path = Path(text).expanduser()
+    if path.is_file() and (model is not None or data is not None or path.suffix in REFERENCE_SUFFIXES):
+        return _load_reference_file(path, model, data, aggregator, vqvae, target)
+    if model is not None or data is not None or vqvae is not None:
+        raise ConfigError(
+            f"model=, data=, aggregator= and vqvae= name the preset of a reference .pth file; {text} is not "
+            "a file: drop them (a run folder, save_pretrained folder or hub repo knows its own config)"
+        )
     if path.exists():
         if checkpoint == "best" and not (path.is_dir() and not is_pretrained_folder(path)):
             raise ConfigError(

@@ -143,6 +143,8 @@ def save_pretrained(
         "evaluation": origin.evaluation,
         "card_sha256": _sha256(card),  # a later save tells a hand-edited card from its own
     }
+    if origin.reference is not None:
+        block["reference"] = origin.reference
     document = config_to_json(origin.config, invocation=origin.invocation or {}, pretrained=block)
     atomic_write_bytes(folder / CONFIG_FILE, document.encode())
     atomic_write_bytes(folder / CARD_FILE, card)

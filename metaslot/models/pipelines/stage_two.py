@@ -42,6 +42,12 @@ class StageTwoPipeline(SlotPipeline):
         super().__init__(encoder, projection, aggregator)
         self.vqvae = frozen_vqvae(vqvae)
 
+    @property
+    def renders(self) -> bool:
+        """Whether ``reconstruct`` can draw images: False when the stage-1 decoder is absent (a reference
+        file loaded without its stage-1 VQ-VAE file, ``VQVAESpec.with_decoder=False``)."""
+        return self.vqvae.decoder is not None
+
     def train(self, mode: bool = True) -> StageTwoPipeline:
         super().train(mode)
         self.vqvae.eval()  # frozen stage 1 stays in evaluation mode

@@ -4,6 +4,7 @@ Differences from the reference (§1.6), on purpose: the TAESD layers see pixels 
 they were trained on) instead of ImageNet-normalised values shifted by TAESD's ``(x+1)/2``, and the
 pretrained TAESD weights may come from a local folder as well as from the hub. ``loss_units`` picks the
 units of the pixel losses: the reference's ImageNet-normalised ones (the paper presets) or [−1, 1].
+``pixel_space="reference"`` restores the reference's input scaling for weights trained by it.
 Its state-dict keys (``encoder.*``, ``codebook.*``, ``decoder.*``) are what
 ``checkpoint_mapping`` maps into the stage-2 pipelines.
 """
@@ -64,6 +65,18 @@ def _units(instance: object, attribute: attrs.Attribute, value: str) -> None:
         )
 
 
+PixelSpace = Literal["unit", "reference"]
+"""What the TAESD layers see: ``unit``, pixels in [0, 1] (the range TAESD was trained on; our
+default); ``reference``, the ImageNet-normalised image shifted by TAESD's own ``(x+1)/2``, as the
+reference's VQ-VAE did (its decoder output ``y`` is read back as the normalised image ``2y−1``).
+Weights work only in the space they were trained in: files from the reference need ``reference``."""
+
+
+def _pixel_space(instance: object, attribute: attrs.Attribute, value: str) -> None:
+    if value not in ("unit", "reference"):
+        raise ConfigError(f"pixel_space must be 'unit' or 'reference', got {value!r}")
+
+
 def _optional_path(value: str | Path | None) -> Path | None:
     return None if value is None else Path(value)
 
@@ -92,6 +105,10 @@ class VQVAESpec:
     pretrained: Path | None = attrs.field(default=None, converter=_optional_path)
     freeze_pretrained: bool = True
     loss_units: LossUnits = attrs.field(default="signed", validator=_units)
+    pixel_space: PixelSpace = attrs.field(default="unit", validator=_pixel_space)
+    with_decoder: bool = True
+    """False: encoder and codebook only, as the reference's SLATE/SlotDiffusion files hold their stage 1;
+    such a VQ-VAE tokenises images but renders nothing (that needs the stage-1 file's decoder)."""
 
     def build(self) -> VQVAE:
         return VQVAE(self)
@@ -166,22 +183,47 @@ class VQVAE(nn.Module):
         frozen = FROZEN_ENCODER_LAYERS if spec.pretrained is not None and spec.freeze_pretrained else 0
         self.encoder = VQEncoder(spec.width, spec.code_dim, frozen_layers=frozen)
         self.codebook = GridCodebook(spec.codebook_size, spec.code_dim)
-        self.decoder = VQDecoder(spec.width, spec.code_dim)
+        self.decoder = VQDecoder(spec.width, spec.code_dim) if spec.with_decoder else None
         if spec.pretrained is not None:
             encoder_state, decoder_state = load_taesd_state(spec.pretrained)
             load_into(self.encoder.layers, encoder_state, "encoder")
-            load_into(self.decoder.layers, decoder_state, "decoder")
+            if self.decoder is not None:
+                load_into(self.decoder.layers, decoder_state, "decoder")
             self.encoder.layers[:frozen].requires_grad_(False)
         self.perceptual = build_lpips() if spec.lpips_weight > 0 else None
 
+    def _resize(self, image: Float[Tensor, "b 3 H W"]) -> Float[Tensor, "b 3 h w"]:
+        if self.spec.input_scale == 1.0:
+            return image
+        return functional.interpolate(
+            image, scale_factor=self.spec.input_scale, mode="bicubic", align_corners=False
+        )
+
     def prepare(self, image: Float[Tensor, "b 3 H W"]) -> Float[Tensor, "b 3 h w"]:
-        """ImageNet-normalised image → [0, 1] pixels at the encoder's input resolution."""
-        pixels = imagenet_to_unit(image)
-        if self.spec.input_scale != 1.0:
-            pixels = functional.interpolate(
-                pixels, scale_factor=self.spec.input_scale, mode="bicubic", align_corners=False
+        """ImageNet-normalised image → the TAESD layers' input (`PixelSpace`) at their resolution."""
+        if self.spec.pixel_space == "reference":
+            return self._resize(image).add(1).div(2)  # the reference: resize, then TAESD's (x+1)/2
+        return self._resize(imagenet_to_unit(image))
+
+    def to_image(self, pixels: Float[Tensor, "b 3 h w"]) -> Float[Tensor, "b 3 h w"]:
+        """The TAESD layers' output → an ImageNet-normalised image (the inverse of `prepare`'s mapping)."""
+        if self.spec.pixel_space == "reference":
+            return pixels.mul(2).sub(1)
+        return unit_to_imagenet(pixels)
+
+    def _in_loss_units(self, pixels: Float[Tensor, "b 3 h w"]) -> Float[Tensor, "b 3 h w"]:
+        if self.spec.pixel_space == "reference":
+            pixels = imagenet_to_unit(self.to_image(pixels))
+        return in_loss_units(pixels, self.spec.loss_units)
+
+    def _decoder(self) -> VQDecoder:
+        if self.decoder is None:
+            raise ConfigError(
+                "this VQ-VAE has no decoder (a reference SLATE/SlotDiffusion file holds only the stage-1 "
+                "encoder and codebook): load the stage-1 VQ-VAE file with it (metaslot.load(..., vqvae=FILE) "
+                "or --vqvae FILE) to render images"
             )
-        return pixels
+        return self.decoder
 
     def encode(self, image: Float[Tensor, "b 3 H W"]) -> Float[Tensor, "b c h w"]:
         """Pre-quantisation latents of an ImageNet-normalised image."""
@@ -192,17 +234,18 @@ class VQVAE(nn.Module):
         return self.codebook(self.encode(image))
 
     def decode(self, latents: Float[Tensor, "b c h w"]) -> Float[Tensor, "b 3 H W"]:
-        """Latents → ImageNet-normalised image at the encoder's input resolution (``input_scale`` × input)."""
-        return unit_to_imagenet(self.decoder(latents))
+        """Latents → ImageNet-normalised image at the encoder's input resolution (``input_scale`` × input);
+        a ConfigError naming the file to provide when the decoder is absent (``with_decoder=False``)."""
+        return self.to_image(self._decoder()(latents))
 
     def forward(self, image: Float[Tensor, "b 3 H W"]) -> PipelineOutput:
         """Losses on one batch; ``reconstruction`` is ImageNet-normalised at ``input_scale`` × input size."""
         target = self.prepare(image)
         encoding = self.encoder(target)
         quantized = self.codebook(encoding)
-        decoded = self.decoder(quantized.straight_through)
-        decoded_units = in_loss_units(decoded, self.spec.loss_units)
-        target_units = in_loss_units(target, self.spec.loss_units)
+        decoded = self._decoder()(quantized.straight_through)
+        decoded_units = self._in_loss_units(decoded)
+        target_units = self._in_loss_units(target)
         terms: dict[str, Tensor] = {
             "recon": functional.mse_loss(decoded_units, target_units),
             "align": self.spec.align_weight * functional.mse_loss(quantized.quantized, encoding.detach()),
@@ -214,7 +257,7 @@ class VQVAE(nn.Module):
         return PipelineOutput(
             loss=loss,
             terms={name: value.detach() for name, value in terms.items()},
-            reconstruction=unit_to_imagenet(decoded.detach()),
+            reconstruction=self.to_image(decoded.detach()),
         )
 
     def after_optimizer_step(self, output: PipelineOutput) -> None:
