@@ -23,6 +23,7 @@ from metaslot.ops.codebook import (
 )
 from metaslot.ops.dedup import prune_duplicates
 from metaslot.ops.noise import counter_uniform, noise_scale, prune_probability
+from metaslot.ops.packing import kept_slot_index, unpack_slots
 from metaslot.ops.patch_orders import inverse_order, spot_orders
 from metaslot.ops.quantize import Quantized, quantize, squared_distances
 from metaslot.ops.self_training import match_student_slots, self_training_cross_entropy
@@ -57,11 +58,13 @@ __all__ = [
     "inverse_order",
     "kmeans",
     "kmeans_ema_step",
+    "kept_slot_index",
     "key_value_source",
     "masked_slot_attention",
     "match_student_slots",
     "noise_scale",
     "prune_duplicates",
+    "unpack_slots",
     "prune_probability",
     "quantize",
     "replace_dead_codes",

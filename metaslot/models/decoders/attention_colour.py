@@ -6,6 +6,9 @@ slot's colour is a linear read-out of the slot. One slot cannot paint two differ
 and the loss reaches the attention directly, so grouping is learnt in minutes rather than hours — the
 right bias for the flat-coloured synthetic shapes of the CPU default job, and far too weak for natural
 images (the paper presets use the spatial-broadcast, MLP, autoregressive and diffusion decoders).
+
+With a keep mask only the kept slots get a colour (packed, as the other pixel decoders; a pruned slot's
+alpha is 0, so its colour moved nothing): its ``rgb`` is 0.
 """
 
 from __future__ import annotations
@@ -17,21 +20,28 @@ from torch import Tensor, nn
 
 from metaslot.models.decoders.broadcast_pixel import PixelDecoderOutput
 from metaslot.models.masks import SoftKeep, weighted_probabilities
+from metaslot.ops.packing import kept_slot_index, unpack_slots
 
 
 @attrs.frozen(kw_only=True)
 class AttentionColourDecoderSpec:
     """One RGB colour per slot (``Linear(d, 3)``), alpha = the slot's attention mask at image size."""
 
+    pack_kept_slots: bool = True
+    """Colour only the kept slots when a keep mask is given (one device→host read per forward on a
+    GPU); False colours every slot at the fixed shape b·k (``torch.compile``, CUDA graphs). Never with
+    AdaSlot's ``soft_keep``."""
+
     def build(self, slot_dim: int, image_size: int) -> AttentionColourDecoder:
-        return AttentionColourDecoder(slot_dim)
+        return AttentionColourDecoder(slot_dim, pack_kept_slots=self.pack_kept_slots)
 
 
 class AttentionColourDecoder(nn.Module):
     """``paint(slots b k d, attention b k h w, keep) -> PixelDecoderOutput`` (pruned slots paint nothing)."""
 
-    def __init__(self, slot_dim: int) -> None:
+    def __init__(self, slot_dim: int, pack_kept_slots: bool = True) -> None:
         super().__init__()
+        self.pack_kept_slots = pack_kept_slots
         self.colour = nn.Linear(slot_dim, 3)
 
     def paint(
@@ -50,7 +60,21 @@ class AttentionColourDecoder(nn.Module):
             alpha = attention
         else:
             alpha = attention * keep[:, :, None, None].to(attention.dtype)
-        colours = self.colour(slots)
+        colours = self.colours(slots, None if soft_keep is not None else keep)
         reconstruction = torch.einsum("bkhw,bkc->bchw", alpha, colours)
         rgb = colours[:, :, :, None, None].expand(-1, -1, -1, *attention.shape[-2:])
         return PixelDecoderOutput(reconstruction=reconstruction, alpha=alpha, rgb=rgb)
+
+    def colours(
+        self, slots: Float[Tensor, "b k d"], keep: Bool[Tensor, "b k"] | None
+    ) -> Float[Tensor, "b k 3"]:
+        """Each slot's colour; with a keep mask (and packing on) pruned slots get 0 without being read."""
+        batch, num_slots, width = slots.shape
+        if keep is None or not self.pack_kept_slots:
+            return self.colour(slots)
+        # The one device→host read of the forward on a GPU: how many slots are kept.
+        index = kept_slot_index(keep)
+        if index.numel() == batch * num_slots:
+            return self.colour(slots)
+        packed = self.colour(slots.reshape(batch * num_slots, width)[index])
+        return unpack_slots(packed, index, batch, num_slots)

@@ -1,6 +1,10 @@
 """DINOSAUR's broadcast MLP decoder (``spec/reference.md`` §1.5): each slot, broadcast to every token
 position plus a learnt position embedding, is decoded by a shared MLP into a feature vector and an alpha
-logit; alpha is a softmax over slots and the features are the alpha-weighted sum."""
+logit; alpha is a softmax over slots and the features are the alpha-weighted sum.
+
+With a keep mask only the kept slots are decoded (packed, `metaslot.ops.packing`): a pruned slot's
+alpha is 0, so its decode moved no output and no gradient. The MLP is most of a DINOSAUR step, so this
+saves the pruned share of it."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
 from metaslot.models.masks import SoftKeep, slot_alpha
+from metaslot.ops.packing import kept_slot_index, unpack_slots
 from metaslot.validators import positive_ints
 
 
@@ -26,6 +31,11 @@ class MLPDecoderSpec:
     hidden_channels: tuple[int, ...] = attrs.field(default=(2048, 2048, 2048), validator=positive_ints)
     position_std: float = 1.0
     """Std of the truncated-normal (±2) init of the learnt position embedding (reference: 1)."""
+    pack_kept_slots: bool = True
+    """Decode only the kept slots when a keep mask is given (same output and gradients; on a GPU one
+    device→host read per forward for their count). False decodes every slot at the fixed shape b·k,
+    for ``torch.compile(fullgraph=True)`` and CUDA graphs. Never with AdaSlot's ``soft_keep``, whose
+    straight-through gradient reaches the keep decision through the dropped slots' decodes."""
 
     def build(self, slot_dim: int, feature_dim: int, num_tokens: int) -> MLPDecoder:
         return MLPDecoder(self, slot_dim, feature_dim, num_tokens)
@@ -57,13 +67,27 @@ class MLPDecoder(nn.Module):
         layers.append(nn.Linear(width, feature_dim + 1))
         self.mlp = nn.Sequential(*layers)
 
+    def decode(self, slots: Float[Tensor, "*slot d"]) -> Float[Tensor, "*slot n e"]:
+        """Each slot on its own, broadcast over the tokens: features and alpha logit (e = c + 1)."""
+        return self.mlp(slots[..., None, :] + self.position[0, 0])
+
     def forward(
         self,
         slots: Float[Tensor, "b k d"],
         keep: Bool[Tensor, "b k"] | None = None,
         soft_keep: SoftKeep | None = None,
     ) -> FeatureDecoderOutput:
-        decoded = self.mlp(slots[:, :, None, :] + self.position)  # b k n c+1
+        batch, num_slots, width = slots.shape
+        if keep is None or soft_keep is not None or not self.spec.pack_kept_slots:
+            decoded = self.decode(slots)  # b k n c+1
+        else:
+            # The one device→host read of the forward on a GPU: how many slots are kept.
+            index = kept_slot_index(keep)
+            if index.numel() == batch * num_slots:
+                decoded = self.decode(slots)
+            else:
+                packed = self.decode(slots.reshape(batch * num_slots, width)[index])  # p n c+1
+                decoded = unpack_slots(packed, index, batch, num_slots)
         features, logits = decoded[..., : self.feature_dim], decoded[..., self.feature_dim]
         alpha = slot_alpha(logits, keep, soft_keep)
         reconstruction = torch.einsum("bkn,bknc->bnc", alpha, features)

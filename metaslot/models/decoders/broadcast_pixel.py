@@ -1,5 +1,8 @@
 """Spatial-broadcast pixel decoder (Slot Attention, Locatello et al. 2020): every slot is decoded on its
-own into RGB + an alpha logit; alpha is a softmax over slots and the image is the alpha-weighted sum."""
+own into RGB + an alpha logit; alpha is a softmax over slots and the image is the alpha-weighted sum.
+
+With a keep mask only the kept slots are decoded (packed, `metaslot.ops.packing`), which is exact: a
+pruned slot's alpha is 0. Its ``rgb`` is then 0 too (it was never decoded)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from torch import Tensor, nn
 from metaslot.errors import ConfigError
 from metaslot.models.encoders.cnn import SoftPositionEmbedding
 from metaslot.models.masks import SoftKeep, slot_alpha
+from metaslot.ops.packing import kept_slot_index, unpack_slots
 from metaslot.validators import at_least_one, non_negative, odd_positive
 
 
@@ -33,6 +37,11 @@ class BroadcastPixelDecoderSpec:
     broadcast_size: int = attrs.field(default=8, validator=at_least_one)
     num_convs: int = attrs.field(default=1, validator=non_negative)
     kernel_size: int = attrs.field(default=3, validator=odd_positive)
+    pack_kept_slots: bool = True
+    """Decode only the kept slots when a keep mask is given (same output and gradients; on a GPU one
+    device→host read per forward for their count). False decodes every slot at the fixed shape b·k,
+    for ``torch.compile(fullgraph=True)`` and CUDA graphs. Never with AdaSlot's ``soft_keep``, whose
+    straight-through gradient reaches the keep decision through the dropped slots' decodes."""
 
     def build(self, slot_dim: int, image_size: int) -> BroadcastPixelDecoder:
         return BroadcastPixelDecoder(self, slot_dim, image_size)
@@ -108,17 +117,29 @@ class BroadcastPixelDecoder(nn.Module):
         layers.append(nn.Conv2d(channels, 4, 3, padding=1))
         self.layers = nn.Sequential(*layers)
 
+    def decode(self, slots: Float[Tensor, "s d"]) -> Float[Tensor, "s 4 h w"]:
+        """Each slot on its own, broadcast over the grid and upsampled: RGB and an alpha logit."""
+        size = self.broadcast_size
+        grid = repeat(slots, "s d -> s h w d", h=size, w=size)
+        return self.layers(rearrange(self.position(grid), "s h w d -> s d h w"))
+
     def forward(
         self,
         slots: Float[Tensor, "b k d"],
         keep: Bool[Tensor, "b k"] | None = None,
         soft_keep: SoftKeep | None = None,
     ) -> PixelDecoderOutput:
-        size = self.broadcast_size
-        # Every slot is decoded on its own: broadcast it over the grid, one image per (image, slot).
-        grid = repeat(slots, "b k d -> (b k) h w d", h=size, w=size)
-        grid = rearrange(self.position(grid), "bk h w d -> bk d h w")
-        decoded = rearrange(self.layers(grid), "(b k) c h w -> b k c h w", b=slots.shape[0])
+        batch, num_slots, _ = slots.shape
+        flat = rearrange(slots, "b k d -> (b k) d")
+        if keep is None or soft_keep is not None or not self.spec.pack_kept_slots:
+            decoded = rearrange(self.decode(flat), "(b k) c h w -> b k c h w", b=batch)
+        else:
+            # The one device→host read of the forward on a GPU: how many slots are kept.
+            index = kept_slot_index(keep)
+            if index.numel() == batch * num_slots:
+                decoded = rearrange(self.decode(flat), "(b k) c h w -> b k c h w", b=batch)
+            else:
+                decoded = unpack_slots(self.decode(flat[index]), index, batch, num_slots)
         rgb, logits = decoded[:, :, :3], decoded[:, :, 3]
         alpha = slot_alpha(logits, keep, soft_keep)
         reconstruction = torch.einsum("bkhw,bkchw->bchw", alpha, rgb)
