@@ -192,12 +192,15 @@ def benchmark_pipelines(
     repeats: int,
     warmup: int,
     presets: PresetModels,
+    batch_size: int | None = None,
 ) -> list[dict]:
-    """One row per pipeline, size and precision (pipelines run eager; compile variants are the aggregators')."""
+    """One row per pipeline, size and precision (pipelines run eager; compile variants are the aggregators');
+    ``batch_size`` replaces each size's default batch."""
+    chosen = cases(sizes, presets)
+    if batch_size is not None:
+        chosen = [attrs.evolve(case, batch_size=batch_size) for case in chosen]
     return [
-        benchmark_case(case, device, variant, repeats, warmup)
-        for case in cases(sizes, presets)
-        for variant in precisions
+        benchmark_case(case, device, variant, repeats, warmup) for case in chosen for variant in precisions
     ]
 
 

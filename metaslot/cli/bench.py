@@ -2,7 +2,9 @@
 
 Groups (``all`` by default): ``aggregators`` (MetaSlot vs Slot Attention train and eval steps at the
 preset shapes, with ratios), ``pipelines`` (training images/s of each pipeline at a tiny size, and on
-CUDA or with ``--sizes tiny paper`` at the paper size) and ``data`` (loader images/s). Every figure is min/median/max over repeats after warm-up. The
+CUDA or with ``--sizes tiny paper`` at the paper size; with ``--kept-fraction 1.0 0.67 0.5`` instead
+DINOSAUR and the autoencoder with MetaSlot at forced kept fractions beside Slot Attention, train and
+eval, with peak memory) and ``data`` (loader images/s). Every figure is min/median/max over repeats after warm-up. The
 JSON (``--output``, default ``runs/bench/bench-<device>-<date>.json``) holds the machine description
 and every row; it is rewritten after each group, so an interrupted run keeps what it measured.
 On CUDA a sync check runs MetaSlot's training forward and upkeep under
@@ -58,6 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("tiny", "paper"),
         default=None,
         help="pipeline sizes (default: tiny, plus paper on CUDA; tiny with --quick)",
+    )
+    parser.add_argument(
+        "--kept-fraction",
+        nargs="+",
+        type=float,
+        default=None,
+        metavar="F",
+        help="pipelines group: time DINOSAUR and the autoencoder with MetaSlot at these forced kept "
+        "fractions beside Slot Attention (train and eval, peak memory) instead of the five-pipeline table",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="pipelines group: batch size (default: 32 at the paper size, 8 tiny, 2 smoke)",
     )
     parser.add_argument(
         "--threads",
@@ -128,6 +145,11 @@ def run(arguments: argparse.Namespace) -> dict:
     from metaslot.runtime.device import resolve_device
 
     device = resolve_device(arguments.device)  # --device cuda without a GPU: a one-line error, at once
+    if arguments.batch_size is not None and arguments.batch_size < 1:
+        raise ConfigError(f"--batch-size ({arguments.batch_size}) must be at least 1")
+    for fraction in arguments.kept_fraction or ():
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"--kept-fraction {fraction} must lie in (0, 1]: the share of slots kept")
     _counts(arguments, quick=1, full=1, warmup=0)  # so are bad --repeats/--warmup, before any measuring
 
     scale = _scale(arguments)
@@ -145,7 +167,7 @@ def run(arguments: argparse.Namespace) -> dict:
 def _run_groups(arguments: argparse.Namespace, device, scale: str) -> dict:
     import torch
 
-    from metaslot.bench import aggregators, data, pipelines
+    from metaslot.bench import aggregators, data, kept, pipelines
     from metaslot.bench.machine import describe, format_description
     from metaslot.bench.variants import variants
 
@@ -190,7 +212,28 @@ def _run_groups(arguments: argparse.Namespace, device, scale: str) -> dict:
         print("\n" + aggregators.format_table(rows), flush=True)
         print(_format_sync(results["sync_check"]), flush=True)
         _write(output, results)
-    if "pipelines" in groups:
+    if "pipelines" in groups and arguments.kept_fraction:
+        repeats, warmup = _counts(arguments, quick=3, full=5, warmup=1)
+        slow = "paper" in sizes and device.type == "cpu" and arguments.repeats is None
+        repeats = min(repeats, 2) if slow else repeats
+        results["settings"]["counts"]["kept_fractions"] = {"repeats": repeats, "warmup": warmup}
+        results["settings"]["kept_fractions"] = list(arguments.kept_fraction)
+        rows = []
+        for variant in precisions:
+            rows += kept.benchmark_kept_fractions(
+                sizes,  # type: ignore[arg-type]
+                device,
+                variant,
+                tuple(arguments.kept_fraction),
+                repeats,
+                warmup,
+                preset_model,
+                batch_size=arguments.batch_size,
+            )
+            results["kept_fractions"] = rows
+            _write(output, results)
+        print("\n" + kept.format_table(rows), flush=True)
+    elif "pipelines" in groups:
         repeats, warmup = _counts(arguments, quick=3, full=5, warmup=1)
         results["settings"]["counts"]["pipelines"] = {"repeats": repeats, "warmup": warmup}
         rows = []
@@ -199,7 +242,7 @@ def _run_groups(arguments: argparse.Namespace, device, scale: str) -> dict:
             slow = size == "paper" and device.type == "cpu" and arguments.repeats is None
             size_repeats = min(repeats, 2) if slow else repeats
             rows += pipelines.benchmark_pipelines(
-                (size,), device, precisions, size_repeats, warmup, preset_model
+                (size,), device, precisions, size_repeats, warmup, preset_model, arguments.batch_size
             )  # type: ignore[arg-type]
         results["pipelines"] = rows
         print("\n" + pipelines.format_table(rows), flush=True)
