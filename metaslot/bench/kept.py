@@ -172,9 +172,12 @@ def format_table(rows: list[dict]) -> str:
         images = row["images"]
         spread = f"{images['median_per_s']:.2f} [{images['min_per_s']:.2f}–{images['max_per_s']:.2f}]"
         kept = f"{row['kept_slots']}/{row['num_slots']}"
+        name = row["aggregator"]
+        if row["kept_fraction"] is not None:
+            name += f"@{row['kept_fraction']:g}"
         lines.append(
-            f"{row['model']:<12} {row['size']:<6} {row['batch_size']:>5} {row['phase']:<6} "
-            f"{row['aggregator'] + ('' if row['kept_fraction'] is None else f'@{row['kept_fraction']:g}'):<15} {kept:>5} {spread:>24} {row['step']['median_ms']:>10.1f} "
+            f"{row['model']:<12} {row['size']:<6} {row['batch_size']:>5} {row['phase']:<6} {name:<15} "
+            f"{kept:>5} {spread:>24} {row['step']['median_ms']:>10.1f} "
             f"{row['ratio_to_slot_attention']:>5.2f}× {row['peak_memory_mib']:>9.1f}"
         )
     return "\n".join(lines)
