@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metaslot.models.decoders import AttentionColourDecoderSpec, BroadcastPixelDecoderSpec, MLPDecoderSpec
+from metaslot.models.masks import SoftKeep
 from metaslot.ops.packing import kept_slot_index, unpack_slots
 
 WIDTH = 6
@@ -125,6 +126,23 @@ def test_only_kept_slots_reach_the_decoder_and_never_without_a_keep_mask(kind: s
     assert _rows_seen_by_first_layer(packed, kind, slots, keep) == 3
     assert _rows_seen_by_first_layer(packed, kind, slots, None) == 6
     assert _rows_seen_by_first_layer(_build(kind, False), kind, slots, keep) == 6
+
+
+@pytest.mark.parametrize("kind", ("mlp", "pixel"))
+def test_a_soft_keep_is_never_packed(kind: str) -> None:
+    """AdaSlot's straight-through keep weight gets its gradient through the dropped slots' decodes."""
+    slots, _ = _inputs(2, 3, seed=4)
+    keep = torch.tensor([[True, False, False], [True, True, False]])
+    soft = SoftKeep(weight=keep.float().requires_grad_(True), mode="mask_normalized")
+    decoder = _build(kind, True)
+    first = decoder.mlp[0] if kind == "mlp" else decoder.layers[0]
+    seen: list[torch.Size] = []
+    handle = first.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape))
+    try:
+        decoder(slots, keep, soft)
+    finally:
+        handle.remove()
+    assert (seen[0][:-2].numel() if kind == "mlp" else seen[0][0]) == 6
 
 
 def test_kept_slot_index_and_unpack_by_hand() -> None:
