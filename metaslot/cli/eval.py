@@ -2,7 +2,8 @@
 JSON and pictures.
 
 RUN_OR_CHECKPOINT is a run folder (its last checkpoint; ``--checkpoint best`` for the best validation
-score), a ``checkpoints/`` folder, a ``step-*.json`` sidecar or a ``.safetensors`` file; it comes first.
+score), a ``checkpoints/`` folder, a ``step-*.json`` sidecar, a ``.safetensors`` file or a folder written
+by ``save_pretrained`` / ``cli.convert checkpoint`` (report in ``FOLDER/eval-<split>``); it comes first.
 The table and ``evaluation.json`` name the checkpoint, its step and the split reported, and for the best
 checkpoint the split it was chosen on (``--loop.val-split`` of the run), saying so when that is the split
 being reported. The run's ``config.json`` rebuilds
@@ -89,10 +90,27 @@ def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
     if known.source is None:
         _help_or_usage_error(program, rest)
         return
-    run_dir, sidecar = chosen_checkpoint(Path(known.source), known.checkpoint)
+    from metaslot.pretrained.loading import is_pretrained_folder
+
+    source = Path(known.source)
+    if is_pretrained_folder(source):
+        refuse_best(source, known.checkpoint)
+        config = _load_run_config(source)
+        options = _evaluation_options(config, known, rest, program, pictures_only)
+        _evaluate_pretrained(config, options, source, pictures_only)
+        return
+    run_dir, sidecar = chosen_checkpoint(source, known.checkpoint)
     config = _load_run_config(run_dir)
     options = _evaluation_options(config, known, rest, program, pictures_only)
-    _evaluate_checkpoint(config, options, run_dir, sidecar, Path(known.source), pictures_only)
+    _evaluate_checkpoint(config, options, run_dir, sidecar, source, pictures_only)
+
+
+def refuse_best(folder: Path, choice: str) -> None:
+    if choice == "best":
+        raise ConfigError(
+            f"--checkpoint best picks among a run folder's checkpoints, but {folder} is a save_pretrained "
+            "folder (one model): drop --checkpoint"
+        )
 
 
 def chosen_checkpoint(source: Path, choice: str) -> tuple[Path, Path]:
@@ -188,21 +206,55 @@ def _evaluate_checkpoint(
     (``source``: what the command line named, a run folder or a checkpoint file)."""
     import torch
 
-    from metaslot.eval.session import evaluate_and_report
-    from metaslot.eval_settings import EvaluationSettings
     from metaslot.pretrained.loading import load_checkpoint
-    from metaslot.runtime.device import resolve_device, resolve_precision
+    from metaslot.runtime.device import resolve_device
 
     device = resolve_device(options.device)
-    dtype = resolve_precision(options.precision, device)
     torch.manual_seed(config.loop.seed)
     # Every weight, frozen backbones included, comes from the checkpoint: no hub, no weights file.
     pipeline, document = load_checkpoint(config, sidecar, device)
     spec = options.evaluation
-    dataset = options.data.build(spec.split, False)
     name = sidecar.name.removesuffix(".json")
     step = int(document["state"]["step"])
     output = options.output or run_dir / f"{'pictures' if pictures_only else 'eval'}-{name}-{spec.split}"
+    provenance = checkpoint_provenance(config, source, sidecar, spec.split, step)
+    _evaluate_pipeline(
+        config, options, pipeline, output, f"{config.name} {name} (step {step}, {spec.split})", provenance
+    )
+
+
+def _evaluate_pretrained(config, options: EvalConfig, folder: Path, pictures_only: bool) -> None:
+    """Evaluate a ``save_pretrained`` folder (converted reference weights included); the report goes
+    into ``FOLDER/eval-<split>`` unless ``--output`` says otherwise."""
+    import torch
+
+    from metaslot.eval_settings import Provenance
+    from metaslot.pretrained.loading import load_pretrained_folder, origin_of
+    from metaslot.runtime.device import resolve_device
+
+    device = resolve_device(options.device)
+    torch.manual_seed(config.loop.seed)
+    pipeline = load_pretrained_folder(folder, device)
+    origin = origin_of(pipeline)
+    step = origin.step if origin is not None else None
+    spec = options.evaluation
+    output = options.output or folder / f"{'pictures' if pictures_only else 'eval'}-{spec.split}"
+    provenance = Provenance(checkpoint=f"pretrained folder {folder.name}", split=spec.split, step=step)
+    _evaluate_pipeline(
+        config, options, pipeline, output, f"{config.name} ({folder.name}, {spec.split})", provenance
+    )
+
+
+def _evaluate_pipeline(config, options: EvalConfig, pipeline, output: Path, title: str, provenance) -> None:
+    """The evaluation of a loaded ``pipeline`` on the options' data, written to ``output``."""
+    from metaslot.eval.session import evaluate_and_report
+    from metaslot.eval_settings import EvaluationSettings
+    from metaslot.runtime.device import resolve_device, resolve_precision
+
+    device = resolve_device(options.device)
+    dtype = resolve_precision(options.precision, device)
+    spec = options.evaluation
+    dataset = options.data.build(spec.split, False)
     settings = EvaluationSettings(
         spec=spec,
         batch_size=spec.batch_size or config.loop.batch_size,
@@ -211,14 +263,7 @@ def _evaluate_checkpoint(
         seed=config.loop.seed,
         num_workers=options.num_workers,
     )
-    evaluate_and_report(
-        pipeline,
-        dataset,
-        settings,
-        output_dir=output,
-        title=f"{config.name} {name} (step {step}, {spec.split})",
-        provenance=checkpoint_provenance(config, source, sidecar, spec.split, step),
-    )
+    evaluate_and_report(pipeline, dataset, settings, output_dir=output, title=title, provenance=provenance)
 
 
 def main(argv: list[str] | None = None) -> None:

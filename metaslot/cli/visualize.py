@@ -1,5 +1,6 @@
 """`python -m cli.visualize RUN_OR_CHECKPOINT [--checkpoint last|best] [--images N | --image FILE ...]
-[flags]`: pictures of a run folder's last checkpoint (``--checkpoint best``: its best) or of the file given.
+[flags]`: pictures of a run folder's last checkpoint (``--checkpoint best``: its best), of the file given,
+or of a ``save_pretrained`` folder (pictures go into that folder).
 
 With ``--images N`` (default 8): the segmentation grid (image | ground truth | prediction | per-slot
 masks, pruned slots marked), the slot-count histogram and, for MetaSlot, the prototype gallery of the
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 from metaslot.cli._errors import user_errors
-from metaslot.cli.eval import chosen_checkpoint, run
+from metaslot.cli.eval import chosen_checkpoint, refuse_best, run
 from metaslot.errors import ConfigError
 
 PROGRAM = "python -m cli.visualize"
@@ -46,14 +47,20 @@ def run_on_files(argv: list[str], program: str) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     options = parser.parse_args(argv)
 
-    from metaslot.pretrained.loading import load
+    from metaslot.pretrained.loading import is_pretrained_folder, load
     from metaslot.pretrained.pictures import draw_image_files
     from metaslot.runtime.device import resolve_device
 
-    run_dir, sidecar = chosen_checkpoint(Path(options.source), options.checkpoint)
-    pipeline = load(sidecar, device=resolve_device(options.device))
-    name = sidecar.name.removesuffix(".json")
-    output = options.output or run_dir / f"pictures-{name}-images"
+    source = Path(options.source)
+    if is_pretrained_folder(source):  # a save_pretrained folder: one model, pictures beside it
+        refuse_best(source, options.checkpoint)
+        pipeline = load(source, device=resolve_device(options.device))
+        output = options.output or source / "pictures-images"
+    else:
+        run_dir, sidecar = chosen_checkpoint(source, options.checkpoint)
+        pipeline = load(sidecar, device=resolve_device(options.device))
+        name = sidecar.name.removesuffix(".json")
+        output = options.output or run_dir / f"pictures-{name}-images"
     pictures = draw_image_files(pipeline, list(options.image), output)
     for item in pictures.images:
         slots = ", ".join(str(slot) for slot in item.kept)
