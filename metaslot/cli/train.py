@@ -9,6 +9,8 @@ the preset's values). Flags may come in any order.
 a bare ``--resume`` the folder the other flags name (``--runs-dir``/``--name``, else the preset's). The
 other flags are then overrides of the run's config, so nothing needs retyping; the training refuses
 those that would change what the run trains (`metaslot.train.run_folder.MAY_CHANGE_ON_RESUME`).
+``--resume auto`` is for job scripts that a cluster may requeue: it resumes the run the flags name
+when that folder holds a run's ``config.json``, and starts the run otherwise (same command both times).
 """
 
 from __future__ import annotations
@@ -45,6 +47,16 @@ def selector_parser() -> argparse.ArgumentParser:
     return parser
 
 
+AUTO = "auto"
+"""``--resume auto``: resume the run the flags name if it exists, else start it (for requeued jobs)."""
+
+
+def existing_run(run_dir: Path) -> bool:
+    from metaslot.train.run_folder import CONFIG_FILE
+
+    return (run_dir / CONFIG_FILE).is_file()
+
+
 def default_selection() -> dict[str, str]:
     """The selectors of the default job (``python -m cli.train`` with none given)."""
     return dict(SELECTOR_DEFAULTS)
@@ -55,10 +67,13 @@ def parse_train_arguments(argv: list[str]) -> tuple[Any, dict[str, Any]]:
     known, rest = selector_parser().parse_known_args(argv)
     given = {name: getattr(known, name) for name in SELECTOR_DEFAULTS if getattr(known, name) is not None}
     default = preset_for(given)
+    if known.resume == AUTO and not existing_run(named_run_folder(rest, default)):
+        known.resume = None  # nothing there yet: the job's first start
     if known.resume is None:
         config = parse_overrides(default, rest, describe_preset({**SELECTOR_DEFAULTS, **given}))
         return config, {"selection": {**SELECTOR_DEFAULTS, **given}, "overrides": list(rest)}
-    run_dir = Path(known.resume) if isinstance(known.resume, str) else named_run_folder(rest, default)
+    named = isinstance(known.resume, str) and known.resume != AUTO
+    run_dir = Path(known.resume) if named else named_run_folder(rest, default)
     return resumed_config(run_dir, given, default, rest)
 
 
@@ -71,7 +86,8 @@ def describe_preset(selection: dict[str, str]) -> str:
         f"the preset {model}_{data}; selectors: --model {{{','.join(MODELS)}}}, "
         f"--data {{{','.join(DATASETS)}}}, --aggregator {{{','.join(AGGREGATORS)}}}, "
         f"--vqvae-variant {{{','.join(VQVAE_VARIANTS)}}}. --resume [RUN_FOLDER] continues a run from its "
-        "config.json (then every flag overrides that)."
+        "config.json (then every flag overrides that); --resume auto resumes the run if it exists and "
+        "starts it otherwise (for job scripts a cluster may requeue)."
     )
 
 

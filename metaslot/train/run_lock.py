@@ -6,6 +6,11 @@ without ``flock``. A second trainer is refused in one line naming the holder. A 
 that is gone is taken over: on this host when the kernel lock is free (or, without ``flock``, when
 the PID is no longer running). A lock written on another host is refused, because from here nobody
 can tell whether that trainer still runs; the message says which file to delete if it does not.
+
+Forked children (loader workers) do not keep the lock: the descriptor is closed in every child right
+after ``fork`` (and is close-on-exec), so after ``kill -9`` of a trainer its orphaned workers do not
+hold up a requeued job. Should something on this host still hold the kernel lock of a file whose
+holder is dead (a worker of an older version), the file is replaced and the lock taken over.
 """
 
 from __future__ import annotations
@@ -27,6 +32,21 @@ from metaslot.errors import RunInUseError
 from metaslot.runtime import files
 
 LOCK_FILE = "train.lock"
+_HELD: set[int] = set()
+"""Descriptors of the locks this process holds, closed in forked children (`_forget_in_child`)."""
+
+
+def _forget_in_child() -> None:
+    """In a forked child: close the inherited lock descriptors, so the child never keeps the lock."""
+    for descriptor in _HELD:
+        try:
+            os.close(descriptor)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 @attrs.frozen
@@ -63,6 +83,7 @@ class RunLock:
         except OSError:
             pass  # a read-only folder: the kernel lock goes with the descriptor all the same
         finally:
+            _HELD.discard(self.descriptor)
             os.close(self.descriptor)
             self.descriptor = None
 
@@ -70,19 +91,27 @@ class RunLock:
 def acquire(run_dir: Path) -> RunLock:
     """Lock ``run_dir`` for this process; `RunInUseError` when another live trainer holds it."""
     path = run_dir / LOCK_FILE
+    taken_over: Holder | None = None
     for _ in range(5):  # the file may be replaced between open and lock by a releasing holder
         descriptor = _open(path)
         try:
-            kernel_lock = _lock(descriptor, path)
+            try:
+                kernel_lock = _lock(descriptor, path)
+            except RunInUseError:
+                taken_over = _replace_if_holder_dead(descriptor, path)
+                os.close(descriptor)
+                continue
             if not _same_file(descriptor, path):
                 os.close(descriptor)
                 continue
-            previous = read_holder(descriptor)
+            previous = read_holder(descriptor) or taken_over
             refuse_live_holder(previous, kernel_lock, path)
             _write_holder(descriptor, path)
         except BaseException:
-            os.close(descriptor)
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
             raise
+        _HELD.add(descriptor)
         return RunLock(path, descriptor, previous)
     raise RunInUseError(
         f"could not take the lock {path}: it keeps being replaced; is another training starting?"
@@ -101,6 +130,25 @@ def hold(run_dir: Path) -> Iterator[RunLock]:
 def _open(path: Path) -> int:
     """Open (or create) the lock file, never through a symbolic link (a planted link is refused)."""
     return files.open_no_follow(path, os.O_RDWR | os.O_CREAT)
+
+
+def _replace_if_holder_dead(descriptor: int, path: Path) -> Holder:
+    """The kernel lock is held: when the file names a holder on this host that is gone, whoever keeps
+    the lock is a remnant of it (an orphaned worker); delete the file so the next try makes a new one.
+    Otherwise refuse. The holder is read twice, apart, so a trainer that has just taken the lock and
+    not yet written its name is not mistaken for the dead one."""
+    holder = read_holder(descriptor)
+    if holder is None or holder.host != socket.gethostname() or process_alive(holder.pid):
+        raise in_use(holder, path)
+    time.sleep(0.2)
+    if read_holder(descriptor) != holder:
+        raise in_use(read_holder(descriptor), path)
+    if _same_file(descriptor, path):
+        try:
+            path.unlink()
+        except OSError as error:
+            raise files.write_error(path, error) from error
+    return holder
 
 
 def _lock(descriptor: int, path: Path) -> bool:
