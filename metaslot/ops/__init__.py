@@ -36,6 +36,7 @@ from metaslot.ops.slot_attention import (
     aggregate,
     key_value_source,
 )
+from metaslot.ops.top_k import gather_chosen_slots, scatter_chosen_slots, top_k_slots
 
 __all__ = [
     "Aggregation",
@@ -55,6 +56,7 @@ __all__ = [
     "feature_space_slot_attention",
     "empty_ring_buffer",
     "filled_rows",
+    "gather_chosen_slots",
     "inverse_order",
     "kmeans",
     "kmeans_ema_step",
@@ -70,8 +72,10 @@ __all__ = [
     "replace_dead_codes",
     "sample_filled_rows",
     "self_training_cross_entropy",
+    "scatter_chosen_slots",
     "spot_orders",
     "squared_distances",
+    "top_k_slots",
     "update_usage_counters",
     "write_ring_buffer",
 ]

@@ -9,6 +9,9 @@ Sources, in the order they are recognised:
 - a reference ``.pth`` file (the MetaSlot authors' code and its parent framework's releases) with the
   preset it was trained as: ``load(FILE, model="dinosaur", data="coco", aggregator="metaslot")``
   (``reference.py``);
+- ``ftdinosaur:NAME`` (downloaded through the Hugging Face cache), or a local FT-DINOSAUR file: by its
+  published name, or any name with ``model="ftdinosaur-<size>-<resolution>"``; mapped onto that preset
+  (``ftdinosaur.py``);
 - otherwise, a Hugging Face Hub repo id (``owner/name``), through ``huggingface_hub.snapshot_download``
   (with ``HF_HUB_OFFLINE=1`` it reads the local cache only).
 
@@ -29,6 +32,7 @@ import attrs
 import torch
 
 from metaslot.errors import CheckpointError, ConfigError
+from metaslot.pretrained import ftdinosaur
 from metaslot.pretrained.building import build_for_weights, load_weights
 from metaslot.pretrained.errors import HubError, ModelNotFoundError
 from metaslot.train import checkpoint as checkpoints
@@ -64,6 +68,13 @@ class Origin:
 
 
 _ORIGINS: weakref.WeakKeyDictionary[torch.nn.Module, Origin] = weakref.WeakKeyDictionary()
+
+
+def record_origin(
+    pipeline: torch.nn.Module, config: TrainConfig, *, source: str, checkpoint: str | None = None
+) -> None:
+    """Remember where a pipeline loaded from another format came from (``origin_of``, ``save_pretrained``)."""
+    _ORIGINS[pipeline] = Origin(config=config, source=source, checkpoint=checkpoint)
 
 
 def origin_of(pipeline: torch.nn.Module) -> Origin | None:
@@ -298,7 +309,21 @@ def load(
         raise ConfigError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
     target = torch.device(device) if device is not None else torch.device("cpu")
     text = os.fspath(source)
+    if text.startswith(ftdinosaur.PREFIX):
+        if model is not None or data is not None or vqvae is not None:
+            raise ConfigError(f"{text} names its preset itself: drop model=, data= and vqvae=")
+        if checkpoint == "best":
+            raise ConfigError(
+                f"checkpoint='best' picks among a run's checkpoints; {text} is one published file"
+            )
+        return ftdinosaur.load_ftdinosaur(text, target, revision=revision, cache_dir=cache_dir)
     path = Path(text).expanduser()
+    if path.is_file():
+        published = ftdinosaur.file_for(path, model)
+        if published is not None:
+            if data not in (None, "coco"):
+                raise ConfigError(f"FT-DINOSAUR was published for coco only, got data={data!r}: drop data=")
+            return ftdinosaur.load_file(path, published, target)
     if path.is_file() and (model is not None or data is not None or path.suffix in REFERENCE_SUFFIXES):
         return _load_reference_file(path, model, data, aggregator, vqvae, target)
     if model is not None or data is not None or vqvae is not None:

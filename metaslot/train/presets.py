@@ -434,6 +434,96 @@ def spot_movi_d() -> TrainConfig:
     return _video_evaluation(_spot("movi_d"))
 
 
+# --- FT-DINOSAUR (Didolkar et al. 2024): the published models' architecture ----------------------
+# Selected with --model ftdinosaur-<size>-<resolution> --data coco: --aggregator slot-attention is the
+# published model (the weights `metaslot.load("ftdinosaur:<size>-<resolution>")` fetches); the default
+# --aggregator metaslot puts MetaSlot in its place (same widths, slots and MLPs). The architecture is the
+# public loader's (rw-ocrl/ftdinosaur-inference); the training settings beyond the step counts of the
+# file names (300k at 224, then 10k more at 518) are this project's paper settings, not the paper's.
+
+FTDINOSAUR_BACKBONES = {
+    "small": "vit_small_patch14_dinov2.lvd142m",
+    "base": "vit_base_patch14_dinov2.lvd142m",
+}
+FTDINOSAUR_MODELS = (
+    "ftdinosaur-small-224",
+    "ftdinosaur-small-518",
+    "ftdinosaur-base-224",
+    "ftdinosaur-base-518",
+)
+FTDINOSAUR_POSITION_SIZE = 518
+"""DINOv2's native resolution: its position embedding is kept at 37×37 and resampled at every forward."""
+
+
+def _ftdinosaur_aggregator(aggregator: str, batch_size: int) -> object:
+    from metaslot.models.aggregators import SlotAttentionSpec
+
+    # FT-DINOSAUR's Slot Attention (OCLF): one shared learned Gaussian, sampled at evaluation too, eps
+    # 1e-8, a ReLU residual MLP of width 4·256, 3 iterations, no BO-QSA, no dropout.
+    fields = dict(mlp_activation="relu", epsilon=1e-8, initializer="shared")
+    if aggregator == "slot-attention":
+        return SlotAttentionSpec(num_slots=7, slot_dim=256, feature_dim=256, **fields)
+    return attrs.evolve(_metaslot(7, 256, batch_size), **fields)
+
+
+def _ftdinosaur(size: str, resolution: int, aggregator: str) -> TrainConfig:
+    """FT-DINOSAUR: a trainable DINOv2 ViT-{S,B}/14 at ``resolution`` (its position embedding kept at 518,
+    no final norm), a ReLU projection to 256, 7 slots, a ReLU 3×2048 MLP decoder with top-3 decoding,
+    reconstructing the frozen original DINOv2's features."""
+    from metaslot.models.decoders import MLPDecoderSpec
+    from metaslot.models.encoders import DinoViTSpec, ProjectionSpec
+    from metaslot.models.pipelines import DinosaurSpec
+
+    batch_size = 32
+    backbone = DinoViTSpec(
+        model_name=FTDINOSAUR_BACKBONES[size],
+        image_size=resolution,
+        position_size=FTDINOSAUR_POSITION_SIZE,
+        final_norm=False,
+        frozen=False,
+    )
+    model = DinosaurSpec(
+        encoder=backbone,
+        projection=ProjectionSpec(hidden_multiplier=2, activation="relu"),
+        aggregator=_ftdinosaur_aggregator(aggregator, batch_size),
+        decoder=MLPDecoderSpec(
+            hidden_channels=(2048, 2048, 2048), activation="relu", top_k=3, position_std=0.02
+        ),
+        image_size=resolution,
+        target_encoder=attrs.evolve(backbone, frozen=True),
+    )
+    steps = 300_000 if resolution == 224 else 10_000
+    suffix = "" if aggregator == "metaslot" else "-sa"
+    config = _paper_ocl(model, "coco", f"ftdinosaur-{size}-{resolution}-coco{suffix}")
+    return attrs.evolve(config, loop=_paper_loop(steps, batch_size))
+
+
+def ftdinosaur_small_224_coco(aggregator: str = "metaslot") -> TrainConfig:
+    return _ftdinosaur("small", 224, aggregator)
+
+
+def ftdinosaur_small_518_coco(aggregator: str = "metaslot") -> TrainConfig:
+    return _ftdinosaur("small", 518, aggregator)
+
+
+def ftdinosaur_base_224_coco(aggregator: str = "metaslot") -> TrainConfig:
+    return _ftdinosaur("base", 224, aggregator)
+
+
+def ftdinosaur_base_518_coco(aggregator: str = "metaslot") -> TrainConfig:
+    return _ftdinosaur("base", 518, aggregator)
+
+
+FTDINOSAUR_PRESETS: dict[tuple[str, str], Callable[[str], TrainConfig]] = {
+    ("ftdinosaur-small-224", "coco"): ftdinosaur_small_224_coco,
+    ("ftdinosaur-small-518", "coco"): ftdinosaur_small_518_coco,
+    ("ftdinosaur-base-224", "coco"): ftdinosaur_base_224_coco,
+    ("ftdinosaur-base-518", "coco"): ftdinosaur_base_518_coco,
+}
+"""FT-DINOSAUR's presets, apart from `PRESETS` (which holds every --model × --data of the paper grid):
+its weights were published for COCO only. Each takes the --aggregator."""
+
+
 # --- the registry: (--model, --data) → preset ---------------------------------------------------
 
 PRESETS: dict[tuple[str, str], Callable[..., TrainConfig]] = {
@@ -556,10 +646,16 @@ def preset(
     vqvae_variant: str = "c256",
 ) -> TrainConfig:
     """The preset for ``--model`` × ``--data`` (× ``--aggregator``, ``--vqvae-variant``)."""
-    model = _choose("model", model, MODELS)
+    model = _choose("model", model, MODELS + FTDINOSAUR_MODELS)
     data = _choose("data", data, DATASETS)
     aggregator = _choose("aggregator", aggregator, AGGREGATORS)
     variant = _choose("vqvae-variant", vqvae_variant, VQVAE_VARIANTS)
+    if model in FTDINOSAUR_MODELS:
+        if (model, data) not in FTDINOSAUR_PRESETS:
+            raise ConfigError(
+                f"--model {model} is trained on coco only (its published weights are): pass --data coco"
+            )
+        return FTDINOSAUR_PRESETS[(model, data)](aggregator)
     function = PRESETS[(model, data)]
     config = function(variant) if model == "vqvae" else function()
     if aggregator == "slot-attention" and model != "vqvae":

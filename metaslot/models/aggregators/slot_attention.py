@@ -11,6 +11,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from metaslot.errors import DataError
+from metaslot.models.activations import activation_layer
 from metaslot.models.aggregators.initializers import build_initializer
 from metaslot.models.aggregators.specs import SlotAttentionSpec, _SlotAttentionFields
 from metaslot.models.records import AggregatorOutput, CodebookStatistics
@@ -47,9 +48,9 @@ class SlotAttentionWeights(nn.Module):
         self.norm_mlp = nn.LayerNorm(slot_dim)
         # The dropout sits with the activation (index 1 holds no parameters), so the Linear layers keep
         # the names mlp.0 and mlp.2 whatever the dropout; at 0 nothing is drawn.
-        activation = (
-            nn.Sequential(nn.GELU(), nn.Dropout(spec.mlp_dropout)) if spec.mlp_dropout > 0 else nn.GELU()
-        )
+        activation = activation_layer(spec.mlp_activation)
+        if spec.mlp_dropout > 0:
+            activation = nn.Sequential(activation, nn.Dropout(spec.mlp_dropout))
         self.mlp = nn.Sequential(
             nn.Linear(slot_dim, spec.mlp_hidden_dim), activation, nn.Linear(spec.mlp_hidden_dim, slot_dim)
         )

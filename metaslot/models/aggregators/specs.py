@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 from metaslot.errors import ConfigError
+from metaslot.models.activations import Activation, check_activation
 from metaslot.ops.slot_attention import AttentionPath
 from metaslot.validators import at_least_one, non_negative
 
@@ -64,6 +65,8 @@ class _SlotAttentionFields:
         default=attrs.Factory(_default_hidden, takes_self=True), validator=at_least_one
     )
     """Hidden width of the residual MLP after the GRU (4·d as in the reference)."""
+    mlp_activation: Activation = attrs.field(default="gelu", validator=check_activation)
+    """Hidden activation of the residual MLP: 'gelu' (the MetaSlot reference) or 'relu' (FT-DINOSAUR)."""
     mlp_dropout: float = attrs.field(default=0.0)
     """Dropout after the residual MLP's hidden activation, in training only (the reference's ``ffn``
     dropout: 0 for MetaSlot, 0.01 for the parent framework's Slot Attention baselines). Its draws come

@@ -7,12 +7,13 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from metaslot.models.activations import Activation, activation_layer, check_activation
 from metaslot.validators import at_least_one
 
 
 @attrs.frozen(kw_only=True)
 class ProjectionSpec:
-    """LayerNorm(c) → Linear(c, hidden_multiplier·c) → GELU → Linear(·, out), biases zeroed at init.
+    """LayerNorm(c) → Linear(c, hidden_multiplier·c) → GELU (or ReLU) → Linear(·, out), biases zeroed at init.
 
     The widths come from the neighbours at ``build``: c from the encoder, out from the aggregator's
     ``feature_dim``, so the three can never disagree. Reference: ``MLP(384, [768, 256], ln="pre")``.
@@ -20,16 +21,29 @@ class ProjectionSpec:
 
     hidden_multiplier: int = attrs.field(default=2, validator=at_least_one)
     layer_norm: bool = True
+    activation: Activation = attrs.field(default="gelu", validator=check_activation)
+    """'gelu' (the MetaSlot reference) or 'relu' (FT-DINOSAUR's feature transform)."""
 
     def build(self, in_channels: int, out_channels: int) -> Projection:
-        return Projection(in_channels, self.hidden_multiplier * in_channels, out_channels, self.layer_norm)
+        return Projection(
+            in_channels,
+            self.hidden_multiplier * in_channels,
+            out_channels,
+            self.layer_norm,
+            self.activation,
+        )
 
 
 class Projection(nn.Module):
     """``forward(tokens b n c) -> tokens b n d``."""
 
     def __init__(
-        self, in_channels: int, hidden_channels: int, out_channels: int, layer_norm: bool = True
+        self,
+        in_channels: int,
+        hidden_channels: int,
+        out_channels: int,
+        layer_norm: bool = True,
+        activation: Activation = "gelu",
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
@@ -37,7 +51,7 @@ class Projection(nn.Module):
         self.mlp = nn.Sequential(
             nn.LayerNorm(in_channels) if layer_norm else nn.Identity(),
             nn.Linear(in_channels, hidden_channels),
-            nn.GELU(),
+            activation_layer(activation),
             nn.Linear(hidden_channels, out_channels),
         )
         # The reference's reset_parameters zeroes the biases of encode_project.

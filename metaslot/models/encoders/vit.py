@@ -98,6 +98,10 @@ class DinoViTSpec:
     weights: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     image_size: int = attrs.field(default=224, validator=at_least_one)
     """Side of the square the image is resized to (reference: 256 × 0.875 = 224)."""
+    position_size: int | None = attrs.field(default=None, validator=attrs.validators.optional(at_least_one))
+    """Image side the position embedding is stored for; None: ``image_size``. When given, the
+    embedding keeps that size and is resampled (bicubic, antialiased) to the token grid at every forward,
+    timm's ``dynamic_img_size``: FT-DINOSAUR stores DINOv2's 518×518 (37×37) embedding and runs at 224."""
     final_norm: bool = True
     """Apply the ViT's final LayerNorm (reference: True except SPOT, which uses the last block's output)."""
     frozen: bool = True
@@ -117,6 +121,8 @@ class DinoViTSpec:
 def create_backbone(spec: DinoViTSpec) -> nn.Module:
     """The timm model of ``spec`` with its weights loaded (from file, hub, or none)."""
     options: dict[str, object] = dict(img_size=spec.image_size, num_classes=0)
+    if spec.position_size is not None:
+        options.update(img_size=spec.position_size, dynamic_img_size=True)
     if not spec.pretrained:
         return timm.create_model(spec.model_name, pretrained=False, **options)
     if spec.weights is not None:

@@ -1,5 +1,9 @@
 """DINOSAUR (Seitzer et al. 2023; ``spec/reference.md`` §1.5): frozen ViT features → projection →
-aggregator → broadcast MLP decoder reconstructing the features; masks from the decoder's alpha."""
+aggregator → broadcast MLP decoder reconstructing the features; masks from the decoder's alpha.
+
+FT-DINOSAUR (Didolkar et al. 2024) is the same pipeline with a trainable encoder, a frozen
+``target_encoder`` (the original DINOv2) giving the features to reconstruct, ReLU MLPs and top-k decoding
+(`metaslot.pretrained.ftdinosaur`)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from metaslot.errors import ConfigError
 from metaslot.models.aggregators import MetaSlotSpec
 from metaslot.models.decoders import MLPDecoderSpec
 from metaslot.models.encoders import DinoViTSpec, EncoderSpec, ProjectionSpec
@@ -37,6 +42,17 @@ class DinosaurSpec:
     decoder: MLPDecoderSpec = attrs.field(factory=MLPDecoderSpec)
     image_size: int = attrs.field(default=256, validator=at_least_one)
     """Side of the square input images (fixes the token count of a CNN encoder and the mask size)."""
+    target_encoder: EncoderSpec | None = None
+    """Frozen encoder whose features the decoder reconstructs; None: the encoder's own, detached (the
+    reference). FT-DINOSAUR fine-tunes the encoder and reconstructs the original DINOv2's features."""
+
+    def __attrs_post_init__(self) -> None:
+        top_k = self.decoder.top_k
+        if top_k is not None and top_k > self.aggregator.num_slots:
+            raise ConfigError(
+                f"decoder top_k ({top_k}) exceeds the number of slots ({self.aggregator.num_slots}): "
+                f"lower top_k or raise num_slots"
+            )
 
     def build(self) -> Dinosaur:
         return Dinosaur(self)
@@ -56,6 +72,9 @@ class Dinosaur(SlotPipeline):
             feature_dim=encoder.out_channels,
             num_tokens=grid_height * grid_width,
         )
+        self.target_encoder = None if spec.target_encoder is None else spec.target_encoder.build()
+        if self.target_encoder is not None:
+            _check_target_encoder(self.target_encoder, encoder, spec.image_size)
 
     def slot_masks(
         self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
@@ -66,7 +85,9 @@ class Dinosaur(SlotPipeline):
         front = self.frontend(image, generator=generator)
         aggregated = front.aggregator
         keep = self.downstream_keep(aggregated)
-        decoded = self.decoder(aggregated.slots, keep, self.soft_keep(aggregated))
+        decoded = self.decoder(
+            aggregated.slots, keep, self.soft_keep(aggregated), scores=aggregated.attention
+        )
         masks = attention_to_masks(decoded.alpha, front.grid, (size, size), keep)
         return SlotMasks(front=front, masks=masks, reconstruction=decoded.reconstruction)
 
@@ -75,11 +96,24 @@ class Dinosaur(SlotPipeline):
     ) -> PipelineOutput:
         masked = self.slot_masks(image, generator)
         # The target is detached (reference: feature.detach()), also when the encoder is trainable.
-        target = masked.front.features.detach()
+        target = (
+            masked.front.features if self.target_encoder is None else self.target_encoder(image)
+        ).detach()
         return reconstruction_output(
             masked.front.aggregator,
             masked.reconstruction,
             target,
             masked.masks,
             honour_keep_downstream=self.honour_keep_downstream,
+        )
+
+
+def _check_target_encoder(target: torch.nn.Module, encoder: torch.nn.Module, image_size: int) -> None:
+    """The target encoder must give what the decoder predicts: the encoder's width and token grid."""
+    ours = (encoder.out_channels, encoder.grid_size(image_size, image_size))
+    theirs = (target.out_channels, target.grid_size(image_size, image_size))
+    if ours != theirs:
+        raise ConfigError(
+            f"target_encoder gives {theirs[0]}-wide tokens on a {theirs[1]} grid but the encoder "
+            f"{ours[0]}-wide on {ours[1]}: use the same backbone and image_size for both"
         )
