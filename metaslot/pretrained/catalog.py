@@ -228,7 +228,9 @@ def list_models() -> tuple[PublishedModel, ...]:
     """Every published model metaslot can load, in a stable order (reference-format files first)."""
     # Each family's entries live beside its loader, as a tuple of PublishedModel; add a family by
     # importing its tuple here (inside the function: those modules import this one's records).
-    models = (*REFERENCE_MODELS,)
+    from metaslot.pretrained.ftdinosaur import FTDINOSAUR_MODELS
+
+    models = (*REFERENCE_MODELS, *FTDINOSAUR_MODELS)
     names = [model.name for model in models]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:

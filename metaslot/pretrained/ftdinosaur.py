@@ -29,6 +29,7 @@ import torch
 
 from metaslot.errors import CheckpointError, CheckpointMismatchError, ConfigError
 from metaslot.pretrained.building import build_for_weights
+from metaslot.pretrained.catalog import PresetChoice, PublishedModel, ReportedNumber
 from metaslot.pretrained.errors import HubError
 from metaslot.train.config import TrainConfig
 
@@ -46,10 +47,6 @@ class FTDinosaurFile:
     """``small-224``, ``small-518``, ``base-224``, ``base-518`` (``ftdinosaur:<name>``)."""
     file_name: str
     """The file in ``mseitzer/ftdinosaur``; the publisher's model key is the part before ``-<hash>.pth``."""
-    size: int | None = None
-    """Bytes, where known (printed at the first download otherwise)."""
-    sha256: str | None = None
-    """Lower-case hex digest, where known (printed at the first download otherwise)."""
 
     @property
     def model(self) -> str:
@@ -71,7 +68,58 @@ FILES: dict[str, FTDinosaurFile] = {
     )
 }
 """The public loader's four checkpoints (its ``CONFIGS`` table); the hex before ``.pth`` is the publisher's
-short hash, not a SHA-256 this code can check."""
+short hash, not a SHA-256 this code can check. Sizes and SHA-256: `FTDINOSAUR_MODELS`."""
+
+_TITLES = {"small": "ViT-S/14", "base": "ViT-B/14"}
+_PROTOCOL = (
+    "COCO 2017 val object discovery (FG-ARI and mBO over the instance masks, in percent) with the "
+    "authors' OCLF evaluation at the model's input resolution; mean over 3 training seeds (the project "
+    "page says so); which seed the published file is, is not stated"
+)
+
+
+def _published(entry: FTDinosaurFile) -> PublishedModel:
+    size, resolution = entry.name.split("-")
+    hi_res = resolution == "518"
+    reported: tuple[ReportedNumber, ...] = ()
+    reported_in = (
+        "the paper reports this variant in its ablations (arXiv 2408.09162); its numbers were not copied "
+        "into this catalog"
+    )
+    if entry.name == "base-518":
+        reported = (ReportedNumber("FG-ARI", 48.8), ReportedNumber("mBO", 36.3))
+        reported_in = (
+            "FT-DINOSAUR (arXiv 2408.09162), COCO comparison with prior work (ViT-B/14, top-k decoding, "
+            "high-resolution adaptation), as quoted in issue 23"
+        )
+    return PublishedModel(
+        name=f"ftdinosaur-{entry.name}",
+        title=(
+            f"FT-DINOSAUR, fine-tuned DINOv2 {_TITLES[size]} at {resolution}x{resolution}, 7 slots, top-3 "
+            f"decoding{', high-resolution adaptation (300k + 10k steps)' if hi_res else ' (300k steps)'}, COCO"
+        ),
+        publisher="FT-DINOSAUR authors (Didolkar, Zadaianchuk et al.; rw-ocrl/ftdinosaur-inference)",
+        source=f"{REPO_ID}/{entry.file_name}",
+        source_verified=False,
+        file_format="state-dict-pth",
+        size=None,
+        sha256=None,
+        preset=PresetChoice(entry.model, "coco", AGGREGATOR),
+        reported=reported,
+        reported_in=reported_in,
+        protocol=_PROTOCOL,
+        load_name=f"{PREFIX}{entry.name}",
+    )
+
+
+FTDINOSAUR_MODELS: tuple[PublishedModel, ...] = tuple(_published(entry) for entry in FILES.values())
+"""The catalog's FT-DINOSAUR entries (`metaslot.list_models`). The hub repo's listing could not be read
+from where they were written (no network), so size and SHA-256 are None: the first download prints both."""
+
+
+def published_model(entry: FTDinosaurFile) -> PublishedModel:
+    """The catalog entry of ``entry``."""
+    return next(model for model in FTDINOSAUR_MODELS if model.load_name == f"{PREFIX}{entry.name}")
 
 
 def find_file(name: str) -> FTDinosaurFile:
@@ -296,7 +344,7 @@ def download(entry: FTDinosaurFile, *, revision: str | None = None, cache_dir: P
             f"could not fetch {entry.file_name} from {REPO_ID}: {first_line}; {how_to_provide(entry)}"
         ) from error
     path = Path(path)
-    verify_or_report(entry, path, first_download=not isinstance(cached, str))
+    verify_or_report(published_model(entry), path, first_download=not isinstance(cached, str))
     return path
 
 
@@ -309,26 +357,26 @@ def file_digest(path: Path) -> tuple[int, str]:
     return path.stat().st_size, digest.hexdigest()
 
 
-def verify_or_report(entry: FTDinosaurFile, path: Path, *, first_download: bool) -> None:
+def verify_or_report(published: PublishedModel, path: Path, *, first_download: bool) -> None:
     """Check size and SHA-256 where the catalog knows them; otherwise print them at the first download,
-    so they can be filled in (`FILES`, and the catalog entry)."""
-    if entry.size is None and entry.sha256 is None:
+    so they can be filled in (`FTDINOSAUR_MODELS`)."""
+    if published.size is None and published.sha256 is None:
         if first_download:
             size, sha256 = file_digest(path)
             print(
-                f"{PREFIX}{entry.name}: downloaded {entry.file_name}, {size} bytes, SHA-256 {sha256} "
-                "(not yet listed in metaslot's catalog; add them to metaslot/pretrained/ftdinosaur.py FILES)",
+                f"{published.load_name}: downloaded {path.name}, {size} bytes, SHA-256 {sha256} (not yet in "
+                "metaslot's catalog: fill them into metaslot/pretrained/ftdinosaur.py)",
                 file=sys.stderr,
             )
         return
     size, sha256 = file_digest(path)
-    if (entry.size is not None and size != entry.size) or (
-        entry.sha256 is not None and sha256 != entry.sha256
+    if (published.size is not None and size != published.size) or (
+        published.sha256 is not None and sha256 != published.sha256
     ):
         raise CheckpointError(
-            f"{path} is {size} bytes with SHA-256 {sha256}, but {entry.file_name} should be {entry.size} bytes "
-            f"with SHA-256 {entry.sha256}: the download is damaged or the file was replaced; delete it and "
-            "download it again"
+            f"{path} is {size} bytes with SHA-256 {sha256}, but the catalog lists {published.size} bytes "
+            f"with SHA-256 {published.sha256}: the download is damaged or the file was replaced; delete it "
+            "and download it again"
         )
 
 

@@ -216,15 +216,17 @@ def test_first_download_prints_size_and_sha256(tmp_path: Path, capsys: pytest.Ca
     import hashlib
 
     file = _their_file(tmp_path / "weights.pth")
-    entry = ftdinosaur.find_file("small-224")
-    ftdinosaur.verify_or_report(entry, file, first_download=True)
+    published = ftdinosaur.published_model(ftdinosaur.find_file("small-224"))
+    assert published in metaslot.list_models() and published.sha256 is None
+    ftdinosaur.verify_or_report(published, file, first_download=True)
     report = capsys.readouterr().err
     assert str(file.stat().st_size) in report and hashlib.sha256(file.read_bytes()).hexdigest() in report
-    ftdinosaur.verify_or_report(entry, file, first_download=False)
+    ftdinosaur.verify_or_report(published, file, first_download=False)
     assert capsys.readouterr().err == ""
-    known = attrs.evolve(entry, size=file.stat().st_size, sha256="0" * 64)
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    ftdinosaur.verify_or_report(attrs.evolve(published, sha256=digest), file, first_download=False)
     with pytest.raises(CheckpointError, match="SHA-256"):
-        ftdinosaur.verify_or_report(known, file, first_download=False)
+        ftdinosaur.verify_or_report(attrs.evolve(published, sha256="0" * 64), file, first_download=False)
 
 
 class _RunsCode:
