@@ -655,6 +655,11 @@ def preset(
             raise ConfigError(
                 f"--model {model} is trained on coco only (its published weights are): pass --data coco"
             )
+        if aggregator == "adaslot":
+            raise ConfigError(
+                f"--model {model} decodes top-k slots, which needs a hard keep; AdaSlot's is soft: "
+                "choose --aggregator metaslot or slot-attention"
+            )
         return FTDINOSAUR_PRESETS[(model, data)](aggregator)
     function = PRESETS[(model, data)]
     config = function(variant) if model == "vqvae" else function()

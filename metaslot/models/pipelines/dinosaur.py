@@ -13,7 +13,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from metaslot.errors import ConfigError
-from metaslot.models.aggregators import MetaSlotSpec
+from metaslot.models.aggregators import AdaSlotSpec, MetaSlotSpec
 from metaslot.models.decoders import MLPDecoderSpec
 from metaslot.models.encoders import DinoViTSpec, EncoderSpec, ProjectionSpec
 from metaslot.models.masks import attention_to_masks
@@ -48,6 +48,11 @@ class DinosaurSpec:
 
     def __attrs_post_init__(self) -> None:
         top_k = self.decoder.top_k
+        if top_k is not None and isinstance(self.aggregator, AdaSlotSpec):
+            raise ConfigError(
+                "top-k decoding (decoder top_k) takes a hard keep, but AdaSlot's keep is soft (learnt): "
+                "set the decoder's top_k to None or use another aggregator"
+            )
         if top_k is not None and top_k > self.aggregator.num_slots:
             raise ConfigError(
                 f"decoder top_k ({top_k}) exceeds the number of slots ({self.aggregator.num_slots}): "
