@@ -33,11 +33,14 @@ SELECTOR_DEFAULTS = {
 
 def selector_parser() -> argparse.ArgumentParser:
     """The selectors (default None: not given) and ``--resume [RUN_FOLDER]``; every other flag is tyro's."""
-    from metaslot.train.presets import AGGREGATORS, DATASETS, MODELS, VQVAE_VARIANTS
+    from metaslot.train.presets import AGGREGATORS, DATASETS, FTDINOSAUR_MODELS, MODELS, VQVAE_VARIANTS
 
     # prog: argparse would otherwise name the program after sys.argv[0] (the shim's file) in its errors.
     parser = argparse.ArgumentParser(prog=PROGRAM, add_help=False, allow_abbrev=False)
-    parser.add_argument("--model", help=f"one of {', '.join(MODELS)} (default autoencoder)")
+    parser.add_argument(
+        "--model",
+        help=f"one of {', '.join(MODELS + FTDINOSAUR_MODELS)} (default autoencoder; ftdinosaur-*: coco)",
+    )
     parser.add_argument("--data", help=f"one of {', '.join(DATASETS)} (default shapes)")
     parser.add_argument("--aggregator", help=f"one of {', '.join(AGGREGATORS)} (default metaslot)")
     parser.add_argument(
@@ -78,12 +81,12 @@ def parse_train_arguments(argv: list[str]) -> tuple[Any, dict[str, Any]]:
 
 
 def describe_preset(selection: dict[str, str]) -> str:
-    from metaslot.train.presets import AGGREGATORS, DATASETS, MODELS, VQVAE_VARIANTS
+    from metaslot.train.presets import AGGREGATORS, DATASETS, FTDINOSAUR_MODELS, MODELS, VQVAE_VARIANTS
 
     model, data = selection["model"], selection["data"]
     return (
         f"Train {model} on {data} with {selection['aggregator']}. Every flag below overrides "
-        f"the preset {model}_{data}; selectors: --model {{{','.join(MODELS)}}}, "
+        f"the preset {model}_{data}; selectors: --model {{{','.join(MODELS + FTDINOSAUR_MODELS)}}}, "
         f"--data {{{','.join(DATASETS)}}}, --aggregator {{{','.join(AGGREGATORS)}}}, "
         f"--vqvae-variant {{{','.join(VQVAE_VARIANTS)}}}. --resume [RUN_FOLDER] continues a run from its "
         "config.json (then every flag overrides that); --resume auto resumes the run if it exists and "

@@ -250,3 +250,18 @@ def test_a_pickle_that_runs_code_and_a_truncated_file_are_refused(
     wrapped = tmp_path / "wrapped.pth"
     torch.save({"state_dict": {"a": torch.zeros(1)}}, wrapped)
     assert list(ftdinosaur.read_state_dict(wrapped)) == ["a"]
+
+
+@pytest.mark.parametrize("model", FTDINOSAUR_MODELS)
+def test_the_presets_round_trip_and_refuse_what_they_cannot_be(model: str) -> None:
+    from metaslot.train.config import config_from_json, config_to_json
+
+    for aggregator in ("metaslot", "slot-attention"):
+        config = preset(model, "coco", aggregator)
+        assert config_from_json(config_to_json(config)) == config
+        assert config.model.decoder.top_k == 3 and config.model.aggregator.num_slots == 7
+        assert config.model.target_encoder.frozen and not config.model.encoder.frozen
+    with pytest.raises(ConfigError, match="coco only"):
+        preset(model, "voc", "slot-attention")
+    with pytest.raises(ConfigError, match="AdaSlot"):
+        preset(model, "coco", "adaslot")
