@@ -7,8 +7,15 @@ for 84×84 as the real files store 518×518 for 224 inputs).
 
 from __future__ import annotations
 
+import hashlib
+import http.server
+import os
 import pickle
 import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -213,8 +220,6 @@ def test_offline_without_the_file_is_one_line_naming_the_file(tmp_path: Path) ->
 
 
 def test_first_download_prints_size_and_sha256(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import hashlib
-
     file = _their_file(tmp_path / "weights.pth")
     published = ftdinosaur.published_model(ftdinosaur.find_file("small-224"))
     assert published in metaslot.list_models() and published.sha256 is None
@@ -265,3 +270,89 @@ def test_the_presets_round_trip_and_refuse_what_they_cannot_be(model: str) -> No
         preset(model, "voc", "slot-attention")
     with pytest.raises(ConfigError, match="AdaSlot"):
         preset(model, "coco", "adaslot")
+
+
+def _hub_handler(files: dict[str, bytes], requests: list[str]) -> type[http.server.BaseHTTPRequestHandler]:
+    """What huggingface_hub asks the hub for one file: HEAD then GET on /<repo>/resolve/<rev>/<file>."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> bytes | None:
+            requests.append(f"{self.command} {self.path}")
+            payload = files.get(self.path)
+            if payload is None:
+                self.send_response(404)
+                self.end_headers()
+                return None
+            self.send_response(200)
+            self.send_header("X-Repo-Commit", COMMIT)
+            self.send_header("ETag", f'"{hashlib.sha256(payload).hexdigest()}"')
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            return payload
+
+        def do_HEAD(self) -> None:
+            self._answer()
+
+        def do_GET(self) -> None:
+            payload = self._answer()
+            if payload is not None:
+                self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def local_hub(tmp_path: Path) -> Iterator[tuple[str, dict[str, bytes], list[str]]]:
+    files: dict[str, bytes] = {}
+    requests: list[str] = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _hub_handler(files, requests))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", files, requests
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_from_a_local_hub_prints_the_digest_then_loads_offline_from_the_cache(
+    tiny_presets: None, tmp_path: Path, local_hub: tuple[str, dict[str, bytes], list[str]]
+) -> None:
+    """The real download path (huggingface_hub against a local server, in a child process: the hub's
+    endpoint and offline switch are read at import), then this process, offline, loads from that cache."""
+    endpoint, files, requests = local_hub
+    entry = ftdinosaur.find_file("small-224")
+    payload = _their_file(tmp_path / entry.file_name).read_bytes()
+    files[f"/{ftdinosaur.REPO_ID}/resolve/main/{entry.file_name}"] = payload
+    cache = tmp_path / "hub"
+    environment = {
+        **os.environ,
+        "HF_ENDPOINT": endpoint,
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "METASLOT_TYPECHECK": "0",  # the download is what is tested here; the import hook only slows it
+        "HF_HOME": str(tmp_path / "hf-home"),
+        "NO_PROXY": "127.0.0.1",
+        "no_proxy": "127.0.0.1",
+    }
+    script = (
+        "import sys; from pathlib import Path; from metaslot.pretrained import ftdinosaur; "
+        "print(ftdinosaur.download(ftdinosaur.find_file('small-224'), cache_dir=Path(sys.argv[1])))"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", script, str(cache)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    assert Path(child.stdout.strip()).read_bytes() == payload
+    assert f"{len(payload)} bytes, SHA-256 {hashlib.sha256(payload).hexdigest()}" in child.stderr
+    assert any(line.startswith("GET ") and entry.file_name in line for line in requests)
+    loaded = metaslot.load("ftdinosaur:small-224", cache_dir=cache)  # offline here: the cache only
+    expected = tiny_pipeline_with(random_weights(TINY, seed=0))
+    for name, tensor in expected.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
