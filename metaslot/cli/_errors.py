@@ -2,17 +2,20 @@
 
 Exactly the user errors, the `metaslot.errors.MetaslotError` family that every layer raises, are
 printed as ``<program>: error: <message>``; ``METASLOT_TRACEBACK=1`` re-raises them for debugging.
-Anything else is a bug and keeps its traceback.
+Anything else is a bug and keeps its traceback. A signal that ends the job (SIGTERM, SIGHUP, SIGUSR1/2,
+Ctrl-C) ends the command with one line and exit status 128 + signal (`metaslot.train.signals`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Iterator
 
 from metaslot.errors import MetaslotError, TrainingInterrupted
+from metaslot.train.signals import Stopped, signal_name, stop_at_once
 
 
 def one_line(error: BaseException) -> str:
@@ -27,7 +30,16 @@ def one_line(error: BaseException) -> str:
 def user_errors(program: str) -> Iterator[None]:
     """Turn user errors into one line on stderr and ``SystemExit`` (1, or 128+signal for an interrupt)."""
     try:
-        yield
+        with stop_at_once():
+            yield
+    except (Stopped, KeyboardInterrupt) as stopped:
+        number = stopped.signal_number if isinstance(stopped, Stopped) else signal.SIGINT
+        print(
+            f"{program}: stopped by {signal_name(number)}{' (Ctrl-C)' if number == signal.SIGINT else ''}; "
+            "nothing half-written was left; run the same command again to go on",
+            file=sys.stderr,
+        )
+        raise SystemExit(128 + number) from None
     except TrainingInterrupted as interrupt:
         # Every torchrun rank stops with the same message; rank 0 alone says where the checkpoint is.
         from metaslot.runtime.distributed import context_from_environment

@@ -7,8 +7,8 @@ gradients synchronised by DDP on the last, clipping, the update, then ``pipeline
 the codebook upkeep on the kept slots of every micro-batch, and one host read of the loss together with
 a finiteness check of the weights and optimiser state), `record_step` (progress and the training log),
 `validate_and_keep_best` and `checkpoint` when they are due, and at the end `finish` (the final
-evaluation). A SIGINT/SIGTERM checkpoints and raises `TrainingInterrupted`. Validation, logging and
-checkpoints are counted in optimiser steps. Everything random the run consumes is derived from
+evaluation). A signal that ends the job (SIGINT/TERM/HUP/USR1/USR2) checkpoints the step and raises
+`TrainingInterrupted`, as does one during the final evaluation. Validation, logging and checkpoints are counted in optimiser steps. Everything random the run consumes is derived from
 (seed, step) or saved in the checkpoint, so ``--resume`` continues bit for bit on the CPU.
 
 The evaluation comes in as an `Evaluation` (the command line passes `metaslot.eval.SplitEvaluation`)
@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ from metaslot.train.preparation import (
     prepare,
 )
 from metaslot.train.schedules import warmup_cosine
-from metaslot.train.signals import StopRequest
+from metaslot.train.signals import StopRequest, Stopped, signal_name
 
 __all__ = ["TrainResult", "train"]
 
@@ -286,7 +287,7 @@ def save(
 
 
 def agreed_stop_signal(local_signal: int | None) -> int:
-    """Non-zero when any process received SIGINT/SIGTERM, so every rank stops after the same step."""
+    """Non-zero when any process received an ending signal, so every rank stops after the same step."""
     stop_signal = local_signal or 0
     if distributed.is_distributed():
         stop_signal = int(distributed.all_reduce_sum(torch.tensor(stop_signal, dtype=torch.long)))
@@ -299,7 +300,7 @@ def interrupt(session: TrainingSession, run: RunState, signal_number: int) -> No
     session.log.close()
     distributed.barrier()
     raise TrainingInterrupted(
-        f"stopped by signal at step {run.step}; checkpoint saved in {session.checkpoint_dir}; "
+        f"stopped by {signal_name(signal_number)} at step {run.step}; checkpoint saved in {session.checkpoint_dir}; "
         f"continue with the same command plus --resume, or with --resume {session.config.run_dir}",
         signal_number=signal_number,
     )
@@ -313,14 +314,24 @@ def finish(session: TrainingSession, run: RunState, evaluation: Evaluation) -> T
     config, context = session.config, session.context
     if config.evaluate_at_end and run.step >= config.loop.steps:
         split = config.evaluation.split
-        metrics = evaluation.report(
-            session.pipeline,
-            config.data.build(split, False),
-            session.evaluation,
-            output_dir=config.run_dir / "eval",
-            title=f"{config.name} step {run.step} ({split})",
-            provenance=Provenance(checkpoint="last", split=split, step=run.step),
-        )
+        try:
+            metrics = evaluation.report(
+                session.pipeline,
+                config.data.build(split, False),
+                session.evaluation,
+                output_dir=config.run_dir / "eval",
+                title=f"{config.name} step {run.step} ({split})",
+                provenance=Provenance(checkpoint="last", split=split, step=run.step),
+            )
+        except (Stopped, KeyboardInterrupt) as stopped:
+            number = stopped.signal_number if isinstance(stopped, Stopped) else signal.SIGINT
+            session.log.close()
+            raise TrainingInterrupted(
+                f"stopped by {signal_name(number)} during the final evaluation; every step is done and "
+                f"saved in {session.checkpoint_dir}; run the final evaluation with the same command plus "
+                f"--resume, or with --resume {config.run_dir}",
+                signal_number=number,
+            ) from None
         session.log.log_scalars(run.step, "eval", metrics)
         run = attrs.evolve(run, last_validation=metrics)
     session.log.close()
