@@ -169,3 +169,17 @@ def test_stage_two_trains_the_last_blocks_and_reconstructs_a_frozen_copy() -> No
 def test_trainable_blocks_need_an_unfrozen_vit() -> None:
     with pytest.raises(ConfigError, match="frozen=False"):
         tiny_spot("slot_attention", encoder=TINY_VIT, trainable_blocks=4)
+
+
+def test_spot_with_adaslot_adds_its_sparsity_term_and_learns() -> None:
+    from metaslot.models.aggregators import AdaSlotSpec
+
+    spec = tiny_spot("slot_attention", aggregator=AdaSlotSpec(num_slots=3, slot_dim=8, feature_dim=8))
+    pipeline = build(spec)
+    output = pipeline(images(), generator=torch.Generator().manual_seed(0))
+    assert set(output.terms) == {"reconstruction", "sparsity"}
+    torch.testing.assert_close(output.loss, output.terms["reconstruction"] + output.terms["sparsity"])
+    batch = images(4)
+    before = seeded_loss(pipeline, batch, seed=2)
+    adam_steps(pipeline, batch, seeds=range(100, 110), lr=3e-3)
+    assert seeded_loss(pipeline, batch, seed=2) < before

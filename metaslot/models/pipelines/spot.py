@@ -151,7 +151,7 @@ class Spot(SlotPipeline):
         aggregated = front.aggregator
         keep = self.downstream_keep(aggregated)
         target = self.targets(image, front.features)
-        decoded = self.decoder(target, aggregated.slots, keep, self.orders(generator))
+        decoded = self.decoder(target, self.decoder_slots(aggregated), keep, self.orders(generator))
         masks = attention_to_masks(decoded.attention, front.grid, (size, size), keep)
         return SlotMasks(front=front, masks=masks, reconstruction=decoded.reconstruction), target
 
@@ -177,6 +177,9 @@ class Spot(SlotPipeline):
         reconstruction = functional.mse_loss(masked.reconstruction.float(), target.float())
         terms = {"reconstruction": reconstruction.detach()}
         loss = reconstruction
+        for name, value in aggregated.loss_terms.items():  # AdaSlot's sparsity
+            terms[name] = value.detach()
+            loss = loss + value
         if self.teacher is not None and self.training:
             labels = self.teacher_labels(image, generator)
             if labels.shape[1] != aggregated.attention.shape[2]:
