@@ -20,8 +20,15 @@ import torch
 from jaxtyping import UInt8
 
 from metaslot import validators
+from metaslot.errors import ConfigError
+from metaslot.protocols import PROTOCOL_NAMES, ProtocolSettings, resolve_protocol
 
 __all__ = ["EvalSpec", "Evaluation", "EvaluationSettings", "Provenance", "ValidationOutcome"]
+
+
+def _protocol_name(instance: object, attribute: attrs.Attribute, value: str) -> None:
+    if value not in PROTOCOL_NAMES:
+        raise ConfigError(f"unknown evaluation protocol {value!r}: choose one of {', '.join(PROTOCOL_NAMES)}")
 
 
 @attrs.frozen
@@ -40,6 +47,30 @@ class EvalSpec:
     """How metrics are averaged over the split: 'image' (every image weighs the same) or 'batch' (the
     reference's mean of batch means, which over-weights a smaller last batch and depends on the batch
     size; use it with the reference's batch size to reproduce its numbers)."""
+    protocol: str = attrs.field(default="metaslot", validator=_protocol_name)
+    """The published evaluation protocol the metrics follow (`metaslot.protocols`: metaslot, spot,
+    dinosaur, adaslot); the five fields below override its settings one by one (None: the protocol's)."""
+    mask_size: int | None = attrs.field(default=None, validator=attrs.validators.optional(validators.non_negative))
+    """Side of the square masks and ground truth are compared at (0: the data's resolution)."""
+    masks: Literal["pipeline", "decoder", "attention"] | None = None
+    """Which masks are scored: the pipeline's own, the decoder's, or the aggregator's attention."""
+    class_mbo: bool | None = None
+    """Report mBO^c where the data carries class labels."""
+    token_orders: Literal["first", "all"] | None = None
+    """SPOT's decoder: patch order 0, or the mean over all nine."""
+    background: Literal["segment", "ignored"] | None = None
+    """The ground-truth background as a segment (mBO, mIoU, ARI) or ignored (FG-ARI, mBO over objects)."""
+
+    def protocol_settings(self) -> tuple[ProtocolSettings, list[str]]:
+        """The resolved protocol and the names of the settings these flags override."""
+        return resolve_protocol(
+            self.protocol,
+            mask_size=self.mask_size,
+            masks=self.masks,
+            class_mbo=self.class_mbo,
+            token_orders=self.token_orders,
+            background=self.background,
+        )
 
 
 @attrs.frozen

@@ -24,7 +24,9 @@ import torch.nn.functional
 from metaslot.data.loader import collate_images
 from metaslot.data.records import Batch
 from metaslot.data.sampling import evaluation_batches
-from metaslot.models.interfaces import Pipeline, codebook_size_of
+from metaslot.errors import ConfigError
+from metaslot.models.interfaces import DecodesInOrders, Pipeline, codebook_size_of
+from metaslot.models.records import PipelineOutput
 from metaslot.ops.metrics import (
     active_slot_count,
     adjusted_rand_index,
@@ -37,6 +39,7 @@ from metaslot.ops.metrics import (
     segment_count,
     slot_count_error,
 )
+from metaslot.protocols import PROTOCOLS, ProtocolSettings
 from metaslot.runtime.device import autocast
 from metaslot.runtime.distributed import all_reduce_sum
 
@@ -101,6 +104,39 @@ def _segment_labels(masks: torch.Tensor, keep: torch.Tensor | None, size: tuple[
     return masks_to_labels(masks.float(), keep)
 
 
+def _ground_truth_at(segment: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The ground-truth labels at ``size`` (nearest, so no label is invented)."""
+    if tuple(segment.shape[-2:]) == size:
+        return segment
+    resized = torch.nn.functional.interpolate(segment[:, None].float(), size=size, mode="nearest-exact")
+    return resized[:, 0].long()
+
+
+def scored_masks(output: PipelineOutput, source: str) -> torch.Tensor:
+    """The masks an evaluation protocol scores (``ProtocolSettings.masks``): the pipeline's own, its
+    decoder's (those of a pipeline whose masks come from a decoder) or the aggregator's attention."""
+    assert output.masks is not None
+    if source == "pipeline":
+        return output.masks
+    if source == "decoder":
+        if output.attention_masks is None:
+            raise ConfigError(
+                "this pipeline's masks are its aggregator's attention (it has no decoder masks): "
+                "evaluate with --evaluation.masks attention (or pipeline)"
+            )
+        return output.masks
+    if source == "attention":
+        return output.masks if output.attention_masks is None else output.attention_masks
+    raise ConfigError(f"unknown mask source {source!r}: choose 'pipeline', 'decoder' or 'attention'")
+
+
+def decoding_orders(pipeline: Pipeline, protocol: ProtocolSettings) -> contextlib.AbstractContextManager:
+    """The protocol's token orders for a pipeline that decodes in patch orders (SPOT); nothing otherwise."""
+    if isinstance(pipeline, DecodesInOrders):
+        return pipeline.decoding_orders(protocol.token_orders)
+    return contextlib.nullcontext()
+
+
 @attrs.define
 class MetricTotals:
     """What the batches add up to: per-image metric sums and counts (NaN images left out of a metric's
@@ -126,16 +162,23 @@ class MetricTotals:
         self.counts[name] = self.counts.get(name, torch.zeros((), dtype=torch.float64)) + finite.sum()
 
     def add_segmentation(
-        self, batch: Batch, masks: torch.Tensor, keep: torch.Tensor, honour_keep_downstream: bool = True
+        self,
+        batch: Batch,
+        masks: torch.Tensor,
+        keep: torch.Tensor,
+        honour_keep_downstream: bool = True,
+        mask_size: int | None = None,
     ) -> None:
         """ARI, FG-ARI, mBO, mIoU of the kept slots' masks against the segments; slot and segment counts.
 
         Pruned slots win no pixel, unless the pipeline reproduces the reference
-        (``honour_keep_downstream`` False), where every slot may.
+        (``honour_keep_downstream`` False), where every slot may. ``mask_size``: the side of the square
+        masks (bilinear) and segments (nearest) are compared at; None: the segments' own size.
         """
         label_keep = keep if honour_keep_downstream else None
-        labels = _segment_labels(masks, label_keep, tuple(batch.segment.shape[-2:])).flatten(1)
-        target = batch.segment.flatten(1)
+        size = tuple(batch.segment.shape[-2:]) if mask_size is None else (mask_size, mask_size)
+        labels = _segment_labels(masks, label_keep, size).flatten(1)
+        target = _ground_truth_at(batch.segment, size).flatten(1)
         self.add("ari", adjusted_rand_index(labels, target))
         self.add("fg_ari", adjusted_rand_index(labels, target, ignore_background=True))
         self.add("mbo", mean_best_overlap(labels, target))
@@ -254,11 +297,13 @@ def evaluate(
     pictures: PictureSamples | None = None,
     progress: Callable[[int], None] | None = None,
     average: Literal["image", "batch"] = "image",
+    protocol: ProtocolSettings = PROTOCOLS["metaslot"],
 ) -> EvaluationResult:
     """Mean metrics over ``dataset`` (the first ``max_batches`` batches of each process if given).
 
     ``average``: per-image means (default: every image weighs the same), or the reference's mean of
-    batch means (`averaging_units`).
+    batch means (`averaging_units`). ``protocol`` (`metaslot.protocols`): which masks are scored, the
+    size they are compared at, and the token orders of a pipeline that decodes in patch orders.
 
     Runs in `evaluation_mode` (eval mode, no gradients, a forked RNG seeded with ``seed``), so the
     result is reproducible and the caller's random streams are untouched. Collective: under
@@ -274,7 +319,7 @@ def evaluate(
         seed=seed,
     )
     totals = MetricTotals(codebook_size=codebook_size_of(pipeline), average=average)
-    with evaluation_mode(pipeline, device, seed):
+    with evaluation_mode(pipeline, device, seed), decoding_orders(pipeline, protocol):
         for batch in loader:
             batch = batch.to(device, non_blocking=True)
             with autocast(device, dtype):
@@ -285,7 +330,13 @@ def evaluate(
             keep = codes = None
             if output.masks is not None:
                 keep = output.keep if output.keep is not None else all_kept(output.masks)
-                totals.add_segmentation(batch, output.masks, keep, output.honour_keep_downstream)
+                totals.add_segmentation(
+                    batch,
+                    scored_masks(output, protocol.masks),
+                    keep,
+                    output.honour_keep_downstream,
+                    protocol.mask_size,
+                )
             if output.aggregator is not None and totals.codebook_size is not None:
                 codes = output.aggregator.codes
                 totals.add_codes(codes, keep)

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from metaslot.eval.evaluate import EvaluationResult
+from metaslot.protocols import ProtocolSettings
 from metaslot.runtime import files
 
 _LABELS = {
@@ -28,17 +29,55 @@ _LABELS = {
 }
 
 
-def format_table(result: EvaluationResult, title: str = "evaluation") -> str:
-    """A plain-text table (fixed width, readable in logs and terminals alike)."""
+CLASS_MBO_UNAVAILABLE = (
+    "not computed: the dataset's records hold instance ids only, no semantic classes "
+    "(VOC, COCO, ClevrTex and MOVi-D as converted here)"
+)
+"""Why mBO^c is missing where a protocol asks for it: no reader of ours keeps class labels."""
+
+
+def format_table(
+    result: EvaluationResult, title: str = "evaluation", protocol: ProtocolSettings | None = None
+) -> str:
+    """A plain-text table (fixed width, readable in logs and terminals alike); its header names the
+    evaluation protocol and its headline numbers come first."""
     rows = [(_LABELS.get(name, name), value) for name, value in result.metrics.items()]
     order = list(_LABELS.values())
     rows.sort(key=lambda row: order.index(row[0]) if row[0] in order else len(order))
-    width = max([len(name) for name, _ in rows] + [len(title)])
-    lines = [f"{title} ({result.images} images)", "-" * (width + 12)]
-    for name, value in rows:
+    headline: list[tuple[str, float]] = []
+    if protocol is not None:
+        headline = [
+            (f"{label} ({protocol.name})", result.metrics.get(key, float("nan")))
+            for label, key in protocol.headline().items()
+        ]
+    width = max([len(name) for name, _ in rows + headline] + [len(title)])
+    lines = [f"{title} ({result.images} images)"]
+    if protocol is not None:
+        lines.append(protocol.describe())
+    lines.append("-" * (width + 12))
+    for name, value in headline + ([("", math.nan)] if headline else []) + rows:
+        if not name:
+            lines.append("-" * (width + 12))
+            continue
         shown = "n/a" if not math.isfinite(value) else f"{value:.4f}"
         lines.append(f"{name:<{width}}  {shown:>10}")
+    if protocol is not None and protocol.class_mbo:
+        lines.append(f"mBO^c ({protocol.name}): {CLASS_MBO_UNAVAILABLE}")
     return "\n".join(lines)
+
+
+def protocol_record(
+    protocol: ProtocolSettings, overridden: list[str], result: EvaluationResult
+) -> dict[str, object]:
+    """What ``evaluation.json`` says about the protocol: its name, every resolved setting, which were
+    overridden, and its headline numbers by the paper's labels (mBO^c with the reason it is missing)."""
+    headline: dict[str, object] = {}
+    for label, key in protocol.headline().items():
+        value = result.metrics.get(key, float("nan"))
+        headline[label] = {"metric": key, "value": value if math.isfinite(value) else None}
+    if protocol.class_mbo:
+        headline["mBO^c"] = {"metric": None, "value": None, "note": CLASS_MBO_UNAVAILABLE}
+    return {**protocol.as_json(), "overridden": list(overridden), "headline": headline}
 
 
 def write_json(result: EvaluationResult, path: Path, **context: object) -> Path:

@@ -12,7 +12,7 @@ from jaxtyping import UInt8
 
 from metaslot.eval.evaluate import EvaluationResult, PictureSamples, evaluate, evaluation_mode
 from metaslot.eval.pictures import segmentation_grid_image, write_pictures
-from metaslot.eval.report import format_table, write_json
+from metaslot.eval.report import format_table, protocol_record, write_json
 from metaslot.eval_settings import EvaluationSettings, Provenance
 from metaslot.models.interfaces import Pipeline, SamplesReconstructions
 from metaslot.runtime.device import autocast
@@ -47,12 +47,16 @@ def evaluate_and_report(
         and pipeline.renders
     ):
         samples.reconstructions = [_sampled_reconstructions(pipeline, samples, settings)]
+    protocol, overridden = spec.protocol_settings()
     if echo:  # first, so the numbers are shown even when they cannot be written (disk full)
-        print(format_table(result, title), flush=True)
+        print(format_table(result, title, protocol), flush=True)
         if provenance is not None:
             print(provenance.describe(), flush=True)
     context = provenance.as_json() if provenance is not None else {}
-    write_json(result, output_dir / "evaluation.json", title=title, average=spec.average, **context)
+    record = protocol_record(protocol, overridden, result)
+    write_json(
+        result, output_dir / "evaluation.json", title=title, average=spec.average, protocol=record, **context
+    )
     written = []
     if samples is not None:
         written = write_pictures(
@@ -90,6 +94,7 @@ def evaluate_with(
         num_workers=settings.num_workers,
         pictures=pictures,
         average=settings.spec.average,
+        protocol=settings.spec.protocol_settings()[0],
     )
 
 

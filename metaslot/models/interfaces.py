@@ -17,6 +17,7 @@ a pipeline that only assigns ``self.aggregator = MetaSlot(...)`` in ``__init__``
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Protocol, runtime_checkable
 
 from jaxtyping import Float
@@ -70,6 +71,16 @@ class SamplesReconstructions(Protocol):
 
     def reconstruct(self, image: Float[Tensor, "b 3 h w"]) -> Float[Tensor, "b 3 h2 w2"]:
         """ImageNet-normalised images at the stage-1 VQ-VAE's resolution, sampled from the slots."""
+        ...
+
+
+@runtime_checkable
+class DecodesInOrders(Protocol):
+    """A pipeline whose decoder reads the tokens in patch orders (SPOT): evaluation decodes order 0 or
+    the mean of all nine, as the evaluation protocol says."""
+
+    def decoding_orders(self, orders: str) -> AbstractContextManager[None]:
+        """Within the context, evaluation decodes ``orders`` ('first' or 'all')."""
         ...
 
 

@@ -88,6 +88,10 @@ class PipelineOutput:
     honour_keep_downstream: bool = True
     """False reproduces the reference (``honour_keep_downstream=False``): pruned slots were decoded,
     their masks are not zeroed and they may win pixels, so evaluation labels pixels over all slots."""
+    attention_masks: Float[Tensor, "b k h w"] | None = None
+    """The aggregator's attention as masks (like ``masks``), where ``masks`` come from a decoder
+    (Autoencoder, DINOSAUR, SPOT); None where ``masks`` already are the attention (SLATE,
+    SlotDiffusion). An evaluation protocol chooses which of the two it scores."""
 
 
 @dataclass(frozen=True)

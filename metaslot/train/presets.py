@@ -167,7 +167,7 @@ def _spot(data: str) -> TrainConfig:
     with 4 registers (no final norm), MLP 384→384→384, shared Gaussian initialiser, MetaSlot (kv 384,
     slots 256, codebook 512), the nine-order decoder (d 384, 4 blocks, 4 heads); 100k steps of batch 32,
     Adam 2e-4 with 5k warm-up steps then cosine to 2e-7, clipping at 0.3 on the L∞ norm, fp16 with a
-    gradient scaler on a GPU. Evaluation decodes order 0 (``--model.decoder.eval-orders all``: nine)."""
+    gradient scaler on a GPU. Evaluation decodes order 0 (``--evaluation.token-orders all``: the mean of nine)."""
     from metaslot.models.pipelines.spot import SpotSpec
 
     slots = PAPER_SLOTS[data]

@@ -72,8 +72,9 @@ def test_training_draws_one_order_per_batch_and_evaluation_decodes_order_zero_or
     assert all(len(orders) == 1 for orders in drawn) and len(drawn) == 9
     pipeline.eval()
     assert pipeline.orders(None) == [0]
-    pipeline.evaluation_orders = "all"
-    assert pipeline.orders(None) == list(range(9))
+    with pipeline.decoding_orders("all"):
+        assert pipeline.orders(None) == list(range(9))
+    assert pipeline.orders(None) == [0]
 
 
 def test_evaluating_with_all_nine_orders_differs_from_order_zero() -> None:
@@ -82,8 +83,8 @@ def test_evaluating_with_all_nine_orders_differs_from_order_zero() -> None:
     pipeline.eval()
     with torch.no_grad():
         first = pipeline(images(), generator=torch.Generator().manual_seed(3))
-        pipeline.evaluation_orders = "all"
-        every = pipeline(images(), generator=torch.Generator().manual_seed(3))
+        with pipeline.decoding_orders("all"):
+            every = pipeline(images(), generator=torch.Generator().manual_seed(3))
     assert not torch.allclose(first.masks, every.masks)
     assert not torch.allclose(first.reconstruction, every.reconstruction)
 
@@ -183,3 +184,40 @@ def test_spot_with_adaslot_adds_its_sparsity_term_and_learns() -> None:
     before = seeded_loss(pipeline, batch, seed=2)
     adam_steps(pipeline, batch, seeds=range(100, 110), lr=3e-3)
     assert seeded_loss(pipeline, batch, seed=2) < before
+
+
+class Squares(torch.utils.data.Dataset):
+    """Four 16×16 images with one bright square each (its segment 1)."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int):
+        from metaslot.data.records import Sample
+
+        segment = torch.zeros(IMAGE_SIZE, IMAGE_SIZE, dtype=torch.long)
+        top = 2 + 2 * index
+        segment[top : top + 6, 3:9] = 1
+        image = torch.randn(3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(index)) * 0.1
+        image = image + segment.float()
+        return Sample(image=image, segment=segment, num_objects=1)
+
+
+def test_evaluation_in_order_zero_and_in_all_nine_orders_differ_and_both_are_recorded(tmp_path) -> None:
+    import json
+
+    from metaslot.eval.session import evaluate_and_report
+    from metaslot.eval_settings import EvalSpec, EvaluationSettings
+
+    pipeline = build(tiny_spot("slot_attention"))
+    adam_steps(pipeline, images(4), seeds=range(5), lr=3e-3)
+    recorded = {}
+    for orders in ("first", "all"):
+        spec = EvalSpec(token_orders=orders, pictures=0, gallery_codes=0)
+        settings = EvaluationSettings(spec=spec, batch_size=2, device=torch.device("cpu"))
+        evaluate_and_report(pipeline, Squares(), settings, output_dir=tmp_path / orders, echo=False)
+        recorded[orders] = json.loads((tmp_path / orders / "evaluation.json").read_text())
+    assert recorded["first"]["protocol"]["token_orders"] == "first"
+    assert recorded["all"]["protocol"]["token_orders"] == "all"
+    assert recorded["all"]["protocol"]["overridden"] == ["token_orders"]
+    assert recorded["first"]["metrics"]["loss"] != recorded["all"]["metrics"]["loss"]

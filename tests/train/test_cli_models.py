@@ -79,6 +79,8 @@ def test_dinosaur_trains(tmp_path: Path) -> None:
 def test_spot_trains_and_records_its_evaluation_orders(tmp_path: Path) -> None:
     run_dir = _train("spot", tmp_path)
     _check_run(run_dir, segmentation=True)
+    protocol = json.loads((run_dir / "eval" / "evaluation.json").read_text())["protocol"]
+    assert (protocol["name"], protocol["token_orders"], protocol["masks"]) == ("metaslot", "first", "pipeline")
 
 
 @pytest.mark.slow

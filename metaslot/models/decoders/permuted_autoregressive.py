@@ -9,7 +9,7 @@ embedding (the order is what tells the decoder where it is). Pre-norm decoder bl
 norm moved in front of the stream as in the SLATE decoder. Outputs go back to raster order; the
 per-slot masks are the last block's cross-attention averaged over the heads (each token's weights sum
 to one over the slots). Training decodes one random order per batch; evaluation order 0 (SPOT's and
-the reference's default) or the mean over all nine.
+the reference's default) or the mean over all nine, as the evaluation protocol says.
 """
 
 from __future__ import annotations
@@ -51,6 +51,15 @@ def random_order(generator: torch.Generator | None = None) -> int:
     return int(torch.randint(NUM_ORDERS, (), generator=generator, device=device))
 
 
+def orders_for(choice: str, generator: torch.Generator | None = None) -> list[int]:
+    """'first' → [0], 'all' → the nine, 'random' → one drawn by `random_order`."""
+    if choice == "first":
+        return [0]
+    if choice == "all":
+        return list(range(NUM_ORDERS))
+    return [random_order(generator)]
+
+
 @attrs.frozen(kw_only=True)
 class PermutedARDecoderSpec:
     """The decoder's shape and which orders it decodes; its width is the encoder's token width (the
@@ -62,10 +71,9 @@ class PermutedARDecoderSpec:
     feedforward_multiplier: int = attrs.field(default=4, validator=at_least_one)
     dropout: float = attrs.field(default=0.0, validator=fraction)
     train_orders: TrainOrders = attrs.field(default="random", validator=_one_of("random", "first", "all"))
-    """'random': one of the nine per training batch (SPOT); 'first': raster only; 'all': the mean of nine."""
-    eval_orders: EvalOrders = attrs.field(default="first", validator=_one_of("first", "all"))
-    """'first': order 0 (SPOT's ``--eval_permutations standard``, the reference's ``perm_v='default'``);
-    'all': reconstruction and masks averaged over the nine orders (SPOT's README evaluation)."""
+    """'random': one of the nine per training batch (SPOT); 'first': raster only; 'all': the mean of nine.
+    At evaluation the protocol decides (``--evaluation.token-orders``): order 0 (SPOT's
+    ``--eval_permutations standard``, the reference's ``perm_v='default'``) or all nine (SPOT's README)."""
 
     def build(self, grid: tuple[int, int], feature_dim: int, slot_dim: int) -> PermutedARDecoder:
         if feature_dim % self.num_heads:
@@ -151,15 +159,10 @@ class PermutedARDecoder(nn.Module):
         causal = torch.ones(self.num_tokens, self.num_tokens, dtype=torch.bool).triu(diagonal=1)
         self.register_buffer("causal_mask", causal, persistent=False)
 
-    def orders_to_decode(self, generator: torch.Generator | None = None) -> list[int]:
-        """The orders of this forward: by the spec for training or evaluation; a random one is drawn from
-        ``generator`` (on its device) or, without one, from the global CPU generator."""
-        choice = self.spec.train_orders if self.training else self.spec.eval_orders
-        if choice == "first":
-            return [0]
-        if choice == "all":
-            return list(range(NUM_ORDERS))
-        return [random_order(generator)]
+    def training_orders(self, generator: torch.Generator | None = None) -> list[int]:
+        """The orders of a training forward (``train_orders``); a random one is drawn from ``generator``
+        (on its device) or, without one, from the global CPU generator."""
+        return orders_for(self.spec.train_orders, generator)
 
     def decode_order(
         self,

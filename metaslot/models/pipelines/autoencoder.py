@@ -19,6 +19,7 @@ from metaslot.models.pipelines.slot_pipeline import (
     SlotMasks,
     SlotPipeline,
     attention_masks,
+    evaluation_attention_masks,
     reconstruction_output,
     require_image_size,
 )
@@ -79,10 +80,12 @@ class Autoencoder(SlotPipeline):
         self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
     ) -> PipelineOutput:
         masked = self.slot_masks(image, generator)
+        size = self.spec.image_size
         return reconstruction_output(
             masked.front.aggregator,
             masked.reconstruction,
             image,
             masked.masks,
             honour_keep_downstream=self.honour_keep_downstream,
+            attention_masks=evaluation_attention_masks(self, masked.front, (size, size)),
         )

@@ -21,6 +21,7 @@ from metaslot.models.pipelines.frontend import AggregatorSpec
 from metaslot.models.pipelines.slot_pipeline import (
     SlotMasks,
     SlotPipeline,
+    evaluation_attention_masks,
     reconstruction_output,
     require_image_size,
 )
@@ -100,6 +101,7 @@ class Dinosaur(SlotPipeline):
         self, image: Float[Tensor, "b 3 h w"], generator: torch.Generator | None = None
     ) -> PipelineOutput:
         masked = self.slot_masks(image, generator)
+        size = self.spec.image_size
         # The target is detached (reference: feature.detach()), also when the encoder is trainable.
         target = (
             masked.front.features if self.target_encoder is None else self.target_encoder(image)
@@ -110,6 +112,7 @@ class Dinosaur(SlotPipeline):
             target,
             masked.masks,
             honour_keep_downstream=self.honour_keep_downstream,
+            attention_masks=evaluation_attention_masks(self, masked.front, (size, size)),
         )
 
 

@@ -167,9 +167,11 @@ def slot_output(
     reconstruction: Tensor | None = None,
     *,
     honour_keep_downstream: bool = True,
+    attention_masks: Float[Tensor, "b k h w"] | None = None,
 ) -> PipelineOutput:
     """The record a one-loss slot pipeline returns; ``term`` names the loss in ``terms``. The
-    aggregator's own ``loss_terms`` (AdaSlot's sparsity) are added to the loss and logged beside it."""
+    aggregator's own ``loss_terms`` (AdaSlot's sparsity) are added to the loss and logged beside it.
+    ``attention_masks``: the aggregator's attention masks, where ``masks`` come from a decoder."""
     extra = aggregated.loss_terms
     total = loss + sum(extra.values()) if extra else loss
     return PipelineOutput(
@@ -181,7 +183,18 @@ def slot_output(
         reconstruction=reconstruction,
         aggregator=aggregated,
         honour_keep_downstream=honour_keep_downstream,
+        attention_masks=attention_masks,
     )
+
+
+def evaluation_attention_masks(
+    pipeline: SlotPipeline, front: FrontEndOutput, size: tuple[int, int]
+) -> Float[Tensor, "b k h w"] | None:
+    """The aggregator's attention masks of a pipeline whose ``masks`` come from its decoder, in
+    evaluation mode only (an evaluation protocol may score them; training never reads them)."""
+    if pipeline.training:
+        return None
+    return attention_masks(front, size, pipeline.downstream_keep(front.aggregator))
 
 
 def reconstruction_output(
@@ -191,6 +204,7 @@ def reconstruction_output(
     masks: Float[Tensor, "b k h w"],
     *,
     honour_keep_downstream: bool = True,
+    attention_masks: Float[Tensor, "b k h w"] | None = None,
 ) -> PipelineOutput:
     """Autoencoder and DINOSAUR: loss = MSE(reconstruction, target), reported as ``terms["reconstruction"]``.
 
@@ -204,4 +218,5 @@ def reconstruction_output(
         masks,
         reconstruction,
         honour_keep_downstream=honour_keep_downstream,
+        attention_masks=attention_masks,
     )

@@ -12,6 +12,9 @@ frozen stage-1 ``teacher`` whose decoder masks teach the student's slot attentio
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import attrs
 import torch
 from jaxtyping import Float, Int
@@ -20,11 +23,21 @@ from torch.nn import functional
 
 from metaslot.errors import ConfigError
 from metaslot.models.aggregators import MetaSlotSpec
-from metaslot.models.decoders.permuted_autoregressive import NUM_ORDERS, PermutedARDecoderSpec, random_order
+from metaslot.models.decoders.permuted_autoregressive import (
+    EvalOrders,
+    PermutedARDecoderSpec,
+    orders_for,
+    random_order,
+)
 from metaslot.models.encoders import DinoViTSpec, EncoderSpec, ProjectionSpec
 from metaslot.models.masks import attention_to_masks
 from metaslot.models.pipelines.frontend import AggregatorSpec
-from metaslot.models.pipelines.slot_pipeline import SlotMasks, SlotPipeline, require_image_size
+from metaslot.models.pipelines.slot_pipeline import (
+    SlotMasks,
+    SlotPipeline,
+    evaluation_attention_masks,
+    require_image_size,
+)
 from metaslot.models.records import PipelineOutput
 from metaslot.ops.self_training import self_training_cross_entropy
 from metaslot.validators import at_least_one, non_negative
@@ -97,8 +110,7 @@ class Spot(SlotPipeline):
         if self.teacher is not None:
             self.teacher.requires_grad_(False)
             self.teacher.eval()
-        self.evaluation_orders = spec.decoder.eval_orders
-        """Which orders evaluation decodes ('first' or 'all'); an evaluation protocol may set it."""
+        self._evaluation_orders: EvalOrders = "first"
 
     def _target_encoder(self, spec: SpotSpec) -> nn.Module:
         """Freeze all of the ViT but its last ``trainable_blocks`` blocks; a frozen copy gives the target."""
@@ -122,11 +134,23 @@ class Spot(SlotPipeline):
         return self
 
     def orders(self, generator: torch.Generator | None) -> list[int]:
-        """The patch orders this forward decodes: the spec's training choice, or at evaluation
-        ``evaluation_orders``."""
+        """The patch orders this forward decodes: the spec's training choice, or at evaluation order 0
+        unless `decoding_orders` says 'all'."""
         if self.training:
-            return self.decoder.orders_to_decode(generator)
-        return [0] if self.evaluation_orders == "first" else list(range(NUM_ORDERS))
+            return self.decoder.training_orders(generator)
+        return orders_for(self._evaluation_orders)
+
+    @contextlib.contextmanager
+    def decoding_orders(self, orders: str) -> Iterator[None]:
+        """Within the context, evaluation decodes ``orders``: 'first' (order 0) or 'all' (the mean of nine);
+        the evaluation protocol's ``token_orders`` (`metaslot.models.interfaces.DecodesInOrders`)."""
+        if orders not in ("first", "all"):
+            raise ConfigError(f"unknown token orders {orders!r}: choose 'first' or 'all'")
+        previous, self._evaluation_orders = self._evaluation_orders, orders  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            self._evaluation_orders = previous
 
     def targets(self, image: Float[Tensor, "b 3 h w"], features: Float[Tensor, "b n c"]) -> Tensor:
         """What the decoder reconstructs: the detached encoder tokens, or the frozen copy's in stage 2."""
@@ -201,4 +225,5 @@ class Spot(SlotPipeline):
             reconstruction=masked.reconstruction,
             aggregator=aggregated,
             honour_keep_downstream=self.honour_keep_downstream,
+            attention_masks=evaluation_attention_masks(self, masked.front, (self.image_size, self.image_size)),
         )
