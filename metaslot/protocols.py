@@ -7,8 +7,8 @@ of those choices; every choice can be overridden on its own (``--evaluation.mask
 ``evaluation.json`` records the name, every resolved setting and which were overridden. The table
 protocol → papers, and what still differs, is in docs/training.md ("Evaluation protocols").
 
-This module sits below `metaslot.train` and `metaslot.eval` (beside `metaslot.eval_settings`) and
-imports no torch.
+This module sits below `metaslot.eval_settings` (which names a protocol in `EvalSpec`) and imports no
+torch.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any, Literal
 import attrs
 
 from metaslot.errors import ConfigError
-from metaslot.validators import at_least_one
 
 MaskSource = Literal["pipeline", "decoder", "attention"]
 TokenOrders = Literal["first", "all"]
@@ -38,8 +37,8 @@ def _one_of(*choices: str):
 
 
 def _size_or_none(instance: object, attribute: attrs.Attribute, value: int | None) -> None:
-    if value is not None:
-        at_least_one(instance, attribute, value)
+    if value is not None and (not isinstance(value, int) or value < 1):
+        raise ConfigError(f"{attribute.name} must be a whole number of pixels >= 1 (or None), got {value!r}")
 
 
 @attrs.frozen(kw_only=True)

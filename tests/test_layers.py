@@ -26,6 +26,7 @@ LEVEL = {
     "ops": 2,
     "eval_settings": 2,
     "validators": 1,
+    "protocols": 1,
     "errors": 0,
     "_lazy": 0,
 }
