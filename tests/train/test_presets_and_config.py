@@ -171,7 +171,7 @@ def test_help_after_selectors_shows_the_preset_values() -> None:
     text = output.getvalue()
     assert "--model.aggregator.num-slots" in text and "(default: 11)" in text
     assert "(default: 1408)" in text  # ring buffer 4·32·11
-    assert "--model {autoencoder,dinosaur,vqvae,slate,slotdiffusion,spot}" in text
+    assert "--model {autoencoder,dinosaur,vqvae,slate,slotdiffusion,spot,ftdinosaur-small-224," in text
     assert "--data {shapes,voc,coco,clevrtex,movi_d}" in text
 
 
