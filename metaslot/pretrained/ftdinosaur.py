@@ -26,8 +26,10 @@ from pathlib import Path
 
 import attrs
 import torch
+from jaxtyping import Float, UInt8
+from torch import Tensor
 
-from metaslot.errors import CheckpointError, CheckpointMismatchError, ConfigError
+from metaslot.errors import CheckpointError, CheckpointMismatchError, ConfigError, DataError
 from metaslot.pretrained.building import build_for_weights
 from metaslot.pretrained.catalog import PresetChoice, PublishedModel, ReportedNumber
 from metaslot.pretrained.errors import HubError
@@ -378,6 +380,29 @@ def verify_or_report(published: PublishedModel, path: Path, *, first_download: b
             f"with SHA-256 {published.sha256}: the download is damaged or the file was replaced; delete it "
             "and download it again"
         )
+
+
+# --- the publisher's input transform -------------------------------------------------------------
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def publisher_preprocess(images: UInt8[Tensor, "b 3 h w"], size: int) -> Float[Tensor, "b 3 size size"]:
+    """The public loader's inference transform (its ``build_preprocessing``, no centre crop): the whole
+    image resized to ``size``×``size`` (aspect ratio not kept; bicubic, antialiased, on uint8 so the
+    result is rounded back to uint8), scaled to [0, 1] and ImageNet-normalised. `SlotPipeline.segment`
+    crops the centred square instead (metaslot's evaluation transform); feed this to the pipeline's
+    forward to see exactly what the publisher's loader shows."""
+    # The v2 kernel, as their loader's transforms.v2.Resize: v1's rounds uint8 differently (off by one).
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvf
+
+    if images.dtype != torch.uint8:
+        raise DataError(f"publisher_preprocess takes uint8 images (0-255), got {images.dtype}")
+    resized = tvf.resize(images, [size, size], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    pixels = tvf.to_dtype(resized, torch.float32, scale=True)
+    return tvf.normalize(pixels, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
 
 
 # --- loading -------------------------------------------------------------------------------------

@@ -356,3 +356,21 @@ def test_download_from_a_local_hub_prints_the_digest_then_loads_offline_from_the
     expected = tiny_pipeline_with(random_weights(TINY, seed=0))
     for name, tensor in expected.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
+
+
+def test_the_publishers_preprocessing_is_torchvisions_pipeline_of_their_loader() -> None:
+    from torchvision.transforms import v2 as transforms
+
+    images = torch.randint(
+        0, 256, (2, 3, 45, 70), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    theirs = transforms.Compose(
+        [
+            transforms.ToImage(),
+            transforms.Resize((28, 28), interpolation=transforms.InterpolationMode.BICUBIC, antialias=True),
+            transforms.ToDtype(torch.float32, scale=True),
+            transforms.Normalize(mean=ftdinosaur.IMAGENET_MEAN, std=ftdinosaur.IMAGENET_STD),
+        ]
+    )
+    expected = torch.stack([theirs(image) for image in images])
+    assert torch.equal(ftdinosaur.publisher_preprocess(images, 28), expected)
