@@ -14,8 +14,10 @@ The Python examples run too; the one that loads ``runs/autoencoder-shapes`` runs
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -197,6 +199,14 @@ class CommandRunner:
         from metaslot.cli import eval as eval_cli
 
         source = Path(arguments[0])
+        if (source / "config.json").is_file() and "reference" in (
+            json.loads((source / "config.json").read_text()).get("pretrained") or {}
+        ):
+            # A converted reference model of a paper dataset (not here): its flags must parse against it.
+            known, rest = eval_cli._selector_parser("python -m cli.eval").parse_known_args(arguments)
+            config = eval_cli._load_run_config(source)
+            eval_cli._evaluation_options(config, known, rest, "python -m cli.eval", False)
+            return
         if not source.exists() and source.parent == Path("runs") and source.name in self.parsed:
             # A paper run that a documented command trains (not here): its flags must parse against it.
             known, rest = eval_cli._selector_parser("python -m cli.eval").parse_known_args(arguments)
@@ -238,6 +248,10 @@ class CommandRunner:
     def convert(self, arguments: list[str], where: str) -> None:
         from metaslot.cli import convert as convert_cli
 
+        if arguments[:1] == ["checkpoint"]:
+            self.convert_checkpoint(arguments, where)
+            return
+
         calls: list[tuple[str, Any, Any]] = []
         for name in ("convert_voc", "convert_coco", "convert_clevrtex"):
 
@@ -251,6 +265,34 @@ class CommandRunner:
         convert_cli.main(arguments)
         assert [call[0] for call in calls] == [f"convert_{arguments[0]}"], f"{where}: converter not called"
         assert isinstance(calls[0][1], Path) and isinstance(calls[0][2], Path)
+
+    def convert_checkpoint(self, arguments: list[str], where: str) -> None:
+        """A reference file the reader downloaded: made here with random weights for a tiny version of
+        its preset (which the conversion then builds), so the documented path runs in seconds."""
+        import attrs
+        import torch
+
+        from metaslot.cli import convert as convert_cli
+        from metaslot.pretrained import reference
+        from metaslot.pretrained import reference_layout as layout
+
+        sys.path.insert(0, str(ROOT / "tests" / "pretrained"))
+        from test_reference_roundtrip import _ours, tiny_spec
+
+        model = arguments[arguments.index("--model") + 1]
+        real = reference.preset
+
+        def tiny(name: str, data: str, **options: str):
+            return attrs.evolve(real(name, data, **options), model=tiny_spec(name))
+
+        self.monkeypatch.setattr(reference, "preset", tiny)
+        source = Path(arguments[1])
+        if not source.exists():
+            spec = reference.as_reference_ran(tiny_spec(model))
+            torch.save(layout.to_reference_layout(_ours(spec), spec), source)
+        convert_cli.main(arguments)
+        folder = Path(arguments[arguments.index("--out") + 1])
+        assert (folder / "model.safetensors").is_file() and (folder / "README.md").is_file(), where
 
     def download(self, arguments: list[str], where: str) -> None:
         from metaslot.cli import download as download_cli

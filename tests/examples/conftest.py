@@ -29,3 +29,8 @@ def gpu_check() -> ModuleType:
 @pytest.fixture(scope="module")
 def study_module() -> ModuleType:
     return load_example("shapes_study")
+
+
+@pytest.fixture(scope="module")
+def reference_fullsize() -> ModuleType:
+    return load_example("reference_fullsize")
