@@ -495,7 +495,9 @@ def _ftdinosaur(size: str, resolution: int, aggregator: str) -> TrainConfig:
     steps = 300_000 if resolution == 224 else 10_000
     suffix = "" if aggregator == "metaslot" else "-sa"
     config = _paper_ocl(model, "coco", f"ftdinosaur-{size}-{resolution}-coco{suffix}")
-    return attrs.evolve(config, loop=_paper_loop(steps, batch_size))
+    # The images come at the model's resolution (the published models read 224 or 518 squares).
+    data = attrs.evolve(config.data, resolution=resolution)
+    return attrs.evolve(config, data=data, loop=_paper_loop(steps, batch_size))
 
 
 def ftdinosaur_small_224_coco(aggregator: str = "metaslot") -> TrainConfig:

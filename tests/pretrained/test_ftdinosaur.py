@@ -234,6 +234,33 @@ def test_load_by_name_reads_the_hub_cache_offline(tiny_presets: None, tmp_path: 
     assert origin.config.model.target_encoder is None
 
 
+def test_a_loaded_file_saves_as_a_folder_that_loads_bit_exact(tiny_presets: None, tmp_path: Path) -> None:
+    entry = ftdinosaur.find_file("small-224")
+    loaded = metaslot.load(_their_file(tmp_path / entry.file_name))
+    folder = metaslot.save_pretrained(loaded, tmp_path / "saved")
+    again = metaslot.load(folder)
+    assert sorted(again.state_dict()) == sorted(loaded.state_dict())
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(again.state_dict()[name], tensor), name
+
+
+def test_cli_convert_checkpoint_takes_an_ftdinosaur_file(
+    tiny_presets: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from metaslot.cli import convert as convert_cli
+
+    file = _their_file(tmp_path / "weights.pth")
+    out = tmp_path / "converted"
+    convert_cli.main(
+        ["checkpoint", str(file), "--model", "ftdinosaur-small-224", "--data", "coco", "--out", str(out)]
+    )
+    assert "wrote" in capsys.readouterr().out
+    converted = metaslot.load(out)
+    expected = tiny_pipeline_with(random_weights(TINY, seed=0))
+    for name, tensor in expected.state_dict().items():
+        assert torch.equal(converted.state_dict()[name], tensor), name
+
+
 def test_load_by_path_recognises_the_published_file_name(tiny_presets: None, tmp_path: Path) -> None:
     entry = ftdinosaur.find_file("small-518")
     loaded = metaslot.load(_their_file(tmp_path / entry.file_name))
@@ -303,6 +330,7 @@ def test_the_presets_round_trip_and_refuse_what_they_cannot_be(model: str) -> No
         assert config_from_json(config_to_json(config)) == config
         assert config.model.decoder.top_k == 3 and config.model.aggregator.num_slots == 7
         assert config.model.target_encoder.frozen and not config.model.encoder.frozen
+        assert config.data.resolution == config.model.image_size == int(model.rsplit("-", 1)[1])
     with pytest.raises(ConfigError, match="coco only"):
         preset(model, "voc", "slot-attention")
     with pytest.raises(ConfigError, match="AdaSlot"):
