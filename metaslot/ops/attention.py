@@ -14,7 +14,12 @@ from torch import Tensor
 
 from metaslot.ops.checks import check_shapes
 
-__all__ = ["feature_space_is_cheaper", "feature_space_slot_attention", "masked_slot_attention"]
+__all__ = [
+    "feature_space_is_cheaper",
+    "feature_space_slot_attention",
+    "masked_slot_attention",
+    "noisy_feature_space_slot_attention",
+]
 
 
 def masked_slot_attention(
@@ -97,6 +102,72 @@ def feature_space_slot_attention(
             logit_scale=1.0 / math.sqrt(key_weight.shape[0]),
         )
         updates = averaged_features.float() @ value_weight.float().T
+    return updates, attention
+
+
+def noisy_feature_space_slot_attention(
+    queries: Float[Tensor, "b k d"],
+    features: Float[Tensor, "b n c"],
+    key_weight: Float[Tensor, "d c"],
+    value_weight: Float[Tensor, "d c"],
+    sigma: float,
+    keep: Bool[Tensor, "b k"] | None = None,
+    epsilon: float = 1e-5,
+    generator: torch.Generator | None = None,
+) -> tuple[Float[Tensor, "b k d"], Float[Tensor, "b k n"]]:
+    """`feature_space_slot_attention` over ``features + σ·ε`` (ε a b·n·c unit normal), drawing only
+    b·n·k + b·k·c normals: the same joint distribution of ``(updates, attention)``, without gradients.
+
+    The read-out sees ε through two linear maps only. The logits see ``q̃·ε_n`` (q̃ = queries·W_k, k×c):
+    with Q an orthonormal basis of the span of q̃'s rows (QR of q̃ᵀ), ``q̃·ε_n = (q̃·Q)·z_n`` where
+    ``z_n = Qᵀ·ε_n ~ N(0, I_k)``, drawn directly. The weighted mean sees ``Σ_n w_kn·ε_n = (w·z)·Qᵀ + w·E⊥``
+    (w = attention renormalised over tokens, E⊥ = the part of ε orthogonal to Q, independent of z):
+    given w, ``w·E⊥`` is matrix-normal with row covariance w·wᵀ and column covariance ``P⊥ = I − Q·Qᵀ``,
+    drawn as ``Rᵀ·Y·P⊥`` with ``w·wᵀ = Rᵀ·R`` (QR of wᵀ) and Y a k×c unit normal. The draws' values
+    differ from drawing ε, their distribution does not. Only valid where no gradient is taken
+    (MetaSlot's stage 1 runs without autograd): a gradient would read ε along directions this never draws.
+    """
+    check_shapes(
+        "noisy_feature_space_slot_attention",
+        queries=(queries, "b k d", "float"),
+        features=(features, "b n c", "float"),
+        key_weight=(key_weight, "d c", "float"),
+        value_weight=(value_weight, "d c", "float"),
+        keep=(keep, "b k", "bool"),
+    )
+    if torch.is_grad_enabled() and (
+        queries.requires_grad or features.requires_grad or key_weight.requires_grad
+    ):
+        raise ValueError(
+            "noisy_feature_space_slot_attention draws only what the values need: call it without autograd "
+            "(torch.no_grad()), or add full noise to the features for a differentiable read-out"
+        )
+    with torch.autocast(device_type=queries.device.type, enabled=False):
+        features = features.float()
+        queries_in_features = queries.float() @ key_weight.float()  # b k c
+        basis = torch.linalg.qr(queries_in_features.transpose(1, 2)).Q  # b c r, r = min(k, c)
+        batch, tokens, _ = features.shape
+        shape = (batch, tokens, basis.shape[-1])
+        along = torch.randn(shape, generator=generator, device=features.device, dtype=features.dtype)
+        # One read-out over [features, z]: logits q̃·x_n + σ(q̃Q)·z_n; means of x and of z in one product.
+        averaged, attention = masked_slot_attention(
+            torch.cat([queries_in_features, sigma * (queries_in_features @ basis)], dim=-1),
+            torch.cat([features, along], dim=-1),
+            torch.cat([features, along], dim=-1),
+            keep,
+            epsilon,
+            logit_scale=1.0 / math.sqrt(key_weight.shape[0]),
+        )
+        width = features.shape[-1]
+        mean_features, mean_along = averaged[..., :width], averaged[..., width:]
+        weights = attention / (attention.sum(dim=-1, keepdim=True) + epsilon)  # as masked_slot_attention
+        root = torch.linalg.qr(weights.transpose(1, 2)).R.transpose(1, 2)  # b k k', root·rootᵀ = w·wᵀ
+        across = torch.randn(
+            (batch, root.shape[-1], width), generator=generator, device=features.device, dtype=features.dtype
+        )
+        across = across - (across @ basis) @ basis.transpose(1, 2)  # · P⊥
+        noise_mean = mean_along @ basis.transpose(1, 2) + root @ across
+        updates = (mean_features + sigma * noise_mean) @ value_weight.float().T
     return updates, attention
 
 

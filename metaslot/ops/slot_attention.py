@@ -22,6 +22,7 @@ from metaslot.ops.attention import (
     feature_space_is_cheaper,
     feature_space_slot_attention,
     masked_slot_attention,
+    noisy_feature_space_slot_attention,
 )
 from metaslot.ops.checks import check_finite, check_shapes
 from metaslot.ops.noise import noise_scale
@@ -175,7 +176,13 @@ def aggregate(
         if straight_through is not None and iteration == num_iterations - 1:
             slots = slots + straight_through - straight_through.detach()
         queries = layers.project_queries(slots)
-        if sigma > 0:
+        if sigma > 0 and noise is None and weights is not None and not torch.is_grad_enabled():
+            # Without autograd (MetaSlot's stage 1) draw only what the read-out depends on: b·n·k + b·k·c
+            # normals instead of b·n·c, same distribution (docs/benchmarks.md says which draws changed).
+            updates, attention = noisy_feature_space_slot_attention(
+                queries, features, *weights, sigma, keep, epsilon, generator
+            )
+        elif sigma > 0:
             unit_noise = noise[iteration] if noise is not None else _unit_noise(features, generator)
             # The same noisy features feed keys and values, as in the reference's `noisy`.
             noisy = torch.add(features, unit_noise, alpha=sigma)
