@@ -4,7 +4,8 @@ Groups (``all`` by default): ``aggregators`` (MetaSlot vs Slot Attention train a
 preset shapes, with ratios), ``pipelines`` (training images/s of each pipeline at a tiny size, and on
 CUDA or with ``--sizes tiny paper`` at the paper size; with ``--kept-fraction 1.0 0.67 0.5`` instead
 DINOSAUR and the autoencoder with MetaSlot at forced kept fractions beside Slot Attention, train and
-eval, with peak memory) and ``data`` (loader images/s). Every figure is min/median/max over repeats after warm-up. The
+eval, with peak memory); ``costs`` (only when named: FLOPs of a training step of each paper preset by
+part, CPU s/image at batch 2, peak memory, a projection of GPU-hours) and ``data`` (loader images/s). Every figure is min/median/max over repeats after warm-up. The
 JSON (``--output``, default ``runs/bench/bench-<device>-<date>.json``) holds the machine description
 and every row; it is rewritten after each group, so an interrupted run keeps what it measured.
 On CUDA a sync check runs MetaSlot's training forward and upkeep under
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Speed benchmarks: prints one table per group and writes JSON with the machine description.",
         allow_abbrev=False,
     )
-    parser.add_argument("group", nargs="?", default="all", choices=(*GROUPS, "all"))
+    parser.add_argument("group", nargs="?", default="all", choices=(*GROUPS, "costs", "all"))
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument(
         "--quick",
@@ -75,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="pipelines group: batch size (default: 32 at the paper size, 8 tiny, 2 smoke)",
+    )
+    parser.add_argument(
+        "--utilisation",
+        type=float,
+        default=0.35,
+        help="costs group: the share of the GPU's dense bf16 peak the GPU-hours projection assumes",
     )
     parser.add_argument(
         "--threads",
@@ -128,6 +135,23 @@ def preset_model(model: str, data: str) -> object:
     return preset(model, data).model
 
 
+def preset_run(model: str, data: str, vqvae_variant: str) -> tuple[object, int, int]:
+    """(model spec, steps, batch size) of the training preset ``model`` × ``data``: what the costs group
+    projects a run from."""
+    from metaslot.train.presets import preset
+
+    config = preset(model, data, vqvae_variant=vqvae_variant)
+    return config.model, config.loop.steps, config.loop.batch_size
+
+
+def smoke_run(model: str, data: str, vqvae_variant: str) -> tuple[object, int, int]:
+    """The costs group at ``--smoke``: the minute specs of the pipelines group, with the preset's schedule."""
+    from metaslot.bench.pipelines import smoke_spec
+
+    _, steps, batch_size = preset_run(model, data, vqvae_variant)
+    return smoke_spec(model, preset_model), steps, batch_size
+
+
 def _default_output(device: str) -> Path:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     return Path("runs") / "bench" / f"bench-{device}-{stamp}.json"
@@ -145,6 +169,8 @@ def run(arguments: argparse.Namespace) -> dict:
     from metaslot.runtime.device import resolve_device
 
     device = resolve_device(arguments.device)  # --device cuda without a GPU: a one-line error, at once
+    if not 0 < arguments.utilisation <= 1:
+        raise ConfigError(f"--utilisation ({arguments.utilisation}) must lie in (0, 1]: a share of the peak")
     if arguments.batch_size is not None and arguments.batch_size < 1:
         raise ConfigError(f"--batch-size ({arguments.batch_size}) must be at least 1")
     for fraction in arguments.kept_fraction or ():
@@ -167,11 +193,11 @@ def run(arguments: argparse.Namespace) -> dict:
 def _run_groups(arguments: argparse.Namespace, device, scale: str) -> dict:
     import torch
 
-    from metaslot.bench import aggregators, data, kept, pipelines
+    from metaslot.bench import aggregators, costs, data, kept, pipelines
     from metaslot.bench.machine import describe, format_description
     from metaslot.bench.variants import variants
 
-    groups = GROUPS if arguments.group == "all" else (arguments.group,)
+    groups = GROUPS if arguments.group == "all" else (arguments.group,)  # costs only when named
     chosen_variants = variants(arguments.autocast, arguments.compile)
     precisions = [variant for variant in chosen_variants if not variant.compiled]
     # The paper size takes minutes per step on a CPU (about 3 min for the autoencoder on 2 cores): GPU only
@@ -247,6 +273,19 @@ def _run_groups(arguments: argparse.Namespace, device, scale: str) -> dict:
         results["pipelines"] = rows
         print("\n" + pipelines.format_table(rows), flush=True)
         _write(output, results)
+    if "costs" in groups:
+        repeats, warmup = _counts(arguments, quick=1, full=2, warmup=1)
+        results["settings"]["counts"]["costs"] = {"repeats": repeats, "warmup": warmup}
+        rows = costs.benchmark_costs(
+            smoke_run if scale == "smoke" else preset_run,
+            device,
+            batch_size=arguments.batch_size or 2,
+            repeats=repeats,
+            warmup=warmup,
+            utilisation=arguments.utilisation,
+        )
+        results["costs"] = rows
+        print("\n" + costs.format_table(rows), flush=True)
     if "data" in groups:
         repeats, warmup = _counts(arguments, quick=2, full=5, warmup=1)
         results["settings"]["counts"]["data"] = {"repeats": repeats, "warmup": warmup}
