@@ -55,16 +55,24 @@ def masked_slot_attention(
     with torch.autocast(device_type=queries.device.type, enabled=False):
         queries = queries.float()
         logits = torch.bmm(queries, keys.float().transpose(1, 2)) * logit_scale
-        if keep is not None:
-            # A finite "minus infinity": a row with every slot pruned becomes a uniform softmax (no NaN)
-            # that the multiplication by `keep` below sets to exactly zero.
-            logits = logits.masked_fill(~keep[:, :, None], torch.finfo(torch.float32).min)
-        attention = torch.softmax(logits, dim=1)
-        if keep is not None:
-            attention = attention * keep[:, :, None].to(attention.dtype)
-        weights = attention / (attention.sum(dim=-1, keepdim=True) + epsilon)
+        attention, weights = _attention_weights(logits, keep, epsilon)
         updates = torch.bmm(weights, values.float())
     return updates.to(values.dtype), attention
+
+
+def _attention_weights(
+    logits: Float[Tensor, "b k n"], keep: Bool[Tensor, "b k"] | None, epsilon: float
+) -> tuple[Float[Tensor, "b k n"], Float[Tensor, "b k n"]]:
+    """Softmax over slots (pruned slots exactly 0) and the same renormalised over tokens (+ epsilon)."""
+    if keep is not None:
+        # A finite "minus infinity": a row with every slot pruned becomes a uniform softmax (no NaN)
+        # that the multiplication by `keep` below sets to exactly zero.
+        logits = logits.masked_fill(~keep[:, :, None], torch.finfo(torch.float32).min)
+    attention = torch.softmax(logits, dim=1)
+    if keep is not None:
+        attention = attention * keep[:, :, None].to(attention.dtype)
+    weights = attention / (attention.sum(dim=-1, keepdim=True) + epsilon)
+    return attention, weights
 
 
 def feature_space_slot_attention(
@@ -142,32 +150,32 @@ def noisy_feature_space_slot_attention(
             "noisy_feature_space_slot_attention draws only what the values need: call it without autograd "
             "(torch.no_grad()), or add full noise to the features for a differentiable read-out"
         )
+    if not 0 < epsilon < math.inf:  # also refuses NaN
+        raise ValueError(f"epsilon ({epsilon}) must be positive and finite")
     with torch.autocast(device_type=queries.device.type, enabled=False):
         features = features.float()
         queries_in_features = queries.float() @ key_weight.float()  # b k c
         basis = torch.linalg.qr(queries_in_features.transpose(1, 2)).Q  # b c r, r = min(k, c)
-        batch, tokens, _ = features.shape
-        shape = (batch, tokens, basis.shape[-1])
-        along = torch.randn(shape, generator=generator, device=features.device, dtype=features.dtype)
-        # One read-out over [features, z]: logits q̃·x_n + σ(q̃Q)·z_n; means of x and of z in one product.
-        averaged, attention = masked_slot_attention(
-            torch.cat([queries_in_features, sigma * (queries_in_features @ basis)], dim=-1),
-            torch.cat([features, along], dim=-1),
-            torch.cat([features, along], dim=-1),
-            keep,
-            epsilon,
-            logit_scale=1.0 / math.sqrt(key_weight.shape[0]),
-        )
-        width = features.shape[-1]
-        mean_features, mean_along = averaged[..., :width], averaged[..., width:]
-        weights = attention / (attention.sum(dim=-1, keepdim=True) + epsilon)  # as masked_slot_attention
-        root = torch.linalg.qr(weights.transpose(1, 2)).R.transpose(1, 2)  # b k k', root·rootᵀ = w·wᵀ
+        batch, tokens, width = features.shape
+        along = torch.randn(
+            (batch, tokens, basis.shape[-1]),
+            generator=generator,
+            device=features.device,
+            dtype=features.dtype,
+        )  # z_n = Qᵀ·ε_n
+        logit_scale = 1.0 / math.sqrt(key_weight.shape[0])
+        logits = torch.bmm(queries_in_features, features.transpose(1, 2))
+        logits = (
+            logits + torch.bmm(sigma * (queries_in_features @ basis), along.transpose(1, 2))
+        ) * logit_scale
+        attention, weights = _attention_weights(logits, keep, epsilon)
+        root = torch.linalg.qr(weights.transpose(1, 2), mode="r").R.transpose(1, 2)  # root·rootᵀ = w·wᵀ
         across = torch.randn(
             (batch, root.shape[-1], width), generator=generator, device=features.device, dtype=features.dtype
         )
         across = across - (across @ basis) @ basis.transpose(1, 2)  # · P⊥
-        noise_mean = mean_along @ basis.transpose(1, 2) + root @ across
-        updates = (mean_features + sigma * noise_mean) @ value_weight.float().T
+        noise_mean = torch.bmm(weights, along) @ basis.transpose(1, 2) + root @ across
+        updates = (torch.bmm(weights, features) + sigma * noise_mean) @ value_weight.float().T
     return updates, attention
 
 
