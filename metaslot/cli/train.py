@@ -46,6 +46,9 @@ def selector_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--vqvae-variant", help=f"--model vqvae only: {', '.join(VQVAE_VARIANTS)} (c4 for SlotDiffusion)"
     )
+    parser.add_argument(
+        "--teacher", metavar="RUN", help="--model spot only: the stage-1 run whose masks teach SPOT's stage 2"
+    )
     parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_FOLDER")
     return parser
 
@@ -69,6 +72,8 @@ def parse_train_arguments(argv: list[str]) -> tuple[Any, dict[str, Any]]:
     """(resolved TrainConfig, invocation record) for the command-line arguments ``argv``."""
     known, rest = selector_parser().parse_known_args(argv)
     given = {name: getattr(known, name) for name in SELECTOR_DEFAULTS if getattr(known, name) is not None}
+    if known.teacher is not None:
+        given["teacher"] = known.teacher
     default = preset_for(given)
     if known.resume == AUTO and not existing_run(named_run_folder(rest, default)):
         known.resume = None  # nothing there yet: the job's first start
@@ -88,7 +93,7 @@ def describe_preset(selection: dict[str, str]) -> str:
         f"Train {model} on {data} with {selection['aggregator']}. Every flag below overrides "
         f"the preset {model}_{data}; selectors: --model {{{','.join(MODELS + FTDINOSAUR_MODELS)}}}, "
         f"--data {{{','.join(DATASETS)}}}, --aggregator {{{','.join(AGGREGATORS)}}}, "
-        f"--vqvae-variant {{{','.join(VQVAE_VARIANTS)}}}. --resume [RUN_FOLDER] continues a run from its "
+        f"--vqvae-variant {{{','.join(VQVAE_VARIANTS)}}}, --teacher RUN (spot stage 2). --resume [RUN_FOLDER] continues a run from its "
         "config.json (then every flag overrides that); --resume auto resumes the run if it exists and "
         "starts it otherwise (for job scripts a cluster may requeue)."
     )
@@ -158,7 +163,10 @@ def preset_for(given: dict[str, str]) -> Any:
     from metaslot.train.presets import preset
 
     selection = {**SELECTOR_DEFAULTS, **given}
-    return preset(selection["model"], selection["data"], selection["aggregator"], selection["vqvae_variant"])
+    teacher = Path(given["teacher"]) if "teacher" in given else None
+    return preset(
+        selection["model"], selection["data"], selection["aggregator"], selection["vqvae_variant"], teacher
+    )
 
 
 def refuse_other_selectors(

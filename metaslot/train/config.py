@@ -130,6 +130,9 @@ class TrainConfig:
     (`metaslot.train.run_folder`). On the command line: ``--resume [RUN_FOLDER]``."""
     vqvae: Path | None = None
     """Stage-1 VQ-VAE run folder or checkpoint (SLATE and SlotDiffusion only)."""
+    teacher: Path | None = None
+    """Stage-1 SPOT run folder or checkpoint whose decoder masks teach a SPOT stage-2 student
+    (``--model spot --teacher RUN``; its weights are loaded into the frozen ``teacher``)."""
     init_from: Path | None = None
     """Start from this run folder's last checkpoint (or this checkpoint file): every weight whose name
     and shape fit is loaded, the rest start fresh, and the log lists both (`metaslot.train.init_from`).

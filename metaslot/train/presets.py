@@ -315,6 +315,48 @@ def slotdiffusion_shapes() -> TrainConfig:
     return _small_shapes(model, "slotdiffusion-shapes")
 
 
+SPOT_TRAINABLE_BLOCKS = 4
+"""SPOT's stage 2 trains the ViT's blocks 8-11 (``train_spot_2.py``: ``blocks >= 8`` of 12)."""
+
+
+def spot_stage_two(config: TrainConfig, teacher: Path) -> TrainConfig:
+    """SPOT's self-training stage (``train_spot_2.py``) on top of a stage-1 SPOT preset: the student gets
+    learnt per-slot queries (AdaSlot keeps its shared initialiser), bi-level truncation (Slot Attention;
+    MetaSlot's stage 1 runs without a graph already), its last 4 ViT blocks trained with a frozen copy
+    giving the target, and the cross-entropy to the masks of ``teacher`` (weight 5e-3); same schedule.
+    ``teacher``: the stage-1 run folder or one of its checkpoints (its ``config.json`` gives the spec)."""
+    from metaslot.models.aggregators import AdaSlotSpec, SlotAttentionSpec
+    from metaslot.models.pipelines.spot import SpotSpec
+    from metaslot.train.checkpoint import resolve_checkpoint
+    from metaslot.train.config import config_from_json
+
+    if not isinstance(config.model, SpotSpec) or config.model.teacher is not None:
+        raise ConfigError("--teacher applies to --model spot (a stage-1 SPOT preset)")
+    if not Path(teacher).exists():
+        raise ConfigError(f"--teacher {teacher} does not exist; pass the stage-1 SPOT run folder")
+    run_dir, _ = resolve_checkpoint(Path(teacher))
+    teacher_config = config_from_json((run_dir / "config.json").read_text())
+    teacher_spec = teacher_config.model
+    if not isinstance(teacher_spec, SpotSpec) or teacher_spec.teacher is not None:
+        raise ConfigError(
+            f"--teacher {teacher} is not a stage-1 SPOT run (its model is {type(teacher_spec).__name__}"
+            f"{' with a teacher' if isinstance(teacher_spec, SpotSpec) else ''}): train one with --model spot"
+        )
+    aggregator = config.model.aggregator
+    if not isinstance(aggregator, AdaSlotSpec):
+        aggregator = attrs.evolve(aggregator, initializer="learnt")
+    if isinstance(aggregator, SlotAttentionSpec):
+        aggregator = attrs.evolve(aggregator, bilevel=True)
+    model = attrs.evolve(
+        config.model,
+        encoder=attrs.evolve(config.model.encoder, frozen=False),
+        aggregator=aggregator,
+        trainable_blocks=SPOT_TRAINABLE_BLOCKS,
+        teacher=teacher_spec,
+    )
+    return attrs.evolve(config, model=model, name=f"{config.name}-stage2", teacher=Path(teacher))
+
+
 def spot_shapes() -> TrainConfig:
     """SPOT stage 1 on 128×128 shapes: the ViT at 112 (8×8 tokens), slots of width 128."""
     config = _spot("voc")
@@ -646,8 +688,10 @@ def preset(
     data: str = "shapes",
     aggregator: str = "metaslot",
     vqvae_variant: str = "c256",
+    teacher: Path | None = None,
 ) -> TrainConfig:
-    """The preset for ``--model`` × ``--data`` (× ``--aggregator``, ``--vqvae-variant``)."""
+    """The preset for ``--model`` × ``--data`` (× ``--aggregator``, ``--vqvae-variant``); with
+    ``teacher`` (``--model spot`` only) SPOT's stage 2 taught by that stage-1 run."""
     model = _choose("model", model, MODELS + FTDINOSAUR_MODELS)
     data = _choose("data", data, DATASETS)
     aggregator = _choose("aggregator", aggregator, AGGREGATORS)
@@ -669,4 +713,6 @@ def preset(
         config = with_slot_attention(config)
     if aggregator == "adaslot" and model != "vqvae":
         config = with_adaslot(config)
+    if teacher is not None:
+        config = spot_stage_two(config, teacher)
     return config

@@ -66,7 +66,8 @@ def stage_one_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def build_pipeline(config: TrainConfig) -> torch.nn.Module:
-    """``config.model.build()``, with the VQ-VAE weights mapped in for stage-2 pipelines."""
+    """``config.model.build()``, with the VQ-VAE weights mapped in for stage-2 pipelines and the stage-1
+    SPOT run's weights in a SPOT student's teacher."""
     model_spec = config.model
     if not isinstance(model_spec, PipelineSpec):
         raise ConfigError(f"--model holds {model_spec!r}, which has no build(); pass a pipeline spec")
@@ -80,7 +81,39 @@ def build_pipeline(config: TrainConfig) -> torch.nn.Module:
                 f"then add --vqvae runs/vqvae-{model_spec.stage_one_variant}-{data}"
             )
         load_stage_one(pipeline, stage_one_weights(config.vqvae), config.vqvae, data)
+    if needs_teacher(model_spec):
+        load_teacher(pipeline, config.teacher)
     return pipeline
+
+
+def needs_teacher(model_spec: object) -> bool:
+    """A SPOT stage-2 spec: its frozen teacher's weights come from ``--teacher``."""
+    from metaslot.models.pipelines.spot import SpotSpec
+
+    return isinstance(model_spec, SpotSpec) and model_spec.teacher is not None
+
+
+def load_teacher(pipeline: torch.nn.Module, teacher: Path | None) -> None:
+    """The stage-1 run's weights into SPOT's frozen ``teacher`` (every key, shapes checked)."""
+    if teacher is None:
+        raise ConfigError(
+            "this SPOT stage-2 config has a teacher spec but no --teacher run: train stage 1 with "
+            "`python -m cli.train --model spot --data DATA`, then add --teacher runs/spot-DATA"
+        )
+    if not Path(teacher).exists():
+        raise CheckpointError(f"--teacher {teacher} does not exist; pass the stage-1 SPOT run folder")
+    weights = stage_one_weights(Path(teacher))
+    own = pipeline.teacher.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    wrong = sorted(key for key in set(own) & set(weights) if own[key].shape != weights[key].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"--teacher {teacher} does not fit the SPOT teacher: {len(missing)} missing "
+            f"({', '.join(missing[:3])}), {len(unexpected)} unexpected ({', '.join(unexpected[:3])}), "
+            f"{len(wrong)} of another shape ({', '.join(wrong[:3])}); pass the stage-1 run this config was made from"
+        )
+    pipeline.teacher.load_state_dict(weights)
 
 
 def load_stage_one(

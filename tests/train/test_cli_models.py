@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from cli_args import loop_args, model_args, without_codebook
 
 from metaslot.cli import eval as eval_cli
@@ -81,6 +82,36 @@ def test_spot_trains_and_records_its_evaluation_orders(tmp_path: Path) -> None:
     _check_run(run_dir, segmentation=True)
     protocol = json.loads((run_dir / "eval" / "evaluation.json").read_text())["protocol"]
     assert (protocol["name"], protocol["token_orders"], protocol["masks"]) == ("metaslot", "first", "pipeline")
+
+
+def test_spot_stage_two_learns_from_its_stage_one_teacher(tmp_path: Path) -> None:
+    """``--model spot --teacher RUN``: the student's config holds the teacher's spec, its teacher the
+    stage-1 weights, and the self-training term is logged beside the reconstruction."""
+    from metaslot.train.checkpoint import read_tensors, resolve_checkpoint
+    from metaslot.train.config import config_from_json
+
+    teacher_dir = _train("spot", tmp_path)
+    train_cli.main([*model_args("spot"), *loop_args(tmp_path), "--name", "student", "--teacher", str(teacher_dir)])
+    run_dir = tmp_path / "student"
+    _check_run(run_dir, segmentation=True)
+    config = config_from_json((run_dir / "config.json").read_text())
+    assert config.teacher == teacher_dir and config.model.trainable_blocks == 4
+    assert config.model.aggregator.initializer == "learnt" and not config.model.encoder.frozen
+    assert config.model.teacher == config_from_json((teacher_dir / "config.json").read_text()).model
+    rows = [row for row in read_metrics(run_dir) if row["split"] == "train"]
+    assert all("loss/self_training" in row and "loss/reconstruction" in row for row in rows)
+    _, sidecar = resolve_checkpoint(teacher_dir)
+    stage_one = read_tensors(sidecar.with_suffix(".safetensors"))
+    _, student_sidecar = resolve_checkpoint(run_dir)
+    student = read_tensors(student_sidecar.with_suffix(".safetensors"))
+    assert all(torch.equal(student[f"teacher.{key}"], value) for key, value in stage_one.items())
+
+
+def test_teacher_is_only_for_spot(tmp_path: Path) -> None:
+    from metaslot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--model spot"):
+        train_cli.parse_train_arguments(["--model", "dinosaur", "--teacher", str(tmp_path)])
 
 
 @pytest.mark.slow
