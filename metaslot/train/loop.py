@@ -49,6 +49,7 @@ from metaslot.train.preparation import (
 )
 from metaslot.train.schedules import warmup_cosine
 from metaslot.train.signals import StopRequest, Stopped, signal_name
+from metaslot.train.stages import attach_teacher
 
 __all__ = ["TrainResult", "train"]
 
@@ -68,6 +69,7 @@ def train(
     config: TrainConfig, *, evaluation: Evaluation, invocation: dict[str, Any] | None = None
 ) -> TrainResult:
     """Train (or resume) the run ``config.run_dir``; collective under torchrun."""
+    config = attach_teacher(config)  # SPOT stage 2: the teacher's spec goes into config.json
     context = distributed.context_from_environment()
     device = resolve_device(config.device, context.local_rank)
     dtype = resolve_precision(config.precision, device)

@@ -324,24 +324,13 @@ def spot_stage_two(config: TrainConfig, teacher: Path) -> TrainConfig:
     learnt per-slot queries (AdaSlot keeps its shared initialiser), bi-level truncation (Slot Attention;
     MetaSlot's stage 1 runs without a graph already), its last 4 ViT blocks trained with a frozen copy
     giving the target, and the cross-entropy to the masks of ``teacher`` (weight 5e-3); same schedule.
-    ``teacher``: the stage-1 run folder or one of its checkpoints (its ``config.json`` gives the spec)."""
+    ``teacher``: the stage-1 run folder or one of its checkpoints; its spec is read from its
+    ``config.json`` when the run starts (`metaslot.train.stages.attach_teacher`), so this parses offline."""
     from metaslot.models.aggregators import AdaSlotSpec, SlotAttentionSpec
     from metaslot.models.pipelines.spot import SpotSpec
-    from metaslot.train.checkpoint import resolve_checkpoint
-    from metaslot.train.config import config_from_json
 
     if not isinstance(config.model, SpotSpec) or config.model.teacher is not None:
         raise ConfigError("--teacher applies to --model spot (a stage-1 SPOT preset)")
-    if not Path(teacher).exists():
-        raise ConfigError(f"--teacher {teacher} does not exist; pass the stage-1 SPOT run folder")
-    run_dir, _ = resolve_checkpoint(Path(teacher))
-    teacher_config = config_from_json((run_dir / "config.json").read_text())
-    teacher_spec = teacher_config.model
-    if not isinstance(teacher_spec, SpotSpec) or teacher_spec.teacher is not None:
-        raise ConfigError(
-            f"--teacher {teacher} is not a stage-1 SPOT run (its model is {type(teacher_spec).__name__}"
-            f"{' with a teacher' if isinstance(teacher_spec, SpotSpec) else ''}): train one with --model spot"
-        )
     aggregator = config.model.aggregator
     if not isinstance(aggregator, AdaSlotSpec):
         aggregator = attrs.evolve(aggregator, initializer="learnt")
@@ -352,7 +341,6 @@ def spot_stage_two(config: TrainConfig, teacher: Path) -> TrainConfig:
         encoder=attrs.evolve(config.model.encoder, frozen=False),
         aggregator=aggregator,
         trainable_blocks=SPOT_TRAINABLE_BLOCKS,
-        teacher=teacher_spec,
     )
     return attrs.evolve(config, model=model, name=f"{config.name}-stage2", teacher=Path(teacher))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+import attrs
 import torch
 
 from metaslot.errors import CheckpointError, ConfigError
@@ -83,7 +84,34 @@ def build_pipeline(config: TrainConfig) -> torch.nn.Module:
         load_stage_one(pipeline, stage_one_weights(config.vqvae), config.vqvae, data)
     if needs_teacher(model_spec):
         load_teacher(pipeline, config.teacher)
+    elif config.teacher is not None:
+        raise ConfigError(
+            f"--teacher {config.teacher} was given but the model has no teacher spec: "
+            "resolve it with metaslot.train.stages.attach_teacher(config) before building"
+        )
     return pipeline
+
+
+def attach_teacher(config: TrainConfig) -> TrainConfig:
+    """A SPOT stage-2 config (``--teacher RUN``) with the teacher's spec read from the stage-1 run's
+    ``config.json`` (so the student's own ``config.json`` holds it); any other config as it is."""
+    from metaslot.models.pipelines.spot import SpotSpec
+    from metaslot.train.config import config_from_json
+
+    model = config.model
+    if config.teacher is None or not isinstance(model, SpotSpec) or model.teacher is not None:
+        return config
+    if not Path(config.teacher).exists():
+        raise CheckpointError(f"--teacher {config.teacher} does not exist; pass the stage-1 SPOT run folder")
+    run_dir, _ = checkpoints.resolve_checkpoint(Path(config.teacher))
+    teacher_spec = config_from_json((run_dir / "config.json").read_text()).model
+    if not isinstance(teacher_spec, SpotSpec) or teacher_spec.teacher is not None:
+        kind = type(teacher_spec).__name__ + (" with a teacher" if isinstance(teacher_spec, SpotSpec) else "")
+        raise ConfigError(
+            f"--teacher {config.teacher} is not a stage-1 SPOT run (its model is a {kind}): "
+            "train one with `python -m cli.train --model spot --data DATA`"
+        )
+    return attrs.evolve(config, model=attrs.evolve(model, teacher=teacher_spec))
 
 
 def needs_teacher(model_spec: object) -> bool:
