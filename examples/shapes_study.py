@@ -1,8 +1,14 @@
-"""The shapes study: Slot Attention against MetaSlot at the default job's recipe, and over slot counts.
+"""The shapes study: Slot Attention against MetaSlot (and AdaSlot, with ``--compared``) at the default
+job's recipe, and over slot counts.
 
 Every run is the default job's preset (``autoencoder_shapes``, what ``python -m cli.train`` trains: its
 data, model, slot count, optimiser, schedule and steps) with only the aggregator, the seed and, in the
-sweep, the slot count changed:
+sweep, the slot count changed. AdaSlot trains in its authors' two stages within the same step budget:
+a fixed-K Slot Attention run with the shared initialiser at the preset's slot count
+(``adaslot-stage1-k{k}-seed{seed}``, ``--adaslot-stage-one`` of the steps, default half), then the AdaSlot
+run at the run's slot count started from its weights (``--init-from``) for the remaining steps; every
+slot count of the sweep starts from the same stage-1 run of its seed, as the released COCO model (33
+slots) started from a 7-slot run.
 
 - **main comparison**: both aggregators at the preset's own slot count, seeds ``--seeds`` (0–4);
 - **slot-count sweep**: both aggregators at every k of ``--slot-counts`` (4, 6, 8, 10), seeds
@@ -22,6 +28,9 @@ against k.
     python examples/shapes_study.py --part sweep --aggregators slot-attention  # another share
     python examples/shapes_study.py --report-only                              # report finished runs
     python examples/shapes_study.py --seeds 0 --sweep-seeds 0 --steps 50 --output /tmp/study  # a quick look
+    python examples/shapes_study.py --compared slot-attention metaslot adaslot  # the three-way study
+    python examples/shapes_study.py --compared slot-attention metaslot adaslot --report-only \
+        --previous docs/results/shapes_study.json   # reuse the metrics of runs trained elsewhere
 
 The whole study trains 34 runs with the defaults (2 × 5 main, 2 × 4 × 3 sweep; fewer when the preset's
 slot count is one of the sweep's); see docs/results.md for the measured time.
@@ -56,14 +65,15 @@ from metaslot.errors import ConfigError, MetaslotError, TrainingInterrupted  # n
 from metaslot.eval.evaluate import PictureSamples, evaluate  # noqa: E402
 from metaslot.eval.pictures import displayable, kept_slot_labels, label_overlay  # noqa: E402
 from metaslot.eval.session import SplitEvaluation  # noqa: E402
-from metaslot.models.aggregators import MetaSlotSpec  # noqa: E402
+from metaslot.models.aggregators import AdaSlotSpec, MetaSlotSpec  # noqa: E402
 from metaslot.train.checkpoint import latest_checkpoint, load_model_checkpoint, read_sidecar  # noqa: E402
 from metaslot.train.config import TrainConfig, config_from_json, to_jsonable  # noqa: E402
 from metaslot.train.loop import train  # noqa: E402
 from metaslot.train.presets import preset  # noqa: E402
 
-Aggregator = Literal["slot-attention", "metaslot"]
+Aggregator = Literal["slot-attention", "metaslot", "adaslot"]
 AGGREGATORS: tuple[Aggregator, ...] = ("slot-attention", "metaslot")
+"""What the study compares unless ``--compared`` says otherwise."""
 METRICS = (
     "ari",
     "fg_ari",
@@ -102,8 +112,17 @@ class Study:
     """Slot counts k of the sweep."""
     sweep_seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds of every slot count of the sweep."""
-    aggregators: tuple[Aggregator, ...] = AGGREGATORS
-    """Which aggregators this process trains (the report always covers both)."""
+    compared: tuple[Aggregator, ...] = AGGREGATORS
+    """The models the study compares: its runs, tables and pictures."""
+    aggregators: tuple[Aggregator, ...] = ("slot-attention", "metaslot", "adaslot")
+    """Which of the compared models this process trains (the report always covers all of them)."""
+    adaslot_stage_one: float = 0.5
+    """AdaSlot: the share of the step budget its fixed-K stage (Slot Attention) takes."""
+    adaslot_eval_keep: Literal["sample", "argmax"] = "sample"
+    """AdaSlot's keep decision in the main tables ('sample' as released); the other is reported beside."""
+    previous: Path | None = None
+    """A ``shapes_study.json`` (same test images) whose runs stand in for runs not finished under
+    ``--runs-dir``: their metrics and slot histograms, no pictures; the report marks them ``reused``."""
     part: Literal["main", "sweep", "all"] = "all"
     """Which part of the study this process trains."""
     report_only: bool = False
@@ -137,20 +156,24 @@ class RunKey:
 
 @dataclasses.dataclass(frozen=True)
 class Evaluated:
-    """A finished run's metrics on the test images, its (objects × kept slots) counts and picture samples."""
+    """A finished run's metrics on the test images, its (objects × kept slots) counts and picture samples
+    (None for a run reused from ``--previous``); AdaSlot's metrics with the other keep decision too."""
 
     key: RunKey
     metrics: dict[str, float]
     histogram: numpy.ndarray
-    samples: PictureSamples
+    samples: PictureSamples | None
     step: int
+    other_keep: dict[str, float] | None = None
+    reused: bool = False
 
 
 # --- the runs --------------------------------------------------------------------------------------
 
 
 def preset_config(aggregator: Aggregator) -> TrainConfig:
-    """The default job (``autoencoder_shapes``) with ``aggregator``; Slot Attention shares MetaSlot's fields."""
+    """The default job (``autoencoder_shapes``) with ``aggregator``; Slot Attention and AdaSlot share
+    MetaSlot's fields (AdaSlot's second stage: `run_config` adds its first)."""
     return preset("autoencoder", "shapes", aggregator)
 
 
@@ -161,7 +184,7 @@ def preset_slots() -> int:
 
 def main_runs(study: Study) -> list[RunKey]:
     slots = preset_slots()
-    return [RunKey(aggregator, slots, seed) for seed in study.seeds for aggregator in AGGREGATORS]
+    return [RunKey(aggregator, slots, seed) for seed in study.seeds for aggregator in study.compared]
 
 
 def sweep_runs(study: Study) -> list[RunKey]:
@@ -170,7 +193,7 @@ def sweep_runs(study: Study) -> list[RunKey]:
         RunKey(aggregator, slots, seed)
         for seed in study.sweep_seeds
         for slots in study.slot_counts
-        for aggregator in AGGREGATORS
+        for aggregator in study.compared
     ]
 
 
@@ -190,24 +213,56 @@ def with_slot_count(model: Any, slots: int) -> Any:
     """``model`` with ``slots`` slots; MetaSlot's ring buffer keeps the preset's size per slot (4·batch·k)."""
     aggregator = model.aggregator
     changes: dict[str, int] = {"num_slots": slots}
+    if isinstance(aggregator, AdaSlotSpec):
+        changes["lower_bound"] = min(aggregator.lower_bound, slots)
     if isinstance(aggregator, MetaSlotSpec):
         changes["buffer_capacity"] = aggregator.buffer_capacity * slots // aggregator.num_slots
     return attrs.evolve(model, aggregator=attrs.evolve(aggregator, **changes))
 
 
-def run_config(study: Study, key: RunKey) -> TrainConfig:
-    """The preset with the run's aggregator, slot count and seed (and ``--steps`` if given)."""
-    base = preset_config(key.aggregator)
-    steps = base.loop.steps if study.steps is None else study.steps
+def total_steps(study: Study) -> int:
+    """Every run's step budget (AdaSlot's two stages together): the preset's, or ``--steps``."""
+    return preset_config("metaslot").loop.steps if study.steps is None else study.steps
+
+
+def stage_one_steps(study: Study) -> int:
+    """AdaSlot's fixed-K stage: ``--adaslot-stage-one`` of the budget (at least one step each stage)."""
+    return min(max(round(total_steps(study) * study.adaslot_stage_one), 1), total_steps(study) - 1)
+
+
+def study_run(study: Study, base: TrainConfig, name: str, slots: int, seed: int, steps: int) -> TrainConfig:
     return attrs.evolve(
         base,
-        name=key.name,
-        model=with_slot_count(base.model, key.slots),
-        loop=attrs.evolve(base.loop, seed=key.seed, steps=steps),
+        name=name,
+        model=with_slot_count(base.model, slots),
+        loop=attrs.evolve(base.loop, seed=seed, steps=steps),
         runs_dir=study.runs_dir,
         progress=study.progress,
         evaluate_at_end=False,  # the study evaluates every run on its own test images
     )
+
+
+def stage_one_config(study: Study, seed: int) -> TrainConfig:
+    """AdaSlot's first stage: the preset's Slot Attention with the shared initialiser (whose weights do
+    not depend on k) at the preset's slot count, for the first share of the budget."""
+    base = preset_config("slot-attention")
+    aggregator = attrs.evolve(base.model.aggregator, initializer="shared")
+    base = attrs.evolve(base, model=attrs.evolve(base.model, aggregator=aggregator))
+    slots = preset_slots()
+    name = f"adaslot-stage1-k{slots}-seed{seed}"
+    return study_run(study, base, name, slots, seed, stage_one_steps(study))
+
+
+def run_config(study: Study, key: RunKey) -> TrainConfig:
+    """The preset with the run's aggregator, slot count and seed (and ``--steps`` if given); AdaSlot's is
+    its second stage, started from `stage_one_config` for the rest of the budget."""
+    base = preset_config(key.aggregator)
+    if key.aggregator != "adaslot":
+        return study_run(study, base, key.name, key.slots, key.seed, total_steps(study))
+    config = study_run(
+        study, base, key.name, key.slots, key.seed, total_steps(study) - stage_one_steps(study)
+    )
+    return attrs.evolve(config, init_from=stage_one_config(study, key.seed).run_dir)
 
 
 def first_difference(saved: Any, wanted: Any, where: str = "config") -> str | None:
@@ -252,6 +307,13 @@ def finished_step(config: TrainConfig) -> int:
     if sidecar is None or not sidecar.is_file():
         return 0
     return int(read_sidecar(sidecar)["state"]["step"])
+
+
+def train_run(study: Study, key: RunKey) -> Path:
+    """Train (or resume, or skip) the run; AdaSlot's first stage before its second."""
+    if key.aggregator == "adaslot":
+        train_or_resume(stage_one_config(study, key.seed))
+    return train_or_resume(run_config(study, key))
 
 
 def train_or_resume(config: TrainConfig) -> Path:
@@ -315,12 +377,18 @@ def background_count_error(histogram: list[list[int]]) -> float:
     return float((counts * numpy.abs(slots - objects - 1)).sum() / counts.sum())
 
 
-def evaluate_run(study: Study, key: RunKey) -> Evaluated:
-    """Metrics of the run's last checkpoint on the test images (identical for every run), on the CPU."""
-    config = run_config(study, key)
+def with_eval_keep(config: TrainConfig, keep: str) -> TrainConfig:
+    """An AdaSlot config whose evaluation decides the keep by ``keep`` ('sample' or 'argmax')."""
+    aggregator = attrs.evolve(config.model.aggregator, eval_keep=keep)
+    return attrs.evolve(config, model=attrs.evolve(config.model, aggregator=aggregator))
+
+
+def evaluate_config(
+    study: Study, config: TrainConfig, samples: PictureSamples | None
+) -> tuple[dict[str, float], numpy.ndarray]:
+    """Metrics and (objects × kept slots) counts of the run's last checkpoint on the test images."""
     pipeline = config.model.build()
     load_model_checkpoint(latest_checkpoint(config.run_dir / "checkpoints"), pipeline)
-    samples = PictureSamples(capacity=study.picture_images)
     result = evaluate(
         pipeline,
         held_out_images(config, study.test_images),
@@ -334,8 +402,49 @@ def evaluate_run(study: Study, key: RunKey) -> Evaluated:
         count_correlation=count_correlation(result.slot_histogram),
         background_count_error=background_count_error(result.slot_histogram),
     )
-    histogram = numpy.asarray(result.slot_histogram, dtype=float)
-    return Evaluated(key, metrics, histogram, samples, step=finished_step(config))
+    return metrics, numpy.asarray(result.slot_histogram, dtype=float)
+
+
+def evaluate_run(study: Study, key: RunKey) -> Evaluated:
+    """Metrics of the run's last checkpoint on the test images (identical for every run), on the CPU;
+    AdaSlot's with ``--adaslot-eval-keep``, and with the other keep decision beside."""
+    config = run_config(study, key)
+    samples = PictureSamples(capacity=study.picture_images)
+    other = None
+    if key.aggregator == "adaslot":
+        config = with_eval_keep(config, study.adaslot_eval_keep)
+        other_keep = "argmax" if study.adaslot_eval_keep == "sample" else "sample"
+        other, _ = evaluate_config(study, with_eval_keep(config, other_keep), None)
+    metrics, histogram = evaluate_config(study, config, samples)
+    return Evaluated(key, metrics, histogram, samples, step=finished_step(config), other_keep=other)
+
+
+def previous_runs(study: Study, keys: list[RunKey]) -> dict[RunKey, Evaluated]:
+    """The runs of ``--previous`` that stand in for ``keys`` (unfinished here), marked reused."""
+    if study.previous is None:
+        return {}
+    document = json.loads(Path(study.previous).read_text())
+    settings = document["study"]
+    if settings["test_images"] != study.test_images or settings["steps"] != total_steps(study):
+        raise ConfigError(
+            f"--previous {study.previous} was evaluated on {settings['test_images']} test images after "
+            f"{settings['steps']} steps, this study on {study.test_images} after {total_steps(study)}"
+        )
+    records = document["runs"]
+    found = {}
+    for key in keys:
+        record = records.get(key.name)
+        if record is None:
+            continue
+        metrics = {
+            name: float("nan") if value is None else float(value)
+            for name, value in record.items()
+            if name not in ("aggregator", "slots", "seed", "step", "slot_histogram", "reused")
+            and not isinstance(value, (dict, list, str))
+        }
+        histogram = numpy.asarray(record["slot_histogram"], dtype=float)
+        found[key] = Evaluated(key, metrics, histogram, None, step=record["step"], reused=True)
+    return found
 
 
 def is_finished(study: Study, key: RunKey) -> bool:
@@ -368,7 +477,7 @@ def main_summary(study: Study, evaluated: dict[RunKey, Evaluated]) -> dict[str, 
     return {
         aggregator: {"slots": preset_slots()}
         | summary_of([run for run in runs if run.key.aggregator == aggregator], METRICS)
-        for aggregator in AGGREGATORS
+        for aggregator in study.compared
     }
 
 
@@ -382,7 +491,7 @@ def sweep_summary(study: Study, evaluated: dict[RunKey, Evaluated]) -> dict[str,
     """Per aggregator, one `sweep_point` per slot count."""
     return {
         aggregator: [sweep_point(study, evaluated, aggregator, slots) for slots in study.slot_counts]
-        for aggregator in AGGREGATORS
+        for aggregator in study.compared
     }
 
 
@@ -448,9 +557,32 @@ def markdown_report(study: Study, document: dict[str, Any], evaluated: dict[RunK
         "",
         *sweep_table(document["sweep"]),
     ]
+    lines += keep_decision_table(study, evaluated)
+    reused = [key.name for key, run in evaluated.items() if run.reused]
+    if reused:
+        lines += ["", f"Reused from {study.previous} ({len(reused)} runs, no pictures): " + ", ".join(reused)]
     if document["missing"]:
         lines += ["", f"Missing runs ({len(document['missing'])}): " + ", ".join(document["missing"])]
     return "\n".join(lines) + "\n"
+
+
+def keep_decision_table(study: Study, evaluated: dict[RunKey, Evaluated]) -> list[str]:
+    """AdaSlot's main-comparison runs evaluated with both keep decisions (the sampled one as released,
+    the argmax one deterministic): FG-ARI, kept slots and the count error, per seed."""
+    runs = [evaluated[key] for key in main_runs(study) if key in evaluated and evaluated[key].other_keep]
+    if not runs:
+        return []
+    shown, other = study.adaslot_eval_keep, "argmax" if study.adaslot_eval_keep == "sample" else "sample"
+    names = ("fg_ari", "active_slots", "background_count_error")
+    header = ["seed"] + [f"{LABELS[name]} ({keep})" for name in names for keep in (shown, other)]
+    rows = [
+        [str(run.key.seed)]
+        + [number(values[name]) for name in names for values in (run.metrics, run.other_keep)]
+        for run in runs
+    ]
+    return ["", f"AdaSlot's keep decision at evaluation, {shown} (the tables above) and {other}:", ""] + table(
+        header, rows
+    )
 
 
 # --- pictures --------------------------------------------------------------------------------------
@@ -590,12 +722,23 @@ def trimmed(histogram: numpy.ndarray) -> list[list[int]]:
 
 
 def run_record(run: Evaluated) -> dict[str, Any]:
+    extra: dict[str, Any] = {"reused": True} if run.reused else {}
+    if run.other_keep is not None:
+        extra["other_keep"] = run.other_keep
     return (
         dataclasses.asdict(run.key)
         | {"step": run.step}
         | run.metrics
         | {"slot_histogram": trimmed(run.histogram)}
+        | extra
     )
+
+
+def padded(histogram: numpy.ndarray, shape: tuple[int, int]) -> numpy.ndarray:
+    """``histogram`` with zero rows and columns added up to ``shape``."""
+    out = numpy.zeros(shape)
+    out[: histogram.shape[0], : histogram.shape[1]] = histogram
+    return out
 
 
 def write_text(path: Path, text: str) -> None:
@@ -622,9 +765,11 @@ def save_pictures(study: Study, document: dict[str, Any], evaluated: dict[RunKey
     main = [evaluated[key] for key in main_runs(study) if key in evaluated]
     first_seed: dict[str, Evaluated] = {}
     histograms: dict[str, numpy.ndarray] = {}
+    shape = tuple(max(run.histogram.shape[axis] for run in main) for axis in (0, 1)) if main else (0, 0)
     for run in sorted(main, key=lambda run: run.key.seed):
-        first_seed.setdefault(run.key.aggregator, run)
-        histograms[run.key.aggregator] = histograms.get(run.key.aggregator, 0) + run.histogram
+        if run.samples is not None:  # runs reused from --previous have no pictures
+            first_seed.setdefault(run.key.aggregator, run)
+        histograms[run.key.aggregator] = histograms.get(run.key.aggregator, 0) + padded(run.histogram, shape)
     if first_seed:
         grid = {f"{name} seed {run.key.seed}": run.samples for name, run in first_seed.items()}
         save_comparison_grid(grid, study.output / "shapes_study_grid.png")
@@ -657,15 +802,19 @@ def run_study(study: Study) -> dict[str, Any]:
     """Train (or resume, or skip) this process's runs, then report every finished run of the study."""
     if not study.report_only:
         for key in runs_to_train(study):
-            train_or_resume(run_config(study, key))
+            train_run(study, key)
     finished = [key for key in all_runs(study) if is_finished(study, key)]
-    missing = [missing_note(study, key) for key in all_runs(study) if key not in finished]
+    reused = previous_runs(study, [key for key in all_runs(study) if key not in finished])
+    missing = [
+        missing_note(study, key) for key in all_runs(study) if key not in finished and key not in reused
+    ]
     if missing:
         print(f"missing runs ({len(missing)}), left out of the report: " + ", ".join(missing))
-    if not finished:
+    if not finished and not reused:
         print(f"no finished run under {study.runs_dir}: nothing to report")
         return {}
-    evaluated = {key: evaluate_run(study, key) for key in finished}
+    evaluated = {key: evaluate_run(study, key) for key in finished} | reused
+    evaluated = {key: evaluated[key] for key in all_runs(study) if key in evaluated}  # study order
     document = write_report(study, evaluated, missing)
     print((study.output / "shapes_study.md").read_text())
     return document
