@@ -47,6 +47,11 @@ class EvalSpec:
     """How metrics are averaged over the split: 'image' (every image weighs the same) or 'batch' (the
     reference's mean of batch means, which over-weights a smaller last batch and depends on the batch
     size; use it with the reference's batch size to reproduce its numbers)."""
+    clustering_metrics: bool = False
+    """Also report what AdaSlot's evaluation does besides ARI and mBO, on the foreground pixels:
+    ``fg_ami``, ``fg_nmi``, ``fg_purity`` (Hungarian) and pair-counting ``fg_pair_precision``,
+    ``fg_pair_recall``, ``fg_pair_f1`` (`metaslot.ops.cluster_metrics`; a per-image loop on the host,
+    so off by default)."""
     protocol: str = attrs.field(default="metaslot", validator=_protocol_name)
     """The published evaluation protocol the metrics follow (`metaslot.protocols`: metaslot, spot,
     dinosaur, adaslot); the five fields below override its settings one by one (None: the protocol's)."""

@@ -27,12 +27,19 @@ from metaslot.data.sampling import evaluation_batches
 from metaslot.errors import ConfigError
 from metaslot.models.interfaces import DecodesInOrders, Pipeline, codebook_size_of
 from metaslot.models.records import PipelineOutput
+from metaslot.ops.cluster_metrics import (
+    adjusted_mutual_information,
+    hungarian_purity,
+    normalized_mutual_information,
+    pair_counting,
+)
 from metaslot.ops.metrics import (
     active_slot_count,
     adjusted_rand_index,
     averaging_units,
     codebook_perplexity,
     codes_in_use,
+    labels_allowing_empty,
     masks_to_labels,
     matched_iou,
     mean_best_overlap,
@@ -101,7 +108,10 @@ def _segment_labels(masks: torch.Tensor, keep: torch.Tensor | None, size: tuple[
         masks = torch.nn.functional.interpolate(
             masks.float(), size=size, mode="bilinear", align_corners=False
         )
-    return masks_to_labels(masks.float(), keep)
+    if keep is None:
+        return masks_to_labels(masks.float())
+    # AdaSlot may keep no slot of an image: it is then one segment that no slot owns.
+    return labels_allowing_empty(masks.float(), keep)
 
 
 def _ground_truth_at(segment: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -145,6 +155,8 @@ class MetricTotals:
 
     codebook_size: int | None
     average: Literal["image", "batch"] = "image"
+    clustering_metrics: bool = False
+    """Also AdaSlot's foreground AMI, NMI, purity and pair-counting scores (`add_clustering`)."""
     images: int = 0
     """Images evaluated by this process (the metric counts are batches under ``average="batch"``)."""
     sums: dict[str, torch.Tensor] = attrs.Factory(dict)
@@ -185,6 +197,8 @@ class MetricTotals:
         self.add("mbo_fg", mean_best_overlap(labels, target, ignore_background=True))
         self.add("miou", matched_iou(labels, target))
         self.add("miou_fg", matched_iou(labels, target, ignore_background=True))
+        if self.clustering_metrics:
+            self.add_clustering(labels, target)
         active = active_slot_count(keep)
         self.add("active_slots", active)
         self.add("true_objects", batch.num_objects)
@@ -195,7 +209,9 @@ class MetricTotals:
             slot_count_error(active, batch.num_objects + 1).abs(),
         )
         # Kept slots that win no pixel are invisible in the segmentation: count what one sees too.
-        segments = segment_count(labels, masks.shape[1])
+        # Label k marks an image with no kept slot (`labels_allowing_empty`): not a slot's segment.
+        slots = masks.shape[1]
+        segments = segment_count(labels, slots + 1) - (labels == slots).any(dim=1).long()
         self.add("segments", segments)
         self.add(
             "segment_count_abs_error_with_background",
@@ -206,6 +222,16 @@ class MetricTotals:
         ).cpu()
         ones = torch.ones(pair.shape[1], dtype=torch.float64)
         self.histogram.index_put_((pair[0], pair[1]), ones, accumulate=True)
+
+    def add_clustering(self, labels: torch.Tensor, target: torch.Tensor) -> None:
+        """AdaSlot's extra scores of the pixel labels, all on the foreground as AdaSlot reports them."""
+        self.add("fg_ami", adjusted_mutual_information(labels, target, ignore_background=True))
+        self.add("fg_nmi", normalized_mutual_information(labels, target, ignore_background=True))
+        self.add("fg_purity", hungarian_purity(labels, target, ignore_background=True))
+        pairs = pair_counting(labels, target, ignore_background=True)
+        self.add("fg_pair_precision", pairs.precision)
+        self.add("fg_pair_recall", pairs.recall)
+        self.add("fg_pair_f1", pairs.f1)
 
     def add_codes(self, codes: torch.Tensor, keep: torch.Tensor | None) -> None:
         """Count the codes of the kept slots (all slots without a keep mask; -1 means no code)."""
@@ -298,12 +324,15 @@ def evaluate(
     progress: Callable[[int], None] | None = None,
     average: Literal["image", "batch"] = "image",
     protocol: ProtocolSettings = PROTOCOLS["metaslot"],
+    clustering_metrics: bool = False,
 ) -> EvaluationResult:
     """Mean metrics over ``dataset`` (the first ``max_batches`` batches of each process if given).
 
     ``average``: per-image means (default: every image weighs the same), or the reference's mean of
     batch means (`averaging_units`). ``protocol`` (`metaslot.protocols`): which masks are scored, the
     size they are compared at, and the token orders of a pipeline that decodes in patch orders.
+    ``clustering_metrics`` adds AdaSlot's foreground AMI, NMI, purity and pair-counting scores
+    (`MetricTotals.add_clustering`).
 
     Runs in `evaluation_mode` (eval mode, no gradients, a forked RNG seeded with ``seed``), so the
     result is reproducible and the caller's random streams are untouched. Collective: under
@@ -318,7 +347,9 @@ def evaluate(
         num_workers=num_workers,
         seed=seed,
     )
-    totals = MetricTotals(codebook_size=codebook_size_of(pipeline), average=average)
+    totals = MetricTotals(
+        codebook_size=codebook_size_of(pipeline), average=average, clustering_metrics=clustering_metrics
+    )
     with evaluation_mode(pipeline, device, seed), decoding_orders(pipeline, protocol):
         for batch in loader:
             batch = batch.to(device, non_blocking=True)

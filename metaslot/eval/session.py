@@ -14,6 +14,7 @@ from metaslot.eval.evaluate import EvaluationResult, PictureSamples, evaluate, e
 from metaslot.eval.pictures import segmentation_grid_image, write_pictures
 from metaslot.eval.report import format_table, protocol_record, write_json
 from metaslot.eval_settings import EvaluationSettings, Provenance
+from metaslot.models.aggregators import AdaSlot
 from metaslot.models.interfaces import Pipeline, SamplesReconstructions
 from metaslot.runtime.device import autocast
 
@@ -52,7 +53,7 @@ def evaluate_and_report(
         print(format_table(result, title, protocol), flush=True)
         if provenance is not None:
             print(provenance.describe(), flush=True)
-    context = provenance.as_json() if provenance is not None else {}
+    context = (provenance.as_json() if provenance is not None else {}) | keep_decision(pipeline)
     record = protocol_record(protocol, overridden, result)
     write_json(
         result, output_dir / "evaluation.json", title=title, average=spec.average, protocol=record, **context
@@ -72,6 +73,16 @@ def evaluate_and_report(
         for path in written:
             print(f"picture: {path}")
     return result
+
+
+def keep_decision(pipeline: Pipeline) -> dict[str, str]:
+    """How an AdaSlot pipeline decided which slots to keep in this evaluation, for evaluation.json:
+    ``{"adaslot_keep": "sample" | "argmax"}`` (sampled as released, or the deterministic argmax);
+    nothing for the other aggregators, whose keep involves no such choice."""
+    aggregator = pipeline.aggregator
+    if isinstance(aggregator, AdaSlot):
+        return {"adaslot_keep": aggregator.spec.eval_keep}
+    return {}
 
 
 def evaluate_with(
@@ -95,6 +106,7 @@ def evaluate_with(
         pictures=pictures,
         average=settings.spec.average,
         protocol=settings.spec.protocol_settings()[0],
+        clustering_metrics=settings.spec.clustering_metrics,
     )
 
 

@@ -110,7 +110,8 @@ class Segmentation:
 
     ``masks`` are per-slot soft masks (pruned slots all zero; zero outside ``window``, the centred
     square the model saw). ``labels`` give each pixel the kept slot with the largest mask (pruned slots
-    never win) and -1 outside ``window``, which only non-square inputs have. ``codes`` are the MetaSlot
+    never win) and -1 outside ``window``, which only non-square inputs have, and everywhere in an image
+    whose slots AdaSlot all dropped. ``codes`` are the MetaSlot
     prototype of each slot (-1 for pruned slots and for plain Slot Attention).
     """
 

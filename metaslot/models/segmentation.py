@@ -26,7 +26,7 @@ from torchvision.transforms.v2 import functional as tvf
 
 from metaslot.errors import DataError
 from metaslot.models.records import AggregatorOutput, Segmentation, Window
-from metaslot.ops.metrics import masks_to_labels
+from metaslot.ops.metrics import labels_allowing_empty
 
 # ImageNet statistics on the 0-255 scale, the values the datasets normalise with (data/transforms.py).
 IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
@@ -158,7 +158,9 @@ def segmentation_at_input(
 ) -> Segmentation:
     """The :class:`Segmentation` of an ``height × width`` batch from the model-size ``masks``."""
     full = masks_at_input(masks, window, height, width)
-    labels: Int[Tensor, "b h w"] = masks_to_labels(full, aggregated.keep)
+    labels: Int[Tensor, "b h w"] = labels_allowing_empty(full, aggregated.keep)
+    # An image whose slots were all dropped (AdaSlot) has no slot to give its pixels: -1, as outside.
+    labels = labels.masked_fill(labels == masks.shape[1], -1)
     labels = labels.masked_fill(outside(window, height, width, labels.device), -1)
     return Segmentation(
         slots=aggregated.slots,

@@ -36,6 +36,7 @@ __all__ = [
     "averaging_units",
     "codebook_perplexity",
     "codes_in_use",
+    "labels_allowing_empty",
     "masks_to_labels",
     "matched_iou",
     "mean_best_overlap",
@@ -264,6 +265,16 @@ def masks_to_labels(
         )
     pruned = ~keep[:, :, None, None]
     return masks.masked_fill(pruned, float("-inf")).argmax(dim=1)
+
+
+def labels_allowing_empty(
+    masks: Float[Tensor, "b k h w"], keep: Bool[Tensor, "b k"]
+) -> Int[Tensor, "b h w"]:
+    """`masks_to_labels`, except that an image with no kept slot (AdaSlot may drop every slot of an
+    image) is one segment labelled ``k``, a label no slot has: it owns every pixel, no slot does."""
+    empty = ~keep.any(dim=1)
+    labels = masks_to_labels(masks, keep | empty[:, None])
+    return torch.where(empty[:, None, None], torch.full_like(labels, masks.shape[1]), labels)
 
 
 def active_slot_count(keep: Bool[Tensor, "b k"]) -> Int[Tensor, " b"]:

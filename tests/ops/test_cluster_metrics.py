@@ -103,3 +103,13 @@ def test_invariant_to_relabelling_and_purity_bounded(seed: int) -> None:
         assert torch.allclose(metric(pred, target), metric(renamed, target))
     purity = hungarian_purity(pred, target)
     assert torch.all((purity > 0) & (purity <= 1))
+
+
+def test_an_image_without_kept_slot_is_one_segment_no_slot_owns() -> None:
+    from metaslot.ops.metrics import labels_allowing_empty
+
+    masks = torch.rand(2, 3, 4, 4)
+    keep = torch.tensor([[True, False, True], [False, False, False]])
+    labels = labels_allowing_empty(masks, keep)
+    assert set(labels[0].unique().tolist()) <= {0, 2}
+    assert torch.all(labels[1] == 3)  # k: a label no slot has
