@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from metaslot.errors import CheckpointMismatchError
-from metaslot.models.aggregators import MetaSlotSpec
+from metaslot.models.aggregators import MetaSlotSpec, SlotAttentionSpec
 from metaslot.models.pipelines import DinosaurSpec, SlateSpec, SlotDiffusionSpec
 from metaslot.models.pipelines.vqvae import VQVAESpec
 
@@ -50,7 +50,6 @@ _FRONT_END: Renames = (
     ("m.aggregat.proj_v.", "frontend.aggregator.project_values."),
     ("m.aggregat.rnn.", "frontend.aggregator.gru."),
     ("m.aggregat.norm2.", "frontend.aggregator.norm_mlp."),
-    ("m.aggregat.ffn.", "frontend.aggregator.mlp."),
     ("m.aggregat.vq.codebook.templat.weight", "frontend.aggregator.codebook_state.codebook"),
     ("m.aggregat.vq.latent_buffer", "frontend.aggregator.codebook_state.buffer_vectors"),
     ("m.aggregat.vq.buffer_ptr", "frontend.aggregator.codebook_state.buffer_pointer"),
@@ -99,20 +98,33 @@ FRESH = tuple(
 POSITION_4D = "decoder.position"
 
 
+def _aggregator_mlp(aggregator: MetaSlotSpec | SlotAttentionSpec) -> Renames:
+    """The aggregator MLP's two linear layers. The reference's ``MLP`` inserts a ``Dropout`` after the
+    activation when its dropout is non-zero, which moves the second layer from ``ffn.2`` to ``ffn.3``
+    (the Slot Attention baselines train with 0.01); ours keeps ``mlp.2`` either way."""
+    second = 3 if aggregator.mlp_dropout > 0 else 2
+    return (
+        ("m.aggregat.ffn.0.", "frontend.aggregator.mlp.0."),
+        (f"m.aggregat.ffn.{second}.", "frontend.aggregator.mlp.2."),
+    )
+
+
 def renames_for(model_spec: object) -> Renames:
-    """The rename table of a pipeline spec's family."""
-    if isinstance(model_spec, DinosaurSpec):
-        return DINOSAUR
-    if isinstance(model_spec, SlateSpec):
-        return SLATE
-    if isinstance(model_spec, SlotDiffusionSpec):
-        return SLOTDIFFUSION
+    """The rename table of a pipeline spec's family (with its aggregator's MLP layout)."""
     if isinstance(model_spec, VQVAESpec):
         return VQVAE
-    raise CheckpointMismatchError(
-        f"no reference checkpoint layout is known for {type(model_spec).__name__}: reference files load into "
-        "dinosaur, slate, slotdiffusion and vqvae presets"
-    )
+    if isinstance(model_spec, DinosaurSpec):
+        family = DINOSAUR
+    elif isinstance(model_spec, SlateSpec):
+        family = SLATE
+    elif isinstance(model_spec, SlotDiffusionSpec):
+        family = SLOTDIFFUSION
+    else:
+        raise CheckpointMismatchError(
+            f"no reference checkpoint layout is known for {type(model_spec).__name__}: reference files load "
+            "into dinosaur, slate, slotdiffusion and vqvae presets"
+        )
+    return (*family, *_aggregator_mlp(model_spec.aggregator))
 
 
 def _rename(key: str, renames: Renames, reverse: bool = False) -> str | None:
@@ -267,7 +279,7 @@ def to_reference_layout(pipeline: nn.Module, model_spec: object) -> dict[str, Te
                 continue
             raise CheckpointMismatchError(f"{key} has no place in the reference's layout")
         out[name] = tensor.reshape(tensor.shape[1:]) if key == POSITION_4D else tensor
-    aggregator = getattr(model_spec, "aggregator", None)
+    aggregator = None if isinstance(model_spec, VQVAESpec) else model_spec.aggregator
     if isinstance(aggregator, MetaSlotSpec):
         step = int(state[CODEBOOK_STATE + "step_counter"])
         out[CLUSTER_PROBABILITY] = torch.tensor(
