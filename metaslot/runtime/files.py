@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import BinaryIO
 
 from metaslot.errors import WriteError

@@ -48,7 +48,7 @@ from metaslot.train.preparation import (
     prepare,
 )
 from metaslot.train.schedules import warmup_cosine
-from metaslot.train.signals import StopRequest, Stopped, signal_name
+from metaslot.train.signals import Stopped, StopRequest, signal_name
 from metaslot.train.stages import attach_teacher
 
 __all__ = ["TrainResult", "train"]

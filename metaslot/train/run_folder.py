@@ -32,7 +32,15 @@ from metaslot.train.loggers import WANDB_ID_FILE
 from metaslot.train.logging import METRICS_FILE, read_rows
 
 CONFIG_FILE = "config.json"
-RUN_ENTRIES = (CONFIG_FILE, run_lock.LOCK_FILE, METRICS_FILE, WANDB_ID_FILE, "checkpoints", "eval", "tensorboard")
+RUN_ENTRIES = (
+    CONFIG_FILE,
+    run_lock.LOCK_FILE,
+    METRICS_FILE,
+    WANDB_ID_FILE,
+    "checkpoints",
+    "eval",
+    "tensorboard",
+)
 """What a training writes in its run folder: none of it may be a symbolic link (nor hold one)."""
 
 MAY_CHANGE_ON_RESUME = frozenset(

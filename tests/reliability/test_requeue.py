@@ -75,7 +75,9 @@ def test_a_forked_worker_does_not_keep_the_lock_after_its_trainer_is_killed(tmp_
 
 
 def test_a_dead_holder_on_this_host_is_taken_over_although_its_file_stays_locked(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     dead_pid = int(dead.stdout)
     document = {"pid": dead_pid, "host": socket.gethostname(), "started": "2026-01-01 00:00:00"}
     (tmp_path / run_lock.LOCK_FILE).write_text(json.dumps(document))

@@ -55,7 +55,9 @@ with user_errors("train"):
 
 def run_python(script: str) -> subprocess.CompletedProcess:
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "METASLOT_TYPECHECK": "0", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=300
+    )
 
 
 def one_line(completed: subprocess.CompletedProcess, number: int) -> str:
@@ -74,7 +76,9 @@ def saved_step(runs: Path) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["SIGHUP", "SIGUSR1", "SIGUSR2"])
 def test_hangup_and_the_user_signals_checkpoint_the_step_and_say_so(tmp_path: Path, name: str) -> None:
-    script = _SIGNALLED_RUN.format(train_tests=str(TRAIN_TESTS), signal_name=name, phase="step", runs=str(tmp_path))
+    script = _SIGNALLED_RUN.format(
+        train_tests=str(TRAIN_TESTS), signal_name=name, phase="step", runs=str(tmp_path)
+    )
     line = one_line(run_python(script), signal.Signals[name])
     assert name in line and "--resume" in line
     assert saved_step(tmp_path) == 2  # checkpoint_every 100: saved because of the signal
