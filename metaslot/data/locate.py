@@ -44,6 +44,14 @@ def missing_split_message(root: Path, folder: str, split: str) -> str:
     )
 
 
+def missing_split(root: Path, folder: str, split: str) -> str | None:
+    """None when `locate_split_file` would find the file, else the message saying where to get it."""
+    nested, direct = split_file_candidates(root, folder, split)
+    if nested.is_file() or direct.is_file():
+        return None
+    return missing_split_message(root, folder, split)
+
+
 def locate_split_file(root: Path, folder: str, split: str) -> Path:
     """The split file of dataset ``folder`` under ``root`` (either form); a clear error when neither exists."""
     nested, direct = split_file_candidates(root, folder, split)

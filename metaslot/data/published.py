@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from metaslot.data.decoding import decode_image, decode_index_map
 from metaslot.data.lmdb_io import RecordFile
-from metaslot.data.locate import locate_split_file
+from metaslot.data.locate import locate_split_file, missing_split
 from metaslot.data.records import Sample
 from metaslot.data.sampling import ItemKey, item_epoch, item_index
 from metaslot.data.transforms import compact_labels, normalize, sample_generator, transform_pair
@@ -130,6 +130,10 @@ class PublishedImageSpec:
     def stuff_is_background(self) -> bool:
         """Whether stuff segments become background (only COCO records carry the ``isthing`` flags)."""
         return False
+
+    def missing_split(self, split: str) -> str | None:
+        """None when ``split``'s file is there, else where to get it (`metaslot.train.requirements`)."""
+        return missing_split(self.root, self.folder, split)
 
     def build(self, split: str = "train", train: bool = False) -> LmdbImageDataset:
         _check_split(split)

@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from metaslot.data.lmdb_io import RecordFile
-from metaslot.data.locate import locate_split_file
+from metaslot.data.locate import locate_split_file, missing_split
 from metaslot.data.records import Batch
 from metaslot.data.sampling import ItemKey, item_epoch, item_index
 from metaslot.data.transforms import compact_labels, normalize, sample_generator, transform_pair
@@ -198,6 +198,10 @@ class MoviDSpec:
     seed: int = 0
     train_frames: int | None = attrs.field(default=6, validator=positive_or_none)
     """Frames per training clip, evenly strided (reference STEVE: 6); None: all 24. Validation uses all."""
+
+    def missing_split(self, split: str) -> str | None:
+        """None when ``split``'s file is there, else where to get it (`metaslot.train.requirements`)."""
+        return missing_split(self.root, "movi_d", split)
 
     def build(self, split: str = "train", train: bool = False) -> MoviDDataset:
         if split not in ("train", "val"):

@@ -18,6 +18,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from metaslot.errors import WeightsError
+from metaslot.runtime.hub import HubFile
 
 # ImageNet statistics: pipeline inputs arrive normalised with them.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -120,12 +121,38 @@ def _from_hub(repo_id: str) -> Path:
         ) from error
 
 
+def is_hub_source(source: str | Path) -> bool:
+    """Whether `resolve_taesd` reads ``source`` from the hub (a repo id that is no local path)."""
+    path = Path(source).expanduser()
+    return not (path.exists() or path.is_absolute() or not _REPO_ID.match(str(source)))
+
+
+def missing_taesd(source: str | Path, flag: str) -> list[str]:
+    """The local TAESD weights ``source`` names, when they are not there (`metaslot.train.requirements`)."""
+    if is_hub_source(source):
+        return []
+    try:
+        _resolve_weight_file(Path(source).expanduser())
+    except TAESDWeightsError as error:
+        return [f"{flag} {source}: {error}"]
+    return []
+
+
+def taesd_hub_files(source: str | Path) -> list[HubFile]:
+    if not is_hub_source(source):
+        return []
+    fix = (
+        f"fetch it once with `huggingface-cli download {source} --local-dir weights/taesd` and pass "
+        "--model.pretrained weights/taesd, or train the VQ-VAE from random weights with --model.pretrained None"
+    )
+    return [HubFile("TAESD weights", str(source), TAESD_FILE, fix)]
+
+
 def resolve_taesd(source: str | Path) -> Path:
     """The TAESD weight file ``source`` names: a local folder or file, else a hub repo id such as
     ``madebyollin/taesd`` (read from the local cache; downloaded when the hub is reachable)."""
-    path = Path(source).expanduser()
-    if path.exists() or path.is_absolute() or not _REPO_ID.match(str(source)):
-        return _resolve_weight_file(path)
+    if not is_hub_source(source):
+        return _resolve_weight_file(Path(source).expanduser())
     return _from_hub(str(source))
 
 

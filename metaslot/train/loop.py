@@ -47,6 +47,7 @@ from metaslot.train.preparation import (
     open_run,
     prepare,
 )
+from metaslot.train.requirements import check_requirements
 from metaslot.train.schedules import warmup_cosine
 from metaslot.train.signals import Stopped, StopRequest, signal_name
 from metaslot.train.stages import attach_teacher
@@ -68,7 +69,9 @@ class StepResult:
 def train(
     config: TrainConfig, *, evaluation: Evaluation, invocation: dict[str, Any] | None = None
 ) -> TrainResult:
-    """Train (or resume) the run ``config.run_dir``; collective under torchrun."""
+    """Train (or resume) the run ``config.run_dir``; collective under torchrun. Everything the run needs
+    is checked first, and all that is missing reported at once, before the run folder is touched."""
+    check_requirements(config)
     config = attach_teacher(config)  # SPOT stage 2: the teacher's spec goes into config.json
     context = distributed.context_from_environment()
     device = resolve_device(config.device, context.local_rank)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from metaslot.errors import ConfigError, WeightsError
+from metaslot.runtime.hub import HubFile
 from metaslot.validators import at_least_one
 
 DEFAULT_VIT = "vit_small_patch14_dinov2.lvd142m"
@@ -113,6 +114,29 @@ class DinoViTSpec:
                 f"weights={str(self.weights)!r} was given with pretrained=False: drop the weights for a random "
                 f"backbone, or keep pretrained=True to load them"
             )
+
+    def missing_files(self, flag: str) -> list[str]:
+        """The weight file given by path, when it is not there (`metaslot.train.requirements`)."""
+        if not self.pretrained or self.weights is None:
+            return []
+        try:
+            resolve_weights_file(self.model_name, self.weights)
+        except WeightsNotFoundError as error:
+            return [str(error).replace("--model.encoder.weights", f"{flag}.weights")]
+        return []
+
+    def hub_files(self) -> list[HubFile]:
+        """The hub file timm downloads when no weight file is given."""
+        if not self.pretrained or self.weights is not None:
+            return []
+        return [
+            HubFile(
+                f"{self.model_name} weights",
+                hub_repository(self.model_name),
+                "model.safetensors",
+                _how_to_get(self.model_name),
+            )
+        ]
 
     def build(self) -> DinoViT:
         return DinoViT(self)

@@ -11,6 +11,7 @@ Its state-dict keys (``encoder.*``, ``codebook.*``, ``decoder.*``) are what
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Literal
 
@@ -28,9 +29,12 @@ from metaslot.models.taesd import (
     imagenet_to_unit,
     load_into,
     load_taesd_state,
+    missing_taesd,
+    taesd_hub_files,
     unit_to_imagenet,
 )
 from metaslot.models.vqvae import GridCodebook, GridQuantized, VQDecoder, VQEncoder
+from metaslot.runtime.hub import HubFile
 from metaslot.validators import non_negative, positive
 
 
@@ -109,6 +113,20 @@ class VQVAESpec:
     with_decoder: bool = True
     """False: encoder and codebook only, as the reference's SLATE/SlotDiffusion files hold their stage 1;
     such a VQ-VAE tokenises images but renders nothing (that needs the stage-1 file's decoder)."""
+
+    def missing_files(self, flag: str) -> list[str]:
+        """The TAESD weights given by path and the lpips package, when they are not there
+        (`metaslot.train.requirements`)."""
+        missing = [] if self.pretrained is None else missing_taesd(self.pretrained, f"{flag}.pretrained")
+        if self.lpips_weight > 0 and importlib.util.find_spec("lpips") is None:
+            missing.append(
+                "the `lpips` package (lpips_weight > 0): `pip install lpips`, or train without LPIPS with "
+                f"{flag}.lpips-weight 0"
+            )
+        return missing
+
+    def hub_files(self) -> list[HubFile]:
+        return [] if self.pretrained is None else taesd_hub_files(self.pretrained)
 
     def build(self) -> VQVAE:
         return VQVAE(self)
