@@ -110,6 +110,8 @@ def missing_model_files(config: TrainConfig) -> list[str]:
     for flag, part in parts(config.model, "--model"):
         if isinstance(part, NeedsFiles):
             missing += part.missing_files(flag)
+    if config.teacher is not None and not Path(config.teacher).exists():
+        missing.append(f"--teacher {config.teacher} does not exist: pass the stage-1 SPOT run folder")
     if config.init_from is not None and not Path(config.init_from).exists():
         missing.append(
             f"--init-from {config.init_from} does not exist: pass a run folder or a checkpoint file"
