@@ -69,6 +69,16 @@ def _evaluation_section(evaluation: dict[str, Any] | None) -> list[str]:
     return ["## Evaluation", "", "```text", format_table(result, title), "```"]
 
 
+def _reference_flags(reference: dict[str, Any]) -> str:
+    chosen = reference.get("preset") or {}
+    flags = [f"--model {chosen.get('model')}", f"--data {chosen.get('data')}"]
+    if chosen.get("aggregator"):
+        flags.append(f"--aggregator {chosen['aggregator']}")
+    if chosen.get("vqvae_variant"):
+        flags.append(f"--vqvae-variant {chosen['vqvae_variant']}")
+    return " ".join(flags)
+
+
 def _reference_section(reference: dict[str, Any] | None) -> list[str]:
     """Where converted weights came from, and what their publishers report (not re-measured here)."""
     if not reference:
@@ -136,7 +146,9 @@ def model_card(origin: Origin, name_for_loading: str) -> str:
         "",
         "| | |",
         "|---|---|",
-        f"| preset | {_preset_line(config, origin.invocation)} |",
+        f"| preset | {_preset_line(config, origin.invocation)} |"
+        if not origin.reference
+        else f"| preset | `{_reference_flags(origin.reference)}` (what the reference file was trained as) |",
         f"| model | `{_spec_name(config.model)}` |",
         f"| aggregator | {_aggregator_line(config.model)} |",
         f"| data | {_data_line(config.data)} |",

@@ -115,12 +115,10 @@ def trained_as(tensors: dict[str, Tensor]) -> str | None:
         variant = {256: "c256", 4: "c4"}.get(width)
         return f"--model vqvae --vqvae-variant {variant} (any --data)" if variant else None
     if "m.decode.project1.0.weight" in keys:
-        return "SPOT (spot_r-coco), which no metaslot preset builds yet"
+        return "the reference's SPOT (spot_r-coco), whose layout metaslot does not map yet"
     patch = tensors.get("m.encode_backbone.1.patch_embed.proj.weight")
     if patch is not None and tuple(patch.shape) == (768, 3, 16, 16):
-        return (
-            "DINOSAUR with a ViT-B/16 backbone (dinosaur_r-coco-ViT_B16), which no metaslot preset builds yet"
-        )
+        return "DINOSAUR with a ViT-B/16 backbone (dinosaur_r-coco-ViT_B16), whose layout metaslot does not map yet"
     if "m.decode.bos" in keys:
         model = "slate"
     elif "m.decode.backbone.conv_in.weight" in keys:
@@ -140,9 +138,15 @@ def _hint(tensors: dict[str, Tensor], asked: str) -> str:
     found = trained_as(tensors)
     if found is None:
         return ""
-    if found == asked or asked.startswith(found.split(" (")[0]):
-        return ""
+    if "--" in found and _flag_pairs(found) <= _flag_pairs(asked):
+        return ""  # everything the file tells agrees with what was asked: the keys say the rest
     return f"; the file looks trained as {found}, not {asked}"
+
+
+def _flag_pairs(flags: str) -> set[tuple[str, str]]:
+    """``--model dinosaur --data coco (...)`` → {("--model", "dinosaur"), ("--data", "coco")}."""
+    words = flags.split(" (")[0].split()
+    return {(word, words[index + 1]) for index, word in enumerate(words[:-1]) if word.startswith("--")}
 
 
 def as_reference_ran(spec: Any, renders: bool = True) -> Any:

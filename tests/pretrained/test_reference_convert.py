@@ -66,6 +66,11 @@ def test_convert_eval_and_visualize_a_reference_file(
     }
     assert block["catalog"]["name"] == "metaslot-dinosaur-coco"
     card = (folder / "README.md").read_text()
+    assert (
+        "`--model dinosaur --data coco --aggregator metaslot` (what the reference file was trained as)"
+        in card
+    )
+    assert "cli.train" not in card
     for fact in (digest, str(source.stat().st_size), "reference-pth", "FG-ARI 40.3 ± 0.5", "Protocol:"):
         assert fact in card
 

@@ -122,5 +122,5 @@ def test_another_dataset_is_refused_naming_the_shapes_and_the_preset() -> None:
 @pytest.mark.parametrize("name", NO_PRESET)
 def test_files_without_a_preset_are_refused_saying_what_they_are(name: str) -> None:
     tensors = _entries(next(p for p in MANIFESTS if p.name.startswith(f"{name}@")))
-    with pytest.raises(CheckpointMismatchError, match="no metaslot preset builds yet"):
+    with pytest.raises(CheckpointMismatchError, match="whose layout metaslot does not map yet"):
         _map(tensors, "dinosaur", "coco", "metaslot", None)
