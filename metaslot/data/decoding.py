@@ -7,6 +7,7 @@ import numpy
 from jaxtyping import UInt8
 
 from metaslot.errors import CorruptDataError
+from metaslot.runtime.pixels import to_rgb8
 
 
 def _as_buffer(data: bytes | bytearray | numpy.ndarray, what: str) -> numpy.ndarray:
@@ -22,19 +23,15 @@ def _as_buffer(data: bytes | bytearray | numpy.ndarray, what: str) -> numpy.ndar
 
 
 def decode_image(data: bytes | bytearray | numpy.ndarray) -> UInt8[numpy.ndarray, "h w 3"]:
-    """PNG/JPEG/WebP bytes to an RGB uint8 array; gray and RGBA inputs become RGB (alpha dropped)."""
+    """PNG/JPEG/WebP bytes to an RGB uint8 array (`to_rgb8`: 16-bit keeps the high byte, alpha dropped)."""
     decoded = cv2.imdecode(_as_buffer(data, "image"), cv2.IMREAD_UNCHANGED)
     if decoded is None:
         raise CorruptDataError("could not decode image bytes (not a PNG/JPEG/WebP image)")
-    if decoded.dtype != numpy.uint8:  # 16-bit PNGs: keep the high byte
-        decoded = (decoded >> 8).astype(numpy.uint8)
-    if decoded.ndim == 2:
-        return numpy.ascontiguousarray(numpy.repeat(decoded[:, :, None], 3, axis=2))
-    if decoded.shape[2] == 1:
-        return numpy.ascontiguousarray(numpy.repeat(decoded, 3, axis=2))
-    if decoded.shape[2] == 4:
-        return cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+    if decoded.ndim == 3 and decoded.shape[2] == 4:
+        decoded = cv2.cvtColor(decoded, cv2.COLOR_BGRA2RGBA)
+    elif decoded.ndim == 3 and decoded.shape[2] == 3:
+        decoded = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+    return to_rgb8(decoded, "the image record", CorruptDataError)
 
 
 def decode_index_map(data: bytes | bytearray | numpy.ndarray) -> UInt8[numpy.ndarray, "h w"]:

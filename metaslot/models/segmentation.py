@@ -11,6 +11,7 @@ pixels outside it (non-square inputs only) belong to no slot.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,9 +25,10 @@ from torch.nn import functional
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as tvf
 
-from metaslot.errors import DataError
+from metaslot.errors import DataError, MissingFileError
 from metaslot.models.records import AggregatorOutput, Segmentation, Window
 from metaslot.ops.metrics import labels_allowing_empty
+from metaslot.runtime.pixels import to_rgb8
 
 # ImageNet statistics on the 0-255 scale, the values the datasets normalise with (data/transforms.py).
 IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
@@ -43,26 +45,47 @@ class ImageInputError(DataError):
     """An input that is not an RGB image (batch) the model can read; the message names it and the fix."""
 
 
+_NUMERIC_MODES = frozenset({"1", "L", "LA", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+"""PIL modes whose pixel values `to_rgb8` reads directly (others, e.g. palette or CMYK, go through RGB)."""
+
+
 def read_image(source: ImageFile) -> UInt8[Tensor, "3 h w"]:
-    """An RGB uint8 image from a path or a PIL image (EXIF orientation applied, grey/alpha converted)."""
+    """An RGB uint8 image from a path or a PIL image (EXIF orientation applied), by the dataset reader's
+    rule (`metaslot.data.decoding.to_rgb8`: 16-bit keeps the high byte, floats in [0, 1] scale by 255)."""
     if isinstance(source, PIL.Image.Image):
-        picture = source
+        picture, what = source, "the PIL image"
     else:
         path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"image {str(path)!r} does not exist (or is not a file)")
-        try:
+        picture, what = open_picture(path), f"image {str(path)!r}"
+    if picture.mode not in _NUMERIC_MODES:
+        picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
+    rgb = to_rgb8(numpy.asarray(picture), what, ImageInputError)
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+
+
+def open_picture(path: Path) -> PIL.Image.Image:
+    """The decoded image file (EXIF orientation applied); a missing file, something that is not an image
+    and a decompression bomb (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``) are one-line errors."""
+    if not path.is_file():
+        raise MissingFileError(f"image {str(path)!r} does not exist (or is not a file)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
             with PIL.Image.open(path) as opened:
                 picture = PIL.ImageOps.exif_transpose(opened)
                 picture.load()
-        except (PIL.UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-            raise ImageInputError(
-                f"{str(path)!r} is not an image PIL can read ({type(error).__name__}: "
-                f"{str(error).splitlines()[0] if str(error) else 'no details'}): pass PNG, JPEG or another "
-                "format Pillow opens"
-            ) from error
-    rgb = numpy.array(picture.convert("RGB"), dtype=numpy.uint8)
-    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+    except (PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning) as error:
+        raise ImageInputError(
+            f"image {str(path)!r} has more pixels than the {PIL.Image.MAX_IMAGE_PIXELS} allowed (a "
+            "decompression bomb?): resize it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
+        ) from error
+    except (PIL.UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageInputError(
+            f"{str(path)!r} is not an image PIL can read ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'no details'}): pass PNG, JPEG or another "
+            "format Pillow opens"
+        ) from error
+    return picture
 
 
 def _check_batch(images: Tensor) -> None:
