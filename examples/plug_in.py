@@ -2,9 +2,9 @@
 
 The model below is written the way a third-party codebase might be: its own convolutional encoder, its
 own Slot Attention and a spatial-broadcast decoder. Swapping the grouping module for
-``metaslot.MetaSlot`` needs three things: construct it from keyword arguments, read ``.slots`` (and
-``.keep``, to ignore pruned slots) from its output record, and call ``update_codebook(output)`` after
-each optimiser step. Trains a few steps on random images and prints how many slots each image keeps.
+``metaslot.MetaSlot`` needs three things: build it from its spec (``MetaSlotSpec(...).build()``),
+read ``.slots`` (and ``.keep``, to ignore pruned slots) from its output record, and call
+``update_codebook(output)`` after each optimiser step. Trains a few steps on random images and prints how many slots each image keeps.
 
     python examples/plug_in.py --steps 20
 """
@@ -16,7 +16,7 @@ import argparse
 import torch
 from torch import nn
 
-from metaslot import AggregatorOutput, MetaSlot
+from metaslot import AggregatorOutput, MetaSlotSpec
 
 
 class ConvEncoder(nn.Module):
@@ -128,10 +128,10 @@ def main(argv: list[str] | None = None) -> list[int]:
     losses = train(original, images, arguments.steps)
     print(f"their Slot Attention: loss {losses[0]:.4f} -> {losses[-1]:.4f}")
 
-    # The swap: same encoder/decoder, MetaSlot as the grouping module, built from keyword arguments.
-    metaslot = MetaSlot(
+    # The swap: same encoder/decoder, MetaSlot as the grouping module, built from its spec.
+    metaslot = MetaSlotSpec(
         num_slots=arguments.slots, slot_dim=32, feature_dim=32, codebook_size=64, buffer_capacity=64
-    )
+    ).build()
     swapped = ObjectModel(metaslot)
     swapped.encoder.load_state_dict(original.encoder.state_dict())
     losses = train(swapped, images, arguments.steps)

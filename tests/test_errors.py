@@ -88,9 +88,3 @@ def test_spec_validators_raise_config_errors() -> None:
         MetaSlotSpec(num_slots=3, slot_dim=8, feature_dim=8, prune_start=2.0)
     with pytest.raises(errors.ConfigError, match="max_objects"):
         ShapesSpec(max_objects=99)
-
-
-def test_the_old_error_module_still_imports() -> None:
-    from metaslot.train import errors as old
-
-    assert old.ConfigError is errors.ConfigError and old.MetaslotError is errors.MetaslotError

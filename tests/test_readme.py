@@ -349,8 +349,8 @@ def test_readme_presets_table_matches_the_presets() -> None:
     """Slots, steps, batch, lr and what each preset needs, for every --model × --data, read from the code."""
     from metaslot.models.encoders import DinoViTSpec
     from metaslot.models.pipelines.vqvae import VQVAESpec
+    from metaslot.models.pipelines import StageTwoSpec
     from metaslot.train.presets import DATASETS, MODELS, preset
-    from metaslot.train.stages import needs_stage_one
 
     seen: list[tuple[str, str]] = []
     for model_cell, data_cell, _, slots, steps, batch, lr, needs in markdown_rows(
@@ -370,10 +370,11 @@ def test_readme_presets_table_matches_the_presets() -> None:
                 encoder = getattr(config.model, "encoder", None)
                 uses_dino = isinstance(encoder, DinoViTSpec) and encoder.pretrained
                 assert ("DINO weights" in needs) == uses_dino, where
-                assert ("--vqvae" in needs) == needs_stage_one(config.model), where
+                stage_two = isinstance(config.model, StageTwoSpec)
+                assert ("--vqvae" in needs) == stage_two, where
                 from_taesd = isinstance(config.model, VQVAESpec) and config.model.pretrained is not None
                 assert ("TAESD weights" in needs) == from_taesd, where
-                if needs_stage_one(config.model):
+                if stage_two:
                     assert f"c{config.model.vqvae.code_dim}" in needs, where
     expected = sorted((model, data) for model in MODELS for data in DATASETS)
     assert sorted(seen) == expected, "the README presets table must list every --model × --data exactly once"

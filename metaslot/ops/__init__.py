@@ -32,7 +32,6 @@ from metaslot.ops.slot_attention import (
     AttentionPath,
     KeyValueSource,
     SlotAttentionLayers,
-    SlotAttentionStep,
     aggregate,
     key_value_source,
 )
@@ -47,7 +46,6 @@ __all__ = [
     "RingBuffer",
     "ShapeError",
     "SlotAttentionLayers",
-    "SlotAttentionStep",
     "aggregate",
     "buffer_code_usage",
     "counter_uniform",

@@ -32,7 +32,6 @@ __all__ = [
     "AttentionPath",
     "KeyValueSource",
     "SlotAttentionLayers",
-    "SlotAttentionStep",
     "aggregate",
     "key_value_source",
 ]
@@ -59,10 +58,6 @@ class SlotAttentionLayers:
     project_keys_values: Callable[[Tensor], tuple[Tensor, Tensor]]
     update: Callable[[Tensor, Tensor], Tensor]
     key_value_weights: Callable[[], tuple[Tensor, Tensor]] | None = None
-
-
-SlotAttentionStep = SlotAttentionLayers
-"""The former name of `SlotAttentionLayers` (kept for existing imports; "step" is the optimiser's)."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +93,7 @@ def key_value_source(
     weights = layers.key_value_weights() if layers.key_value_weights is not None else None
     if path == "feature_space" and weights is None:
         raise ValueError(
-            "feature_space=True needs a step with key_value_weights (bias-free linear key/value projections)"
+            "path='feature_space' needs layers with key_value_weights (bias-free linear key/value projections)"
         )
     if path == "auto":
         in_feature_space = weights is not None and feature_space_is_cheaper(
@@ -133,8 +128,6 @@ def aggregate(
     generator: torch.Generator | None = None,
     straight_through: Float[Tensor, "b k d"] | None = None,
     source: KeyValueSource | None = None,
-    clean_keys_values: tuple[Tensor, Tensor] | None = None,
-    feature_space: bool | None = None,
     epsilon: float = 1e-5,
 ) -> Aggregation:
     """Run ``num_iterations`` slot-attention iterations from ``slots`` over already layer-normed ``features``.
@@ -143,8 +136,7 @@ def aggregate(
     unit noise ``ε_t`` (``noise[t]`` if given, else drawn from ``generator``, which must live on the
     features' device). Noisy iterations read the noisy features in feature space where the layers expose
     their key/value weights, else project them; clean iterations follow ``source`` (without one, it is
-    decided here by `key_value_source` for ``num_iterations`` read-outs; the older spellings
-    ``clean_keys_values=`` and ``feature_space=`` still choose it). ``keep`` masks pruned slots at every
+    decided here by `key_value_source` for ``num_iterations`` read-outs). ``keep`` masks pruned slots at every
     iteration; pruned slots still pass through ``update`` (as in the reference) and consumers use
     ``keep``. Before the last iteration ``straight_through`` adds ``x − x.detach()``: the value is
     unchanged but the gradient reaches ``x`` (the initial slots, BO-QSA trick). ``epsilon`` is added to
@@ -166,9 +158,7 @@ def aggregate(
     )
     _check_iterations(num_iterations, noise_weight, noise)
     if source is None:
-        source = _source_from_arguments(
-            features, layers, slots.shape[1], num_iterations, clean_keys_values, feature_space
-        )
+        source = key_value_source(features, layers, num_slots=slots.shape[1], num_read_outs=num_iterations)
     weights = layers.key_value_weights() if layers.key_value_weights is not None else None
     attention: Tensor | None = None
     for iteration in range(num_iterations):
@@ -213,23 +203,6 @@ def _check_iterations(num_iterations: int, noise_weight: float, noise: Tensor | 
             f"noise has {noise.shape[0]} iterations but num_iterations is {num_iterations}: "
             "pass one unit-normal draw per iteration"
         )
-
-
-def _source_from_arguments(
-    features: Float[Tensor, "b n c"],
-    layers: SlotAttentionLayers,
-    num_slots: int,
-    num_iterations: int,
-    clean_keys_values: tuple[Tensor, Tensor] | None,
-    feature_space: bool | None,
-) -> KeyValueSource:
-    """The `KeyValueSource` the older keywords describe: given keys/values, a forced path, or the cost."""
-    if feature_space is None and clean_keys_values is not None:
-        return KeyValueSource(clean_keys_values)
-    path: AttentionPath = {None: "auto", True: "feature_space", False: "projected"}[feature_space]
-    if path == "projected" and clean_keys_values is not None:
-        return KeyValueSource(clean_keys_values)
-    return key_value_source(features, layers, num_slots=num_slots, num_read_outs=num_iterations, path=path)
 
 
 def _unit_noise(

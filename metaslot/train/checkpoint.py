@@ -55,10 +55,6 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:07d}"
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    files.atomic_write_bytes(path, payload)
-
-
 def _tensor_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
     # Copies to CPU also break shared storage (tied weights), which safetensors refuses.
     cpu = {key: value.detach().to("cpu", copy=True).contiguous() for key, value in tensors.items()}

@@ -49,15 +49,10 @@ class Logger(Protocol):
 # Run folder
 
 
-def jsonl_row(step: int, split: str, values: Mapping[str, float]) -> dict[str, Any]:
-    """One ``metrics.jsonl`` row: ``{"step", "split", name: value}``, non-finite values as strings."""
-    return metrics_row(step, split, values)
-
-
 class JsonlLogger:
     """``<run>/metrics.jsonl``, in the format every run has always written; pictures are not kept here
-    (the evaluation at the end writes its PNGs into the run folder). Written and rewound like
-    `metaslot.train.logging.MetricsLog` (append-only lines, atomic rewind, torn last line skipped)."""
+    (the evaluation at the end writes its PNGs into the run folder). Written and rewound by
+    `metaslot.train.logging` (append-only lines, atomic rewind, torn last line skipped)."""
 
     shows_images = False
 
@@ -65,7 +60,7 @@ class JsonlLogger:
         self.path = run_dir / METRICS_FILE
 
     def log_scalars(self, step: int, split: str, values: Mapping[str, float]) -> None:
-        append_row(self.path, jsonl_row(step, split, values))
+        append_row(self.path, metrics_row(step, split, values))
 
     def log_image(self, step: int, name: str, image: UInt8[numpy.ndarray, "h w 3"]) -> None:
         pass

@@ -4,7 +4,7 @@
 worst cut the last line short, and every reader skips such a torn last line (a line without its
 newline). Rewinding it on resume (`keep_rows_up_to`) replaces the whole file atomically, so a kill
 there leaves the old file. Other damage, and a failed write, is an error that names the file.
-`metaslot.train.loggers.JsonlLogger` writes the same file through the same functions.
+`metaslot.train.loggers.JsonlLogger` writes it through these functions.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from metaslot.errors import ConfigError, CorruptDataError
+from metaslot.errors import CorruptDataError
 from metaslot.runtime import files
 
 METRICS_FILE = "metrics.jsonl"
@@ -78,40 +78,6 @@ def keep_rows_up_to(path: Path, step: int) -> None:
     payload = "".join(line + "\n" for line in kept).encode()
     if payload != path.read_bytes():
         files.atomic_write_bytes(path, payload)
-
-
-class MetricsLog:
-    """Appends ``{"step": ..., "split": ..., name: value}`` rows; a no-op on ranks other than 0."""
-
-    def __init__(self, run_dir: Path, *, enabled: bool, tensorboard: bool) -> None:
-        self.path = run_dir / METRICS_FILE
-        self.enabled = enabled
-        self._writer: Any = None
-        if enabled and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter  # lazy: tensorboard is an optional extra
-            except ImportError as error:
-                raise ConfigError(
-                    "--tensorboard needs the tensorboard package: pip install 'metaslot[tensorboard]'"
-                ) from error
-            self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-
-    def write(self, step: int, split: str, values: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        append_row(self.path, metrics_row(step, split, values))
-        if self._writer is not None:
-            for name, value in values.items():
-                self._writer.add_scalar(f"{split}/{name}", float(value), step)
-
-    def truncate_after(self, step: int) -> None:
-        """Drop rows newer than ``step`` (written after the checkpoint we resume from), so resumed logs match."""
-        if self.enabled:
-            keep_rows_up_to(self.path, step)
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -25,10 +25,6 @@ class PipelineSpec(Protocol):
     def build(self) -> torch.nn.Module: ...
 
 
-def needs_stage_one(model_spec: object) -> bool:
-    return isinstance(model_spec, StageTwoSpec)
-
-
 def data_selector(data_spec: object) -> str:
     """The ``--data`` name of a dataset spec (``shapes`` for a dataset no preset names)."""
     from metaslot.data.published import ClevrTexSpec, COCOSpec, VOCSpec

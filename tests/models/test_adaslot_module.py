@@ -50,14 +50,15 @@ def test_output_record_and_hard_keep() -> None:
     assert module.codebook_size is None and module.codebook_statistics() is None
 
 
-def test_keywords_spec_and_public_names_agree() -> None:
+def test_the_spec_and_public_names_agree() -> None:
+    spec = metaslot.AdaSlotSpec(num_slots=3, slot_dim=8, feature_dim=6)
     torch.manual_seed(0)
-    from_keywords = metaslot.AdaSlot(num_slots=3, slot_dim=8, feature_dim=6)
+    from_class = metaslot.AdaSlot(spec)
     torch.manual_seed(0)
-    from_spec = metaslot.AdaSlotSpec(num_slots=3, slot_dim=8, feature_dim=6).build()
-    assert from_keywords.spec == from_spec.spec
+    from_spec = spec.build()
+    assert from_class.spec == from_spec.spec == spec
     for name, tensor in from_spec.state_dict().items():
-        assert torch.equal(tensor, from_keywords.state_dict()[name]), name
+        assert torch.equal(tensor, from_class.state_dict()[name]), name
     # The shared initialiser is the released one: no weight depends on the slot count.
     assert from_spec.spec.initializer == "shared"
     assert from_spec.initializer.mean.shape == (1, 1, 8)

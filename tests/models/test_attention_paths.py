@@ -49,14 +49,14 @@ def test_auto_projects_only_for_few_tokens(name: str) -> None:
     total = 2 * SHAPES["num_iterations"] if name == "metaslot" else SHAPES["num_iterations"]
     few = module.norm_features(torch.randn(2, 3, 6))
     many = module.norm_features(torch.randn(2, 400, 6))
-    keys, values = module.shared_keys_values(few, SHAPES["num_slots"], total)
+    keys, values = module.key_value_source(few, SHAPES["num_slots"], total).keys_values
     torch.testing.assert_close(keys, module.project_keys(few))
     torch.testing.assert_close(values, module.project_values(few))
-    assert module.shared_keys_values(many, SHAPES["num_slots"], total) is None
+    assert module.key_value_source(many, SHAPES["num_slots"], total).keys_values is None
     forced = attrs.evolve(SPECS[name], attention_path="feature_space").build()
-    assert forced.shared_keys_values(few, SHAPES["num_slots"], total) is None
+    assert forced.key_value_source(few, SHAPES["num_slots"], total).keys_values is None
     projected = attrs.evolve(SPECS[name], attention_path="projected").build()
-    assert projected.shared_keys_values(many, SHAPES["num_slots"], total) is not None
+    assert projected.key_value_source(many, SHAPES["num_slots"], total).keys_values is not None
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))

@@ -26,18 +26,15 @@ def tiny_spec(**overrides: object) -> MetaSlotSpec:
     return MetaSlotSpec(**fields)
 
 
-def test_public_import_keywords_and_spec_agree() -> None:
+def test_public_import_and_the_spec_builds_the_module() -> None:
+    spec = metaslot.MetaSlotSpec(num_slots=4, slot_dim=8, feature_dim=5, codebook_size=16, buffer_capacity=12)
     torch.manual_seed(0)
-    from_keywords = metaslot.MetaSlot(
-        num_slots=4, slot_dim=8, feature_dim=5, codebook_size=16, buffer_capacity=12
-    )
+    from_class = metaslot.MetaSlot(spec)
     torch.manual_seed(0)
-    from_spec = metaslot.MetaSlotSpec(
-        num_slots=4, slot_dim=8, feature_dim=5, codebook_size=16, buffer_capacity=12
-    ).build()
-    assert from_keywords.spec == from_spec.spec
+    from_spec = spec.build()
+    assert from_class.spec == from_spec.spec == spec
     for name, tensor in from_spec.state_dict().items():
-        assert torch.equal(tensor, from_keywords.state_dict()[name]), name
+        assert torch.equal(tensor, from_class.state_dict()[name]), name
 
 
 def test_state_is_declared_and_initialised_without_filler() -> None:
@@ -110,7 +107,9 @@ def test_training_without_the_prune_path_keeps_every_slot() -> None:
 
 def _stage_one(module: MetaSlot, features: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return aggregate(initial, module.norm_features(features), module.step(), module.num_iterations).slots
+        return aggregate(
+            initial, module.norm_features(features), module.layers(), module.spec.num_iterations
+        ).slots
 
 
 @pytest.mark.parametrize("attention_path", ["projected", "feature_space"])
@@ -149,8 +148,8 @@ def test_kept_outputs_do_not_depend_on_pruned_values(seed: int) -> None:
     keep = torch.tensor([[True, False, True, False], [True, True, False, False]])
     slots = torch.randn(2, 4, 8, generator=generator)
     scrambled = torch.where(keep[:, :, None], slots, 50 * torch.randn(2, 4, 8, generator=generator))
-    first = aggregate(slots, features, module.step(), 3, keep=keep)
-    second = aggregate(scrambled, features, module.step(), 3, keep=keep)
+    first = aggregate(slots, features, module.layers(), 3, keep=keep)
+    second = aggregate(scrambled, features, module.layers(), 3, keep=keep)
     torch.testing.assert_close(first.slots[keep], second.slots[keep])
     torch.testing.assert_close(first.attention, second.attention)
     assert (first.attention * ~keep[:, :, None]).abs().max() == 0
@@ -320,7 +319,7 @@ def test_kmeans_codebook_update_moves_used_codes_without_gradient() -> None:
 
 
 def test_update_codebook_in_evaluation_of_slot_attention_is_a_no_op() -> None:
-    module = metaslot.SlotAttention(num_slots=2, slot_dim=4, feature_dim=3)
+    module = metaslot.SlotAttentionSpec(num_slots=2, slot_dim=4, feature_dim=3).build()
     before = {name: tensor.clone() for name, tensor in module.state_dict().items()}
     module.update_codebook(module(torch.randn(1, 5, 3)))
     assert all(torch.equal(before[name], tensor) for name, tensor in module.state_dict().items())
@@ -330,12 +329,12 @@ COMPILE_SCRIPT = textwrap.dedent(
     """
     import torch
     torch.set_num_threads(1)
-    from metaslot import MetaSlot
+    from metaslot import MetaSlotSpec
     for path in ("projected", "feature_space"):
         torch.manual_seed(0)
-        module = MetaSlot(
+        module = MetaSlotSpec(
             num_slots=3, slot_dim=8, feature_dim=5, codebook_size=16, buffer_capacity=12, attention_path=path
-        )
+        ).build()
         compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
         features = torch.randn(2, 6, 5)
         output = compiled(features)
@@ -416,4 +415,7 @@ def test_codebook_statistics_count_the_buffered_slots_and_need_no_codebook_for_s
         "codebook/codes_in_use": 2.0,
         "codebook/perplexity": pytest.approx(3 / 2 ** (2 / 3), rel=1e-6),
     }
-    assert metaslot.SlotAttention(num_slots=2, slot_dim=4, feature_dim=3).codebook_statistics() is None
+    assert (
+        metaslot.SlotAttentionSpec(num_slots=2, slot_dim=4, feature_dim=3).build().codebook_statistics()
+        is None
+    )

@@ -21,20 +21,17 @@ def tiny_spec(**overrides: object) -> SlotAttentionSpec:
     return SlotAttentionSpec(**fields)
 
 
-def test_public_import_and_three_ways_to_build() -> None:
+def test_public_import_and_the_spec_builds_the_module() -> None:
     spec = tiny_spec()
     torch.manual_seed(0)
     from_spec = spec.build()
     torch.manual_seed(0)
-    from_class = metaslot.SlotAttention.from_spec(spec)
-    torch.manual_seed(0)
-    from_kwargs = metaslot.SlotAttention(num_slots=3, slot_dim=8, feature_dim=5, num_iterations=2)
-    assert from_kwargs.spec == spec
-    for other in (from_class, from_kwargs):
-        for (name, left), (_, right) in zip(
-            from_spec.state_dict().items(), other.state_dict().items(), strict=True
-        ):
-            assert torch.equal(left, right), name
+    from_class = metaslot.SlotAttention(spec)
+    assert from_spec.spec == from_class.spec == spec
+    for (name, left), (_, right) in zip(
+        from_spec.state_dict().items(), from_class.state_dict().items(), strict=True
+    ):
+        assert torch.equal(left, right), name
 
 
 def test_reference_weights_and_zero_biases() -> None:
@@ -97,11 +94,6 @@ def test_spec_epsilon_changes_the_read_out() -> None:
     loose = tiny_spec(epsilon=5.0).build().eval()
     features = torch.randn(2, 4, 5)
     assert not torch.allclose(default(features).slots, loose(features).slots)
-
-
-def test_mixing_spec_and_keywords_is_an_error() -> None:
-    with pytest.raises(TypeError, match="either a spec or keyword"):
-        SlotAttention(tiny_spec(), num_slots=4)
 
 
 def test_per_slot_initialiser_samples_in_training_and_returns_mean_at_eval() -> None:

@@ -75,11 +75,9 @@ def test_spec_and_input_errors_name_the_fix() -> None:
         require_image_size(torch.zeros(1, 3, 6, 6), 8, "the thing", "ThingSpec")
 
 
-def test_the_former_keep_names_still_work() -> None:
-    from metaslot.models.pipelines import honour_keep_downstream, honours_keep
+def test_the_keep_policy_follows_the_aggregator_spec() -> None:
+    from metaslot.models.pipelines import honour_keep_downstream
 
-    pipeline = SlotPipeline(
-        ENCODER, None, tiny_aggregator("metaslot", feature_dim=8, honour_keep_downstream=False)
-    )
-    assert honours_keep is honour_keep_downstream
-    assert pipeline.honour_keep is pipeline.honour_keep_downstream is False
+    spec = tiny_aggregator("metaslot", feature_dim=8, honour_keep_downstream=False)
+    pipeline = SlotPipeline(ENCODER, None, spec)
+    assert honour_keep_downstream(spec) is pipeline.honour_keep_downstream is False

@@ -133,7 +133,7 @@ def test_clean_keys_values_are_computed_once_and_reused():
     assert weights.keys_values_calls == 3  # two noisy iterations plus one clean
     weights.keys_values_calls = 0
     precomputed = (weights.project_k(features()), weights.project_v(features()))
-    reused = aggregate(slots, features(), weights.layers(), 3, clean_keys_values=precomputed)
+    reused = aggregate(slots, features(), weights.layers(), 3, source=KeyValueSource(precomputed))
     assert weights.keys_values_calls == 0
     torch.testing.assert_close(reused.slots, aggregate(slots, features(), weights.layers(), 3).slots)
 
@@ -172,19 +172,26 @@ def test_rejects_noise_with_the_wrong_number_of_iterations_and_bad_counts():
         aggregate(slots, features(), weights.layers(), 2, noise_weight=-0.1)
 
 
+def forced_source(inputs: torch.Tensor, layers, in_feature_space: bool) -> KeyValueSource:
+    """The clean read-outs forced into feature space or onto projected keys and values."""
+    path = "feature_space" if in_feature_space else "projected"
+    return key_value_source(inputs, layers, num_slots=SLOTS, num_read_outs=3, path=path)
+
+
 def _values_and_gradients(linear: bool, feature_space: bool | None, noise_weight: float):
     weights = TinyWeights()
     inputs = features().requires_grad_(True)
     initial = weights.initial_slots()
+    layers = weights.layers(linear=linear)
     output = aggregate(
         initial.detach(),
         inputs,
-        weights.layers(linear=linear),
+        layers,
         3,
         noise_weight=noise_weight,
         generator=torch.Generator().manual_seed(5),
         straight_through=initial,
-        feature_space=feature_space,
+        source=None if feature_space is None else forced_source(inputs, layers, feature_space),
     )
     (output.slots.square().sum() + output.attention.sin().sum()).backward()
     gradients = {name: parameter.grad for name, parameter in weights.named_parameters()}
@@ -219,7 +226,9 @@ def test_feature_space_is_chosen_by_cost_and_needs_the_weights():
     aggregate(slots, many_tokens, weights.layers(linear=True), 3)
     assert weights.keys_values_calls == 1  # 64 tokens: read in feature space, nothing more projected
     with pytest.raises(ValueError, match="key_value_weights"):
-        aggregate(slots, features(), weights.layers(), 3, feature_space=True)
+        aggregate(
+            slots, features(), weights.layers(), 3, source=forced_source(features(), weights.layers(), True)
+        )
 
 
 def test_epsilon_reaches_the_attention_average():
@@ -253,7 +262,8 @@ def test_key_value_source_decides_the_clean_read_outs_once(path, tokens, project
     slots = weights.initial_slots().detach()
     given = aggregate(slots, inputs, weights.layers(linear=True), 3, source=source)
     assert weights.keys_values_calls == projections  # aggregate reuses the source, projects nothing more
-    forced = aggregate(slots, inputs, weights.layers(linear=True), 3, feature_space=in_feature_space)
+    layers = weights.layers(linear=True)
+    forced = aggregate(slots, inputs, layers, 3, source=forced_source(inputs, layers, in_feature_space))
     torch.testing.assert_close(given.slots, forced.slots)
 
 

@@ -10,12 +10,12 @@ import torch
 from tiny_runs import train_tiny
 
 import metaslot
+from metaslot.errors import CheckpointError
 from metaslot.models.encoders import CNNEncoderSpec, DinoViTSpec
 from metaslot.models.pipelines import DinosaurSpec, SlateSpec, VQVAESpec
 from metaslot.models.pipelines.slotdiffusion import SlotDiffusionSpec
 from metaslot.pretrained.building import load_weights, without_downloads
 from metaslot.train.checkpoint import read_tensors
-from metaslot.train.errors import CheckpointError
 
 VIT = "vit_tiny_patch16_224"
 

@@ -13,11 +13,11 @@ import torch
 from tiny_runs import WeightsRun
 
 import metaslot
+from metaslot.errors import CheckpointError, ConfigError
 from metaslot.models.encoders import WeightsNotFoundError
 from metaslot.pretrained import HubError, ModelNotFoundError
 from metaslot.train.checkpoint import read_tensors
 from metaslot.train.config import config_from_json
-from metaslot.train.errors import CheckpointError, ConfigError
 
 
 def weights_of(run_dir: Path, name: str) -> dict[str, torch.Tensor]:

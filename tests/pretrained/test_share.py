@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import metaslot
+from metaslot.errors import ConfigError
 from metaslot.pretrained import HubError, OutputFolderError
 from metaslot.pretrained.loading import PRETRAINED_FILES
 from metaslot.train.config import config_from_json
-from metaslot.train.errors import ConfigError
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

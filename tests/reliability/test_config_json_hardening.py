@@ -12,9 +12,9 @@ import attrs
 import pytest
 
 from metaslot.data.shapes import ShapesSpec
+from metaslot.errors import CheckpointError
 from metaslot.models.aggregators import MetaSlotSpec
 from metaslot.train.config import TrainConfig, config_from_json, config_to_json, from_jsonable
-from metaslot.train.errors import CheckpointError
 
 SECRET_NAME = "METASLOT_TEST_SECRET"
 SECRET = "s3cr3t-value-from-the-environment"

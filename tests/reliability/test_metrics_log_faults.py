@@ -13,7 +13,7 @@ from helpers import evolve_loop, final_weights, tiny_config, train, without_timi
 
 from metaslot.errors import CorruptDataError
 from metaslot.train.loggers import JsonlLogger
-from metaslot.train.logging import MetricsLog, read_metrics
+from metaslot.train.logging import read_metrics
 
 from .faults import Killed, break_writes, temporaries
 
@@ -60,14 +60,9 @@ def test_damage_before_the_last_line_is_an_error_naming_the_file_and_line(tmp_pa
         read_metrics(tmp_path)
 
 
-@pytest.mark.parametrize("kind", ["MetricsLog", "JsonlLogger"])
-def test_both_metrics_writers_skip_a_torn_tail_and_rewind_atomically(tmp_path, monkeypatch, kind) -> None:
-    log = (
-        MetricsLog(tmp_path, enabled=True, tensorboard=False)
-        if kind == "MetricsLog"
-        else JsonlLogger(tmp_path)
-    )
-    write = log.write if kind == "MetricsLog" else log.log_scalars
+def test_the_metrics_writer_skips_a_torn_tail_and_rewinds_atomically(tmp_path, monkeypatch) -> None:
+    log = JsonlLogger(tmp_path)
+    write = log.log_scalars
     for step in (1, 2, 3):
         write(step, "train", {"loss": float(step)})
     with open(tmp_path / "metrics.jsonl", "a") as handle:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import sys
 import types
 from pathlib import Path
@@ -14,9 +13,9 @@ import numpy
 import pytest
 import torch
 
+from metaslot.errors import ConfigError
 from metaslot.eval.evaluate import PictureSamples
 from metaslot.eval.pictures import segmentation_grid_image
-from metaslot.train.errors import ConfigError
 from metaslot.train.loggers import (
     WANDB_ID_FILE,
     JsonlLogger,
@@ -49,19 +48,6 @@ def test_jsonl_rows_keep_the_metrics_file_format(tmp_path: Path) -> None:
         '{"step": 10, "split": "val", "ari": "nan", "mbo": "inf"}',
     ]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.jsonl"]
-
-
-def test_jsonl_logger_writes_what_the_loop_log_writes(tmp_path: Path) -> None:
-    from metaslot.train.logging import MetricsLog
-
-    rows = [(1, "train", {"loss": 1.5}), (2, "val", {"ari": math.nan, "fg_ari": 0.5})]
-    old, new = tmp_path / "old", tmp_path / "new"
-    old.mkdir(), new.mkdir()
-    metrics_log, logger = MetricsLog(old, enabled=True, tensorboard=False), JsonlLogger(new)
-    for step, split, values in rows:
-        metrics_log.write(step, split, values)
-        logger.log_scalars(step, split, values)
-    assert (old / "metrics.jsonl").read_bytes() == (new / "metrics.jsonl").read_bytes()
 
 
 def test_truncate_after_drops_rows_past_the_resumed_checkpoint(tmp_path: Path) -> None:

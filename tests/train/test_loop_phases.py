@@ -51,12 +51,12 @@ def test_stage_two_specs_are_known_by_type_and_say_their_stage_one() -> None:
     from metaslot.data.shapes import ShapesSpec
     from metaslot.models.pipelines import StageTwoSpec
     from metaslot.train.presets import preset
-    from metaslot.train.stages import needs_stage_one, stage_one_command
+    from metaslot.train.stages import stage_one_command
 
     slotdiffusion = preset("slotdiffusion", "voc").model
-    assert isinstance(slotdiffusion, StageTwoSpec) and needs_stage_one(slotdiffusion)
-    assert not needs_stage_one(preset("dinosaur", "voc").model)
-    assert not needs_stage_one(preset("vqvae", "voc").model)
+    assert isinstance(slotdiffusion, StageTwoSpec)
+    assert not isinstance(preset("dinosaur", "voc").model, StageTwoSpec)
+    assert not isinstance(preset("vqvae", "voc").model, StageTwoSpec)
     assert stage_one_command(slotdiffusion, ShapesSpec()) == (
         "python -m cli.train --model vqvae --data shapes --vqvae-variant c4 --name vqvae-c4-shapes"
     )

@@ -24,27 +24,20 @@ class AdaSlot(SlotAttentionWeights):
     """Slot Attention weights (same names, so a fixed-K run's weights load) plus ``score``:
     LN → Linear(d, 4d) → ReLU → Linear(4d, 2), the released per-slot keep/drop logits.
 
-    Construct from keyword fields (``AdaSlot(num_slots=7, slot_dim=64, feature_dim=64)``) or a spec.
+    Built from its spec: ``AdaSlotSpec(num_slots=7, slot_dim=64, feature_dim=64).build()`` (= ``AdaSlot(spec)``).
     ``step_counter`` counts optimiser steps (advanced by `update_codebook`, the hook every aggregator has); it
     drives the cosine temperature and checkpoints with the module.
     """
 
-    def __init__(self, spec: AdaSlotSpec | None = None, **fields: object) -> None:
-        if spec is None:
-            spec = AdaSlotSpec(**fields)  # type: ignore[arg-type]
-        elif fields:
-            raise TypeError(f"pass either a spec or keyword fields, not both (got extra {sorted(fields)})")
+    spec: AdaSlotSpec
+
+    def __init__(self, spec: AdaSlotSpec) -> None:
         super().__init__(spec)
-        self.spec = spec
         width = spec.slot_dim
         self.score = nn.Sequential(
             nn.LayerNorm(width), nn.Linear(width, 4 * width), nn.ReLU(), nn.Linear(4 * width, 2)
         )
         self.register_buffer("step_counter", torch.zeros((), dtype=torch.long))
-
-    @classmethod
-    def from_spec(cls, spec: AdaSlotSpec) -> AdaSlot:
-        return cls(spec)
 
     @property
     def codebook_size(self) -> None:
@@ -89,9 +82,10 @@ class AdaSlot(SlotAttentionWeights):
         self.check_features(features)
         initial = self.initial_slots(features, initial_slots, generator)
         features_normed = self.norm_features(features)
-        source = self.key_value_source(features_normed, initial.shape[1], self.num_iterations)
+        iterations = self.spec.num_iterations
+        source = self.key_value_source(features_normed, initial.shape[1], iterations)
         aggregation = aggregate(
-            initial, features_normed, self.layers(), self.num_iterations, source=source, epsilon=self.epsilon
+            initial, features_normed, self.layers(), iterations, source=source, epsilon=self.spec.epsilon
         )
         keep_weight = self.decide(self.keep_logits(aggregation.slots), generator)
         keep: Bool[Tensor, "b k"] = keep_weight.detach() > 0.5

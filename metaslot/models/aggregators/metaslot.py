@@ -30,21 +30,18 @@ from metaslot.runtime.distributed import all_gather_tensor, world_size
 class MetaSlot(SlotAttentionWeights):
     """Drop-in replacement for a Slot Attention module (same weights, same call, same output record).
 
-    Construct from keyword arguments (``MetaSlot(num_slots=7, slot_dim=64, feature_dim=32)``) or a spec
-    (``MetaSlot.from_spec(spec)`` / ``spec.build()``). When the caller passes ``initial_slots`` the
+    Built from its spec: ``MetaSlotSpec(num_slots=7, slot_dim=64, feature_dim=32).build()`` (which is
+    ``MetaSlot(spec)``). When the caller passes ``initial_slots`` the
     module's own initialiser is unused (under DDP, freeze it or use ``find_unused_parameters``).
     State that changes during training (codebook,
     usage counters, ring buffer, step counter, k-means flag) lives in ``codebook_state`` as a parameter
     and registered buffers, so it checkpoints, moves with ``.to()`` and is synchronised under DDP.
     """
 
-    def __init__(self, spec: MetaSlotSpec | None = None, **fields: object) -> None:
-        if spec is None:
-            spec = MetaSlotSpec(**fields)  # type: ignore[arg-type]
-        elif fields:
-            raise TypeError(f"pass either a spec or keyword fields, not both (got extra {sorted(fields)})")
+    spec: MetaSlotSpec
+
+    def __init__(self, spec: MetaSlotSpec) -> None:
         super().__init__(spec)
-        self.spec = spec
         self.codebook_state = CodebookState(spec)
         # Parameters that can never receive a gradient are frozen, so DDP (without
         # find_unused_parameters) does not wait for them: the codebook when only k-means moves it, and
@@ -53,10 +50,6 @@ class MetaSlot(SlotAttentionWeights):
             self.codebook_state.codebook.requires_grad_(False)
         if not spec.straight_through:
             self.initializer.requires_grad_(False)
-
-    @classmethod
-    def from_spec(cls, spec: MetaSlotSpec) -> MetaSlot:
-        return cls(spec)
 
     @property
     def codebook(self) -> Float[Tensor, "m d"]:
@@ -103,7 +96,7 @@ class MetaSlot(SlotAttentionWeights):
         features_normed = self.norm_features(features)
         noisy = self.training or spec.noise_at_eval
         # Clean read-outs of both stages share one projection, unless reading the features directly is cheaper.
-        source = self.key_value_source(features_normed, initial.shape[1], 2 * self.num_iterations)
+        source = self.key_value_source(features_normed, initial.shape[1], 2 * spec.num_iterations)
 
         # Stage 2 starts from (detached) prototypes, so stage 1 never needs a graph.
         with torch.no_grad():
@@ -111,11 +104,11 @@ class MetaSlot(SlotAttentionWeights):
                 initial.detach(),
                 features_normed,
                 self.layers(),
-                self.num_iterations,
+                spec.num_iterations,
                 noise_weight=spec.noise_weight if noisy and spec.noise_stages == "both" else 0.0,
                 generator=generator,
                 source=source,
-                epsilon=self.epsilon,
+                epsilon=spec.epsilon,
             ).slots
         quantized = quantize(
             middle,
@@ -130,13 +123,13 @@ class MetaSlot(SlotAttentionWeights):
             start,
             features_normed,
             self.layers(),
-            self.num_iterations,
+            spec.num_iterations,
             keep=keep,
             noise_weight=spec.noise_weight if noisy else 0.0,
             generator=generator,
             straight_through=initial if spec.straight_through else None,
             source=source,
-            epsilon=self.epsilon,
+            epsilon=spec.epsilon,
         )
         codes: Int[Tensor, "b k"] = torch.where(keep, quantized.codes, torch.full_like(quantized.codes, -1))
         return AggregatorOutput(slots=final.slots, attention=final.attention, keep=keep, codes=codes)

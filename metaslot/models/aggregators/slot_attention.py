@@ -29,13 +29,8 @@ class SlotAttentionWeights(nn.Module):
 
     def __init__(self, spec: _SlotAttentionFields) -> None:
         super().__init__()
+        self.spec = spec
         slot_dim, feature_dim = spec.slot_dim, spec.feature_dim
-        self.num_slots = spec.num_slots
-        self.slot_dim = slot_dim
-        self.feature_dim = feature_dim
-        self.num_iterations = spec.num_iterations
-        self.epsilon = spec.epsilon
-        self.attention_path = spec.attention_path
         self.initializer = build_initializer(
             spec.initializer, spec.num_slots, slot_dim, spec.shared_samples_at_eval
         )
@@ -95,10 +90,6 @@ class SlotAttentionWeights(nn.Module):
         """This module's weights as the callables ``metaslot.ops.aggregate`` expects."""
         return self._layers
 
-    def step(self) -> SlotAttentionLayers:
-        """The former name of `layers` (kept for existing callers)."""
-        return self._layers
-
     def key_value_source(
         self, features_normed: Float[Tensor, "b n c"], num_slots: int, num_read_outs: int
     ) -> KeyValueSource:
@@ -109,14 +100,8 @@ class SlotAttentionWeights(nn.Module):
             self._layers,
             num_slots=num_slots,
             num_read_outs=num_read_outs,
-            path=self.attention_path,
+            path=self.spec.attention_path,
         )
-
-    def shared_keys_values(
-        self, features_normed: Float[Tensor, "b n c"], num_slots: int, num_iterations: int
-    ) -> tuple[Float[Tensor, "b n d"], Float[Tensor, "b n d"]] | None:
-        """`key_value_source`'s projected keys and values, or None for feature space (the former API)."""
-        return self.key_value_source(features_normed, num_slots, num_iterations).keys_values
 
     def initial_slots(
         self,
@@ -126,18 +111,18 @@ class SlotAttentionWeights(nn.Module):
     ) -> Float[Tensor, "b k d"]:
         """The caller's initial slots, or the initialiser's draw (mean at evaluation for per-slot)."""
         if initial_slots is not None:
-            if initial_slots.shape[0] != features.shape[0] or initial_slots.shape[-1] != self.slot_dim:
+            if initial_slots.shape[0] != features.shape[0] or initial_slots.shape[-1] != self.spec.slot_dim:
                 raise ValueError(
                     f"initial_slots has shape {tuple(initial_slots.shape)} but features have batch "
-                    f"{features.shape[0]} and slot_dim is {self.slot_dim}: pass (batch, k, {self.slot_dim})"
+                    f"{features.shape[0]} and slot_dim is {self.spec.slot_dim}: pass (batch, k, {self.spec.slot_dim})"
                 )
             return initial_slots
         return self.initializer(features.shape[0], generator=generator)
 
     def check_features(self, features: Tensor) -> None:
-        if features.ndim != 3 or features.shape[-1] != self.feature_dim:
+        if features.ndim != 3 or features.shape[-1] != self.spec.feature_dim:
             raise DataError(
-                f"features must have shape (batch, tokens, {self.feature_dim}), got {tuple(features.shape)}: "
+                f"features must have shape (batch, tokens, {self.spec.feature_dim}), got {tuple(features.shape)}: "
                 f"flatten spatial maps to tokens and match feature_dim"
             )
 
@@ -149,17 +134,10 @@ class SlotAttention(SlotAttentionWeights):
     ``isinstance`` check.
     """
 
-    def __init__(self, spec: SlotAttentionSpec | None = None, **fields: object) -> None:
-        if spec is None:
-            spec = SlotAttentionSpec(**fields)  # type: ignore[arg-type]
-        elif fields:
-            raise TypeError(f"pass either a spec or keyword fields, not both (got extra {sorted(fields)})")
-        super().__init__(spec)
-        self.spec = spec
+    spec: SlotAttentionSpec
 
-    @classmethod
-    def from_spec(cls, spec: SlotAttentionSpec) -> SlotAttention:
-        return cls(spec)
+    def __init__(self, spec: SlotAttentionSpec) -> None:
+        super().__init__(spec)
 
     @property
     def codebook_size(self) -> None:
@@ -175,7 +153,7 @@ class SlotAttention(SlotAttentionWeights):
         self.check_features(features)
         initial = self.initial_slots(features, initial_slots, generator)
         features_normed = self.norm_features(features)
-        source = self.key_value_source(features_normed, initial.shape[1], self.num_iterations)
+        source = self.key_value_source(features_normed, initial.shape[1], self.spec.num_iterations)
         if self.spec.bilevel:
             aggregation = self._bilevel(initial, features_normed, source)
         else:
@@ -183,9 +161,9 @@ class SlotAttention(SlotAttentionWeights):
                 initial,
                 features_normed,
                 self._layers,
-                self.num_iterations,
+                self.spec.num_iterations,
                 source=source,
-                epsilon=self.epsilon,
+                epsilon=self.spec.epsilon,
             )
         batch, num_slots = initial.shape[:2]
         keep: Bool[Tensor, "b k"] = torch.ones(batch, num_slots, dtype=torch.bool, device=features.device)
@@ -205,15 +183,15 @@ class SlotAttention(SlotAttentionWeights):
         """BO-QSA: the first T−1 iterations carry no gradient; the last starts from the detached slots
         plus the straight-through term, so the initial slots get the last iteration's gradient."""
         slots = initial
-        if self.num_iterations > 1:
+        if self.spec.num_iterations > 1:
             with torch.no_grad():
                 slots = aggregate(
                     initial,
                     features_normed,
                     self._layers,
-                    self.num_iterations - 1,
+                    self.spec.num_iterations - 1,
                     source=source,
-                    epsilon=self.epsilon,
+                    epsilon=self.spec.epsilon,
                 ).slots
         return aggregate(
             slots.detach(),
@@ -222,7 +200,7 @@ class SlotAttention(SlotAttentionWeights):
             1,
             straight_through=initial,
             source=source,
-            epsilon=self.epsilon,
+            epsilon=self.spec.epsilon,
         )
 
     def update_codebook(self, output: AggregatorOutput, generator: torch.Generator | None = None) -> None:

@@ -115,7 +115,7 @@ class SlotAttentionSpec(_SlotAttentionFields):
     def build(self) -> SlotAttention:
         from metaslot.models.aggregators.slot_attention import SlotAttention
 
-        return SlotAttention.from_spec(self)
+        return SlotAttention(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -190,7 +190,7 @@ class MetaSlotSpec(_SlotAttentionFields):
     def build(self) -> MetaSlot:
         from metaslot.models.aggregators.metaslot import MetaSlot
 
-        return MetaSlot.from_spec(self)
+        return MetaSlot(self)
 
 
 def _positive_finite(instance: object, attribute: attrs.Attribute, value: float) -> None:
@@ -255,7 +255,7 @@ class AdaSlotSpec(_SlotAttentionFields):
     def build(self) -> AdaSlot:
         from metaslot.models.aggregators.adaslot import AdaSlot
 
-        return AdaSlot.from_spec(self)
+        return AdaSlot(self)
 
 
 RELEASED_PIXEL_SPARSITY = 10.0

@@ -90,7 +90,6 @@ class BroadcastPixelDecoder(nn.Module):
         super().__init__()
         self.spec = spec
         self.image_size = image_size
-        self.broadcast_size = spec.broadcast_size
         self.position = SoftPositionEmbedding(slot_dim)
         padding = spec.kernel_size // 2
         layers: list[nn.Module] = []
@@ -119,7 +118,7 @@ class BroadcastPixelDecoder(nn.Module):
 
     def decode(self, slots: Float[Tensor, "s d"]) -> Float[Tensor, "s 4 h w"]:
         """Each slot on its own, broadcast over the grid and upsampled: RGB and an alpha logit."""
-        size = self.broadcast_size
+        size = self.spec.broadcast_size
         grid = repeat(slots, "s d -> s h w d", h=size, w=size)
         return self.layers(rearrange(self.position(grid), "s h w d -> s d h w"))
 

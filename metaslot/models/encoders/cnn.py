@@ -78,7 +78,6 @@ class CNNEncoder(nn.Module):
     def __init__(self, spec: CNNEncoderSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.out_channels = spec.out_channels
         layers: list[nn.Module] = []
         in_channels = 3
         for out_channels, stride in zip(spec.channels, spec.strides, strict=True):
@@ -97,6 +96,10 @@ class CNNEncoder(nn.Module):
             nn.ReLU(),
             nn.Linear(spec.out_channels, spec.out_channels),
         )
+
+    @property
+    def out_channels(self) -> int:
+        return self.spec.out_channels
 
     def grid_size(self, height: int, width: int) -> tuple[int, int]:
         """Token grid (h', w') for an input of ``height``×``width`` (each stride-s 'same' conv gives ceil(x/s))."""

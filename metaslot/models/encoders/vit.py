@@ -185,15 +185,18 @@ class DinoViT(nn.Module):
         self.grid = (spec.image_size // patch_height, spec.image_size // patch_width)
         self.out_channels = int(self.backbone.embed_dim)
         self.num_prefix_tokens = int(self.backbone.num_prefix_tokens)
-        self.frozen = spec.frozen
         if spec.frozen:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
 
+    @property
+    def frozen(self) -> bool:
+        return self.spec.frozen
+
     def train(self, mode: bool = True) -> DinoViT:
         """Keeps a frozen backbone in evaluation mode whatever the surrounding pipeline does."""
         super().train(mode)
-        if self.frozen:
+        if self.spec.frozen:
             self.backbone.eval()
         return self
 
@@ -215,7 +218,7 @@ class DinoViT(nn.Module):
         return tokens
 
     def forward(self, image: Float[Tensor, "b 3 h w"]) -> Float[Tensor, "b n c"]:
-        if self.frozen:
+        if self.spec.frozen:
             with torch.no_grad():
                 return self._tokens(image).detach()
         return self._tokens(image)

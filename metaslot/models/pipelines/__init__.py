@@ -23,7 +23,6 @@ from metaslot.models.pipelines.frontend import (
     FrontEndOutput,
     build_frontend,
     honour_keep_downstream,
-    honours_keep,
 )
 from metaslot.models.pipelines.slate import Slate, SlateSpec
 from metaslot.models.pipelines.slot_pipeline import (
@@ -66,7 +65,6 @@ __all__ = [
     "attention_masks",
     "build_frontend",
     "honour_keep_downstream",
-    "honours_keep",
     "load_vqvae_checkpoint",
     "load_vqvae_into",
     "reconstruction_output",

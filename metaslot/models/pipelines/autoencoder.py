@@ -54,7 +54,6 @@ class Autoencoder(SlotPipeline):
     def __init__(self, spec: AutoencoderSpec) -> None:
         super().__init__(spec.encoder, spec.projection, spec.aggregator)
         self.spec = spec
-        self.image_size = spec.image_size
         self.decoder: PixelDecoder = spec.decoder.build(
             slot_dim=spec.aggregator.slot_dim, image_size=spec.image_size
         )

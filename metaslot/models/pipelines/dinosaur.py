@@ -70,7 +70,6 @@ class Dinosaur(SlotPipeline):
     def __init__(self, spec: DinosaurSpec) -> None:
         super().__init__(spec.encoder, spec.projection, spec.aggregator)
         self.spec = spec
-        self.image_size = spec.image_size
         encoder = self.frontend.encoder
         grid_height, grid_width = encoder.grid_size(spec.image_size, spec.image_size)
         self.decoder = spec.decoder.build(

@@ -30,10 +30,6 @@ def decoder_mask_mode(aggregator: AggregatorSpec) -> MaskMode:
     return aggregator.decoder_mask if isinstance(aggregator, AdaSlotSpec) else "mask_normalized"
 
 
-honours_keep = honour_keep_downstream
-"""The former name of `honour_keep_downstream` (kept for existing imports)."""
-
-
 @dataclass(frozen=True)
 class FrontEndOutput:
     """``features`` are the encoder tokens (before projection: DINOSAUR's reconstruction target),

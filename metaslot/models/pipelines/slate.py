@@ -66,7 +66,6 @@ class Slate(StageTwoPipeline):
     def __init__(self, spec: SlateSpec) -> None:
         super().__init__(spec.encoder, spec.projection, spec.aggregator, spec.vqvae)
         self.spec = spec
-        self.image_size = spec.image_size
         self.decoder = spec.decoder_spec().build()
 
     def forward(

@@ -11,6 +11,7 @@ behaviour (``honour_keep_downstream=False``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from jaxtyping import Bool, Float
@@ -51,16 +52,23 @@ def require_image_size(image: Float[Tensor, "b 3 h w"], size: int, pipeline: str
         )
 
 
+class SlotPipelineSpec(Protocol):
+    """What the base reads from a pipeline's spec."""
+
+    @property
+    def image_size(self) -> int: ...
+
+
 class SlotPipeline(nn.Module):
     """Base of the pipelines with slots: ``self.frontend``, ``aggregator``, ``downstream_keep``, upkeep.
 
-    Subclasses add their decoder (and targets), set ``image_size`` and define
+    Subclasses add their decoder (and targets), set ``spec`` and define
     ``forward(image, generator) -> PipelineOutput``; those whose masks come from a decoder override
     ``slot_masks``.
     """
 
-    image_size: int
-    """Side of the square images the pipeline reads (set by each pipeline from its spec)."""
+    spec: SlotPipelineSpec
+    """The pipeline's spec, set by each pipeline."""
 
     def __init__(
         self, encoder: EncoderSpec, projection: ProjectionSpec | None, aggregator: AggregatorSpec
@@ -71,9 +79,9 @@ class SlotPipeline(nn.Module):
         self.decoder_mask = decoder_mask_mode(aggregator)
 
     @property
-    def honour_keep(self) -> bool:
-        """The former name of ``honour_keep_downstream`` (kept for existing callers)."""
-        return self.honour_keep_downstream
+    def image_size(self) -> int:
+        """Side of the square images the pipeline reads (its spec's ``image_size``)."""
+        return self.spec.image_size
 
     @property
     def aggregator(self) -> nn.Module:
@@ -83,8 +91,6 @@ class SlotPipeline(nn.Module):
         """The keep mask the decoder, the masks and the pixel labels see: None (every slot decoded and
         able to win pixels, the reference) unless keep is honoured."""
         return aggregated.keep if self.honour_keep_downstream else None
-
-    decoder_keep = downstream_keep  # the former name, kept importable for this release
 
     def soft_keep(self, aggregated: AggregatorOutput) -> SoftKeep | None:
         """What decoders with an alpha weigh it by when the keep is learnt (AdaSlot's straight-through

@@ -66,7 +66,6 @@ class SlotDiffusion(StageTwoPipeline):
     def __init__(self, spec: SlotDiffusionSpec) -> None:
         super().__init__(spec.encoder, spec.projection, spec.aggregator, spec.vqvae)
         self.spec = spec
-        self.image_size = spec.image_size
         self.decoder = spec.decoder_spec().build()
 
     def target_latents(self, image: Float[Tensor, "b 3 h w"]) -> Float[Tensor, "b c h2 w2"]:

@@ -98,7 +98,6 @@ class Spot(SlotPipeline):
     def __init__(self, spec: SpotSpec) -> None:
         super().__init__(spec.encoder, spec.projection, spec.aggregator)
         self.spec = spec
-        self.image_size = spec.image_size
         encoder = self.frontend.encoder
         self.decoder = spec.decoder.build(
             encoder.grid_size(spec.image_size, spec.image_size),
