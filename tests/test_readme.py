@@ -348,8 +348,8 @@ def per_dataset(cell: str, datasets: list[str]) -> dict[str, str]:
 def test_readme_presets_table_matches_the_presets() -> None:
     """Slots, steps, batch, lr and what each preset needs, for every --model × --data, read from the code."""
     from metaslot.models.encoders import DinoViTSpec
-    from metaslot.models.pipelines.vqvae import VQVAESpec
     from metaslot.models.pipelines import StageTwoSpec
+    from metaslot.models.pipelines.vqvae import VQVAESpec
     from metaslot.train.presets import DATASETS, MODELS, preset
 
     seen: list[tuple[str, str]] = []
