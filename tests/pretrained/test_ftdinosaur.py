@@ -70,7 +70,7 @@ def _compare(
     size: int,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Our outputs beside the reference's on the same images and the same initial slots."""
-    batch, slots = 2, pipeline.aggregator.num_slots
+    batch, slots = 2, pipeline.aggregator.spec.num_slots
     image = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
     # The shared initialiser samples at evaluation: the same unit draw on both sides.
     unit = torch.randn(batch, slots, layout.slot_dim, generator=torch.Generator().manual_seed(2))
