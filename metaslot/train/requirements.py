@@ -80,9 +80,10 @@ def missing_data(config: TrainConfig) -> list[str]:
 
 
 def missing_stage_one(config: TrainConfig) -> list[str]:
-    from metaslot.train.stages import data_selector, needs_stage_one, stage_one_command
+    from metaslot.models.pipelines.stage_two import StageTwoSpec
+    from metaslot.train.stages import data_selector, stage_one_command
 
-    if not needs_stage_one(config.model):
+    if not isinstance(config.model, StageTwoSpec):
         return []
     if config.vqvae is None:
         variant = config.model.stage_one_variant  # type: ignore[attr-defined]
