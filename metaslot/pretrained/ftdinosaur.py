@@ -74,9 +74,9 @@ short hash, not a SHA-256 this code can check. Sizes and SHA-256: `FTDINOSAUR_MO
 
 _TITLES = {"small": "ViT-S/14", "base": "ViT-B/14"}
 _PROTOCOL = (
-    "COCO 2017 val object discovery (FG-ARI and mBO over the instance masks, in percent) with the "
-    "authors' OCLF evaluation at the model's input resolution; mean over 3 training seeds (the project "
-    "page says so); which seed the published file is, is not stated"
+    "COCO 2017 val object discovery (FG-ARI and instance mBO, in percent) with the authors' own "
+    "evaluation code (OCLF; its mask resolution and crop were not checked here); mean over 3 training "
+    "seeds (the project page says so); which seed the published file is, is not stated"
 )
 
 
@@ -225,7 +225,7 @@ def _converted(their_key: str, tensor: torch.Tensor) -> torch.Tensor:
 
 
 def map_state_dict(
-    theirs: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]
+    theirs: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], source: str = "the file"
 ) -> dict[str, torch.Tensor]:
     """Their tensors under our names, every key and shape of ``own`` (the pipeline's state dict) checked.
 
@@ -252,7 +252,9 @@ def map_state_dict(
         key for key in own if key not in mapped and key not in UNUSED_KEYS and key not in mismatched_targets
     )
     if unexpected or missing or mismatched:
-        raise CheckpointMismatchError(_mismatch_message(theirs, sorted(unexpected), missing, mismatched))
+        raise CheckpointMismatchError(
+            _mismatch_message(source, theirs, sorted(unexpected), missing, mismatched)
+        )
     for key in UNUSED_KEYS:
         if key in own:
             mapped[key] = own[key]
@@ -260,7 +262,11 @@ def map_state_dict(
 
 
 def _mismatch_message(
-    theirs: Mapping[str, torch.Tensor], unexpected: list[str], missing: list[str], mismatched: list[str]
+    source: str,
+    theirs: Mapping[str, torch.Tensor],
+    unexpected: list[str],
+    missing: list[str],
+    mismatched: list[str],
 ) -> str:
     parts = []
     if unexpected:
@@ -276,7 +282,7 @@ def _mismatch_message(
         if guess is not None
         else "; is it an FT-DINOSAUR file (rw-ocrl/ftdinosaur-inference layout)?"
     )
-    return "the file does not fit the FT-DINOSAUR pipeline: " + ", ".join(parts) + hint
+    return f"{source} does not fit the FT-DINOSAUR pipeline: " + ", ".join(parts) + hint
 
 
 def guess_model(theirs: Mapping[str, torch.Tensor]) -> str | None:
@@ -292,9 +298,11 @@ def guess_model(theirs: Mapping[str, torch.Tensor]) -> str | None:
     return f"{size}-{resolution}"
 
 
-def load_state_into(pipeline: torch.nn.Module, theirs: Mapping[str, torch.Tensor]) -> None:
+def load_state_into(
+    pipeline: torch.nn.Module, theirs: Mapping[str, torch.Tensor], source: str = "the file"
+) -> None:
     """Load an FT-DINOSAUR state dict into ``pipeline`` (every key checked, see `map_state_dict`)."""
-    mapped = map_state_dict(theirs, pipeline.state_dict())
+    mapped = map_state_dict(theirs, pipeline.state_dict(), source)
     pipeline.load_state_dict(mapped, strict=True)
 
 
@@ -415,7 +423,7 @@ def load_file(path: Path, entry: FTDinosaurFile, device: torch.device | str = "c
     preset = preset_config(entry)
     config = attrs.evolve(preset, model=inference_spec(preset))
     pipeline = build_for_weights(config.model)
-    load_state_into(pipeline, read_state_dict(path))
+    load_state_into(pipeline, read_state_dict(path), str(path))
     record_origin(pipeline, config, source=str(path), checkpoint=entry.file_name)
     return pipeline.to(device).eval()
 

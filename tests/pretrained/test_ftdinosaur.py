@@ -439,3 +439,14 @@ def test_the_publishers_preprocessing_is_torchvisions_pipeline_of_their_loader()
     )
     expected = torch.stack([theirs(image) for image in images])
     assert torch.equal(ftdinosaur.publisher_preprocess(images, 28), expected)
+
+
+def test_a_file_of_another_model_names_itself_in_one_line(tiny_presets: None, tmp_path: Path) -> None:
+    weights = random_weights(TINY, seed=0)
+    del weights["decoder.decoder.0.bias"]
+    file = tmp_path / "other.pth"
+    torch.save(weights, file)
+    with pytest.raises(CheckpointMismatchError) as caught:
+        metaslot.load(file, model="ftdinosaur-small-224")
+    assert str(file) in str(caught.value) and "decoder.mlp.0.bias" in str(caught.value)
+    assert "\n" not in str(caught.value)
