@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -18,9 +19,25 @@ from metaslot.errors import MetaslotError, TrainingInterrupted
 from metaslot.train.signals import Stopped, signal_name, stop_at_once
 
 
+# PyTorch re-raises a loader worker's error with the worker's traceback as its message.
+_WORKER_ERROR = re.compile(r"^Caught \w+ (in DataLoader worker process \d+)\.\nOriginal Traceback")
+
+
+def worker_message(error: BaseException, message: str) -> str:
+    """A loader worker's error as the worker's own message plus where it happened (not its traceback)."""
+    match = _WORKER_ERROR.match(message)
+    if match is None:
+        return message
+    last = [line for line in message.splitlines() if line.strip()][-1]
+    prefix = f"{type(error).__module__}.{type(error).__qualname__}: "
+    own = last.removeprefix(prefix) if last.startswith(prefix) else last.partition(": ")[2] or last
+    return f"{own} ({match.group(1)})"
+
+
 def one_line(error: BaseException) -> str:
-    """The error's message on one line (with the file name a ``FileNotFoundError`` carries)."""
-    message = str(error)
+    """The error's message on one line (with the file name a ``FileNotFoundError`` carries; a loader
+    worker's error without the worker's traceback)."""
+    message = worker_message(error, str(error))
     if isinstance(error, FileNotFoundError) and error.filename and str(error.filename) not in message:
         message = f"{message}: {error.filename}"
     return " ".join(message.split()) or type(error).__name__
