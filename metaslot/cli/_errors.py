@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from metaslot.errors import MetaslotError, TrainingInterrupted
 from metaslot.train.signals import Stopped, signal_name, stop_at_once
 
-
 # PyTorch re-raises a loader worker's error with the worker's traceback as its message.
 _WORKER_ERROR = re.compile(r"^Caught \w+ (in DataLoader worker process \d+)\.\nOriginal Traceback")
 

@@ -89,6 +89,10 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         raise CheckpointError(
             f"{what} {path} is not readable JSON ({error}); the files are damaged"
         ) from error
+    except RecursionError:
+        raise CheckpointError(
+            f"{what} {path} is nested too deeply to be a metaslot file; it is damaged or not ours"
+        ) from None
     if not isinstance(document, dict):
         raise CheckpointError(f"{what} {path} does not hold a JSON object; is it a metaslot file?")
     return document

@@ -35,7 +35,7 @@ from metaslot.pretrained.loading import (
     load,
     origin_of,
 )
-from metaslot.runtime.files import atomic_write_bytes
+from metaslot.runtime.files import atomic_write_bytes, write_error
 from metaslot.train.config import TrainConfig, config_to_json
 
 
@@ -43,7 +43,7 @@ def _shared_block(folder: Path) -> dict[str, Any] | None:
     """The ``pretrained`` block of ``folder``'s config.json when save_pretrained wrote it, else None."""
     try:
         document = json.loads((folder / CONFIG_FILE).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     if not isinstance(document, dict) or "config" not in document:
         return None
@@ -127,7 +127,10 @@ def save_pretrained(
     pipeline, origin = _pipeline_and_origin(pipeline_or_run, checkpoint, config)
     folder = Path(folder)
     _check_output_folder(folder, origin, replace)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_error(folder, error) from error
     # Copies on the CPU also untie shared storage, which safetensors refuses.
     tensors = {
         name: value.detach().to("cpu", copy=True).contiguous()

@@ -310,7 +310,7 @@ def read_sidecar(sidecar: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {sidecar} does not exist")
     try:
         document = json.loads(sidecar.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise CheckpointError(f"checkpoint {sidecar} is not valid JSON ({error}); it is damaged") from error
     if (
         not isinstance(document, dict)
@@ -320,7 +320,32 @@ def read_sidecar(sidecar: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{sidecar} is not a metaslot checkpoint (format_version {FORMAT_VERSION} expected)"
         )
+    _check_fields(document, sidecar)
     return document
+
+
+def _check_fields(document: dict[str, Any], sidecar: Path) -> None:
+    """The sidecar's file records and loop state have the types the loader reads, or a CheckpointError."""
+    records = [document["model"]] + ([document["train"]] if "train" in document else [])
+    for record in records:
+        fine = isinstance(record, dict) and isinstance(record.get("file"), str)
+        fine = fine and type(record.get("bytes")) is int and isinstance(record.get("sha256"), str)
+        if not fine or "/" in record["file"] or record["file"] in ("", ".", ".."):
+            raise CheckpointError(
+                f"checkpoint {sidecar} is malformed (a file record is not {{file, bytes, sha256}} naming a "
+                "file of its folder); it was edited or damaged: resume from another checkpoint"
+            )
+    state = document.get("state", {})
+    fine = isinstance(state, dict) and type(state.get("step", 0)) is int
+    fine = fine and all(
+        state.get(key) is None or isinstance(state.get(key), (int, float))
+        for key in ("best_value", "best_step")
+    )
+    if not fine or not set(state) <= {field.name for field in attrs.fields(LoopState)}:
+        raise CheckpointError(
+            f"checkpoint {sidecar} is malformed (its loop state is not {{step, best_value, best_step}} "
+            "numbers); it was edited or damaged: resume from another checkpoint"
+        )
 
 
 def latest_checkpoint(directory: Path) -> Path | None:

@@ -29,12 +29,22 @@ _non_negative = validators.non_negative
 _fraction = validators.fraction
 
 
+def _adam_betas(instance: object, attribute: attrs.Attribute, value: Any) -> None:
+    """Adam's two decay rates, each in [0, 1) (torch raises a traceback deep in the optimiser otherwise)."""
+    ok = isinstance(value, tuple) and len(value) == 2
+    ok = ok and all(isinstance(beta, (int, float)) and 0.0 <= beta < 1.0 for beta in value)
+    if not ok:
+        raise ConfigError(
+            f"--optim.betas {value!r} must be two numbers in [0, 1), such as the default 0.9 0.999"
+        )
+
+
 @attrs.frozen
 class OptimSpec:
     """Adam as in every reference config (betas 0.9/0.999, eps 1e-8, no weight decay) plus gradient clipping."""
 
     learning_rate: float = attrs.field(default=2e-4, validator=_positive)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = attrs.field(default=(0.9, 0.999), validator=_adam_betas)
     eps: float = attrs.field(default=1e-8, validator=_positive)
     weight_decay: float = attrs.field(default=0.0, validator=_non_negative)
     clip_norm: float | None = attrs.field(default=1.0, validator=_positive_or_none)
@@ -273,11 +283,15 @@ def config_to_json(config: TrainConfig, **extra: Any) -> str:
 def config_from_json(text: str) -> TrainConfig:
     try:
         document = json.loads(text)
+        config = from_jsonable(document.get("config")) if isinstance(document, dict) else None
     except json.JSONDecodeError as error:
         raise CheckpointError(
             f"config.json is not valid JSON ({error}); the run folder is damaged"
         ) from error
-    config = from_jsonable(document.get("config"))
+    except RecursionError:
+        raise CheckpointError(
+            "config.json is nested too deeply to be a metaslot config; the file is damaged or not ours"
+        ) from None
     if not isinstance(config, TrainConfig):
         raise CheckpointError("config.json does not hold a TrainConfig; is this a metaslot run folder?")
     return config

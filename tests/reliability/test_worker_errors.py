@@ -19,7 +19,9 @@ class BadRecord(torch.utils.data.Dataset):
         return 4
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        raise CorruptDataError(f"record {index} of /data/voc/train.lmdb is damaged; convert the dataset again")
+        raise CorruptDataError(
+            f"record {index} of /data/voc/train.lmdb is damaged; convert the dataset again"
+        )
 
 
 def test_a_worker_error_is_its_own_one_line(capsys) -> None:
