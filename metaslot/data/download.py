@@ -32,7 +32,8 @@ from typing import Literal
 import attrs
 from tqdm import tqdm
 
-from metaslot.errors import MetaslotError
+from metaslot.data.lmdb_io import check_lmdb_size
+from metaslot.errors import CorruptDataError, MetaslotError
 
 RELEASES = "https://github.com/Genera1Z/VQ-VFM-OCL/releases"
 DATASETS = ("voc", "coco", "clevrtex", "movi_d")
@@ -210,6 +211,10 @@ def verify_file(path: Path, *, name: str, size: int | None, sha256: str | None) 
             "metaslot/data/download.py is unverified and may name another asset: pass --base-url for a "
             "mirror, or get the file from the release page by hand"
         )
+    try:
+        check_lmdb_size(path, name)  # a truncated or spliced file: shorter than its pages in use
+    except CorruptDataError as error:
+        raise VerificationError(f"{name} is damaged: {error}") from None
     digest = sha256_of(path)
     if sha256 is not None and digest != sha256.lower():
         raise VerificationError(f"{name}: SHA-256 {digest} does not match the table's {sha256}")
@@ -272,14 +277,19 @@ def _start_offset(response: HTTPResponse, offset: int, name: str) -> tuple[int, 
     raise DownloadFailedError(f"{name}: unexpected HTTP {response.status} from {response.geturl()}")
 
 
-def fetch(url: str, partial: Path, *, name: str, progress: bool) -> tuple[int, int]:
+def fetch(url: str, partial: Path, *, name: str, progress: bool, checkable: bool = True) -> tuple[int, int]:
     """Download ``url`` into ``partial``, continuing a partial file; returns (bytes fetched, bytes kept).
 
-    A server that ignores the Range header gets the file again from the start. A connection that
-    closes early raises DownloadFailedError and keeps the partial file for the next try.
+    A partial file is continued when its validator (the server's ETag) says which file it is a prefix
+    of, or when the end check can tell (``checkable``: a SHA-256 is known); otherwise it may be the
+    start of another file and is fetched afresh. A server that ignores the Range header gets the file
+    again from the start. A connection that closes early raises DownloadFailedError and keeps the
+    partial file for the next try, unless the server cannot resume (it ignores Range).
     """
-    offset = partial.stat().st_size if partial.is_file() else 0
     validator_file = validator_path(partial)
+    if partial.is_file() and not validator_file.is_file() and not checkable:
+        partial.unlink()  # no way to tell whose prefix it is
+    offset = partial.stat().st_size if partial.is_file() else 0
     validator = validator_file.read_text().strip() if offset and validator_file.is_file() else None
     try:
         response = open_from(url, offset, name, validator)
@@ -290,6 +300,7 @@ def fetch(url: str, partial: Path, *, name: str, progress: bool) -> tuple[int, i
         return fetch(url, partial, name=name, progress=progress)
     with response:
         start, total = _start_offset(response, offset, name)
+        cannot_resume = offset > 0 and start == 0 or response.headers.get("Accept-Ranges") == "none"
         if start == 0:  # a fresh file: remember which version of it this partial download is
             new_validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
             validator_file.unlink(missing_ok=True)
@@ -315,16 +326,28 @@ def fetch(url: str, partial: Path, *, name: str, progress: bool) -> tuple[int, i
                     fetched += len(chunk)
                     bar.update(len(chunk))
             except (IncompleteRead, OSError) as error:
+                if cannot_resume:
+                    raise _cannot_resume(name, url, start + fetched, error) from None
                 raise DownloadFailedError(
                     f"{name}: the connection broke after {format_bytes(start + fetched)} ({error}); "
                     f"run the same command again to resume from {partial}"
                 ) from None
     if total is not None and start + fetched != total:
+        if cannot_resume:
+            raise _cannot_resume(name, url, start + fetched, "closed early")
         raise DownloadFailedError(
             f"{name}: the connection closed after {start + fetched} of {total} bytes; run the same "
             f"command again to resume from {partial}"
         )
     return fetched, start
+
+
+def _cannot_resume(name: str, url: str, received: int, error: object) -> DownloadFailedError:
+    return DownloadFailedError(
+        f"{name}: the connection broke after {format_bytes(received)} ({error}), and the server ignores Range "
+        f"requests, so a download cannot resume: every try starts from zero; fetch {url} with a tool that "
+        "retries, or pass --base-url for a mirror"
+    )
 
 
 def download_file(
@@ -351,7 +374,7 @@ def download_file(
     partial = partial_path(destination)
     if size is not None and partial.is_file() and partial.stat().st_size > size:
         partial.unlink()  # longer than the file can be: not a prefix of it
-    fetched, kept = fetch(url, partial, name=name, progress=progress)
+    fetched, kept = fetch(url, partial, name=name, progress=progress, checkable=sha256 is not None)
     try:
         digest, checked = verify_file(partial, name=name, size=size, sha256=sha256)
     except VerificationError as error:
