@@ -62,27 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="pipeline sizes (default: tiny, plus paper on CUDA; tiny with --quick)",
     )
-    parser.add_argument(
-        "--kept-fraction",
-        nargs="+",
-        type=float,
-        default=None,
-        metavar="F",
-        help="pipelines group: time DINOSAUR and the autoencoder with MetaSlot at these forced kept "
-        "fractions beside Slot Attention (train and eval, peak memory) instead of the five-pipeline table",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="pipelines group: batch size (default: 32 at the paper size, 8 tiny, 2 smoke)",
-    )
-    parser.add_argument(
-        "--utilisation",
-        type=float,
-        default=0.35,
-        help="costs group: the share of the GPU's dense bf16 peak the GPU-hours projection assumes",
-    )
+    _add_cost_options(parser)
     parser.add_argument(
         "--threads",
         type=int,
@@ -108,6 +88,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="add bf16-autocast rows (aggregators and pipelines)",
     )
     return parser
+
+
+def _add_cost_options(parser: argparse.ArgumentParser) -> None:
+    """What the kept-fraction rows and the costs group read (issue 26)."""
+    parser.add_argument(
+        "--kept-fraction",
+        nargs="+",
+        type=float,
+        default=None,
+        metavar="F",
+        help="pipelines group: time DINOSAUR and the autoencoder with MetaSlot at these forced kept "
+        "fractions beside Slot Attention (train and eval, peak memory) instead of the five-pipeline table",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="pipelines group: batch size (default: 32 at the paper size, 8 tiny, 2 smoke)",
+    )
+    parser.add_argument(
+        "--utilisation",
+        type=float,
+        default=0.35,
+        help="costs group: the share of the GPU's dense bf16 peak the GPU-hours projection assumes",
+    )
 
 
 def _scale(arguments: argparse.Namespace) -> str:
@@ -193,7 +198,7 @@ def run(arguments: argparse.Namespace) -> dict:
 def _run_groups(arguments: argparse.Namespace, device, scale: str) -> dict:
     import torch
 
-    from metaslot.bench import aggregators, costs, data, kept, pipelines
+    from metaslot.bench import aggregators, data, pipelines
     from metaslot.bench.machine import describe, format_description
     from metaslot.bench.variants import variants
 
@@ -239,26 +244,7 @@ def _run_groups(arguments: argparse.Namespace, device, scale: str) -> dict:
         print(_format_sync(results["sync_check"]), flush=True)
         _write(output, results)
     if "pipelines" in groups and arguments.kept_fraction:
-        repeats, warmup = _counts(arguments, quick=3, full=5, warmup=1)
-        slow = "paper" in sizes and device.type == "cpu" and arguments.repeats is None
-        repeats = min(repeats, 2) if slow else repeats
-        results["settings"]["counts"]["kept_fractions"] = {"repeats": repeats, "warmup": warmup}
-        results["settings"]["kept_fractions"] = list(arguments.kept_fraction)
-        rows = []
-        for variant in precisions:
-            rows += kept.benchmark_kept_fractions(
-                sizes,  # type: ignore[arg-type]
-                device,
-                variant,
-                tuple(arguments.kept_fraction),
-                repeats,
-                warmup,
-                preset_model,
-                batch_size=arguments.batch_size,
-            )
-            results["kept_fractions"] = rows
-            _write(output, results)
-        print("\n" + kept.format_table(rows), flush=True)
+        _run_kept_fractions(arguments, device, sizes, precisions, results, output)
     elif "pipelines" in groups:
         repeats, warmup = _counts(arguments, quick=3, full=5, warmup=1)
         results["settings"]["counts"]["pipelines"] = {"repeats": repeats, "warmup": warmup}
@@ -274,18 +260,7 @@ def _run_groups(arguments: argparse.Namespace, device, scale: str) -> dict:
         print("\n" + pipelines.format_table(rows), flush=True)
         _write(output, results)
     if "costs" in groups:
-        repeats, warmup = _counts(arguments, quick=1, full=2, warmup=1)
-        results["settings"]["counts"]["costs"] = {"repeats": repeats, "warmup": warmup}
-        rows = costs.benchmark_costs(
-            smoke_run if scale == "smoke" else preset_run,
-            device,
-            batch_size=arguments.batch_size or 2,
-            repeats=repeats,
-            warmup=warmup,
-            utilisation=arguments.utilisation,
-        )
-        results["costs"] = rows
-        print("\n" + costs.format_table(rows), flush=True)
+        _run_costs(arguments, device, scale, results)
     if "data" in groups:
         repeats, warmup = _counts(arguments, quick=2, full=5, warmup=1)
         results["settings"]["counts"]["data"] = {"repeats": repeats, "warmup": warmup}
@@ -295,6 +270,58 @@ def _run_groups(arguments: argparse.Namespace, device, scale: str) -> dict:
     _write(output, results)
     print(f"\nresults: {output}", flush=True)
     return results
+
+
+def _run_kept_fractions(
+    arguments: argparse.Namespace,
+    device,
+    sizes: tuple[str, ...],
+    precisions: list,
+    results: dict,
+    output: Path,
+) -> None:
+    """The pipelines group with ``--kept-fraction``: DINOSAUR and the autoencoder, MetaSlot at forced kept
+    fractions beside Slot Attention (`metaslot.bench.kept`)."""
+    from metaslot.bench import kept
+
+    repeats, warmup = _counts(arguments, quick=3, full=5, warmup=1)
+    slow = "paper" in sizes and device.type == "cpu" and arguments.repeats is None
+    repeats = min(repeats, 2) if slow else repeats
+    results["settings"]["counts"]["kept_fractions"] = {"repeats": repeats, "warmup": warmup}
+    results["settings"]["kept_fractions"] = list(arguments.kept_fraction)
+    rows: list[dict] = []
+    for variant in precisions:
+        rows += kept.benchmark_kept_fractions(
+            sizes,  # type: ignore[arg-type]
+            device,
+            variant,
+            tuple(arguments.kept_fraction),
+            repeats,
+            warmup,
+            preset_model,
+            batch_size=arguments.batch_size,
+        )
+        results["kept_fractions"] = rows
+        _write(output, results)
+    print("\n" + kept.format_table(rows), flush=True)
+
+
+def _run_costs(arguments: argparse.Namespace, device, scale: str, results: dict) -> None:
+    """The costs group (`metaslot.bench.costs`): every paper preset at batch 2 by default."""
+    from metaslot.bench import costs
+
+    repeats, warmup = _counts(arguments, quick=1, full=2, warmup=1)
+    results["settings"]["counts"]["costs"] = {"repeats": repeats, "warmup": warmup}
+    rows = costs.benchmark_costs(
+        smoke_run if scale == "smoke" else preset_run,
+        device,
+        batch_size=arguments.batch_size or 2,
+        repeats=repeats,
+        warmup=warmup,
+        utilisation=arguments.utilisation,
+    )
+    results["costs"] = rows
+    print("\n" + costs.format_table(rows), flush=True)
 
 
 def _format_sync(check: dict) -> str:
