@@ -27,8 +27,8 @@ from collections.abc import Callable
 
 import attrs
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from metaslot.bench.flops import count_flops
 from metaslot.bench.memory import peak_new_bytes
 from metaslot.bench.pipelines import _random_encoder
 from metaslot.bench.timing import time_step
@@ -120,6 +120,19 @@ def _detached(value: object) -> object:
     return value
 
 
+def _rerun(module: torch.nn.Module, args: object, kwargs: object, grad_enabled: bool) -> Callable[[], None]:
+    """One call of ``module`` as in the step, back-propagating every output that carries a gradient."""
+
+    def call() -> None:
+        with torch.set_grad_enabled(grad_enabled):
+            output = module(*args, **kwargs)  # type: ignore[misc]
+        carried = [tensor for tensor in _tensors(output) if tensor.requires_grad]
+        if carried:
+            torch.autograd.backward(carried, [torch.ones_like(tensor) for tensor in carried])
+
+    return call
+
+
 def step_flops(
     pipeline: torch.nn.Module, images: torch.Tensor, parts: dict[str, tuple[str, ...]]
 ) -> dict[str, float]:
@@ -141,23 +154,15 @@ def step_flops(
             handles.append(pipeline.get_submodule(path).register_forward_hook(hook, with_kwargs=True))
     pipeline.train()
     try:
-        with FlopCounterMode(display=False) as counter:
-            pipeline(images).loss.float().backward()
+        flops = {"total": count_flops(lambda: pipeline(images).loss.float().backward())}
     finally:
         for handle in handles:
             handle.remove()
-    flops = {"total": float(counter.get_total_flops())}
     for part, paths in parts.items():
         flops[part] = 0.0
         for path in paths:
             args, kwargs, grad_enabled = captured[path]
-            with FlopCounterMode(display=False) as part_counter:
-                with torch.set_grad_enabled(grad_enabled):
-                    output = pipeline.get_submodule(path)(*args, **kwargs)
-                carried = [tensor for tensor in _tensors(output) if tensor.requires_grad]
-                if carried:
-                    torch.autograd.backward(carried, [torch.ones_like(tensor) for tensor in carried])
-            flops[part] += float(part_counter.get_total_flops())
+            flops[part] += count_flops(_rerun(pipeline.get_submodule(path), args, kwargs, grad_enabled))
     pipeline.zero_grad(set_to_none=True)
     flops["rest"] = flops["total"] - sum(flops[part] for part in parts)
     return flops

@@ -4,7 +4,8 @@ fractions, beside the same pipeline with Slot Attention, train step and evaluati
 The keep mask is forced (`ForcedKeep`: image i keeps ``round(f·k)`` slots starting at slot ``i mod k``)
 so that the cost does not depend on what random weights happen to prune. Every variant of one model and
 phase is timed interleaved (`time_interleaved`), and its peak memory is measured in one extra untimed
-call (`metaslot.bench.memory`). Ratios are against Slot Attention's median.
+call (`metaslot.bench.memory`), its FLOPs in another (`torch.utils.flop_counter`, independent of the
+machine's load). Ratios are against Slot Attention's median and FLOPs.
 
 Run through the CLI: ``python -m cli.bench pipelines --sizes paper --kept-fraction 1.0 0.67 0.5``.
 """
@@ -19,6 +20,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
+from metaslot.bench.flops import count_flops
 from metaslot.bench.memory import peak_new_bytes
 from metaslot.bench.pipelines import PipelineCase, Size, cases
 from metaslot.bench.presets import PresetModels
@@ -138,6 +140,7 @@ def benchmark_kept_fractions(
             steps = {name: make_step(module, images, variant) for name, module in modules.items()}
             timings = time_interleaved(steps, device=device, repeats=repeats, warmup=warmup)
             baseline = timings["slot_attention"].median
+            flops = {name: count_flops(step) for name, step in steps.items()}
             for name, step in steps.items():
                 fraction = None if name == "slot_attention" else float(name.split("@")[1])
                 rows.append(
@@ -155,6 +158,8 @@ def benchmark_kept_fractions(
                         "step": timings[name].milliseconds(),
                         "images": timings[name].throughput(batch),
                         "ratio_to_slot_attention": timings[name].median / baseline,
+                        "gflops": flops[name] / 1e9,
+                        "flop_ratio_to_slot_attention": flops[name] / flops["slot_attention"],
                         "peak_memory_mib": peak_new_bytes(step, device) / 2**20,
                     }
                 )
@@ -166,7 +171,7 @@ def format_table(rows: list[dict]) -> str:
         "kept fractions: MetaSlot with a forced keep mask beside Slot Attention (interleaved); "
         "images/s median [min–max], ratio = ms/step over Slot Attention's; peak = tensors made in one step",
         f"{'model':<12} {'size':<6} {'batch':>5} {'phase':<6} {'aggregator':<15} {'kept':>5} "
-        f"{'images/s':>24} {'ms/step':>10} {'ratio':>6} {'peak MiB':>9}",
+        f"{'images/s':>24} {'ms/step':>10} {'ratio':>6} {'peak MiB':>9} {'GFLOPs':>8} {'FLOP ratio':>10}",
     ]
     for row in rows:
         images = row["images"]
@@ -178,6 +183,7 @@ def format_table(rows: list[dict]) -> str:
         lines.append(
             f"{row['model']:<12} {row['size']:<6} {row['batch_size']:>5} {row['phase']:<6} {name:<15} "
             f"{kept:>5} {spread:>24} {row['step']['median_ms']:>10.1f} "
-            f"{row['ratio_to_slot_attention']:>5.2f}× {row['peak_memory_mib']:>9.1f}"
+            f"{row['ratio_to_slot_attention']:>5.2f}× {row['peak_memory_mib']:>9.1f} {row['gflops']:>8.1f} "
+            f"{row['flop_ratio_to_slot_attention']:>9.2f}×"
         )
     return "\n".join(lines)

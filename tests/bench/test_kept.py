@@ -35,11 +35,19 @@ def test_kept_fraction_rows_for_dinosaur_and_the_autoencoder(tmp_path: Path, cap
             assert {(model, phase, "slot_attention", None), (model, phase, "metaslot", 1.0)} <= keys
             assert (model, phase, "metaslot", 0.5) in keys
     for row in rows:
-        assert row["batch_size"] == 3 and row["peak_memory_mib"] > 0
+        assert row["batch_size"] == 3 and row["peak_memory_mib"] > 0 and row["gflops"] > 0
         if row["aggregator"] == "slot_attention":
             assert row["ratio_to_slot_attention"] == 1.0 and row["kept_slots"] == row["num_slots"]
+            assert row["flop_ratio_to_slot_attention"] == 1.0
         else:
             assert row["kept_slots"] == kept_count(row["num_slots"], row["kept_fraction"])
+    # Half the slots kept: DINOSAUR's decoder, the bulk of its step, does half the work.
+    half = {
+        row["phase"]: row["flop_ratio_to_slot_attention"]
+        for row in rows
+        if row["model"] == "dinosaur" and row["kept_fraction"] == 0.5
+    }
+    assert half["train"] < 1.0 and half["eval"] < 1.0
     assert "metaslot@0.5" in capsys.readouterr().out
 
 
