@@ -102,7 +102,7 @@ def run(argv: list[str], program: str, *, pictures_only: bool) -> None:
     run_dir, sidecar = chosen_checkpoint(source, known.checkpoint)
     config = _load_run_config(run_dir)
     options = _evaluation_options(config, known, rest, program, pictures_only)
-    _evaluate_checkpoint(config, options, run_dir, sidecar, source, pictures_only)
+    _evaluate_checkpoint(config, options, run_dir, sidecar, source, pictures_only, known.checkpoint)
 
 
 def refuse_best(folder: Path, choice: str) -> None:
@@ -200,19 +200,28 @@ def _evaluation_options(
 
 
 def _evaluate_checkpoint(
-    config, options: EvalConfig, run_dir: Path, sidecar: Path, source: Path, pictures_only: bool
+    config,
+    options: EvalConfig,
+    run_dir: Path,
+    sidecar: Path,
+    source: Path,
+    pictures_only: bool,
+    choice: str = "last",
 ) -> None:
     """Rebuild the run's model, load the checkpoint's weights and write the evaluation next to the run
     (``source``: what the command line named, a run folder or a checkpoint file)."""
     import torch
 
-    from metaslot.pretrained.loading import load_checkpoint
+    from metaslot.pretrained.loading import load_moving_checkpoint
     from metaslot.runtime.device import resolve_device
 
     device = resolve_device(options.device)
     torch.manual_seed(config.loop.seed)
-    # Every weight, frozen backbones included, comes from the checkpoint: no hub, no weights file.
-    pipeline, document = load_checkpoint(config, sidecar, device)
+    # Every weight, frozen backbones included, comes from the checkpoint: no hub, no weights file. A
+    # run folder's last checkpoint may be pruned by its training meanwhile: then the new last one.
+    moving = source.is_dir()
+    pick = (lambda: chosen_checkpoint(source, choice)[1]) if moving else (lambda: sidecar)
+    pipeline, document, sidecar = load_moving_checkpoint(config, pick, device)
     spec = options.evaluation
     name = sidecar.name.removesuffix(".json")
     step = int(document["state"]["step"])
@@ -249,6 +258,7 @@ def _evaluate_pipeline(config, options: EvalConfig, pipeline, output: Path, titl
     """The evaluation of a loaded ``pipeline`` on the options' data, written to ``output``."""
     from metaslot.eval.session import evaluate_and_report
     from metaslot.eval_settings import EvaluationSettings
+    from metaslot.runtime import files
     from metaslot.runtime.device import resolve_device, resolve_precision
 
     device = resolve_device(options.device)
@@ -263,7 +273,10 @@ def _evaluate_pipeline(config, options: EvalConfig, pipeline, output: Path, titl
         seed=config.loop.seed,
         num_workers=options.num_workers,
     )
-    evaluate_and_report(pipeline, dataset, settings, output_dir=output, title=title, provenance=provenance)
+    with files.folder_lock(output, "evaluation"):  # two evaluations never mix their files in one folder
+        evaluate_and_report(
+            pipeline, dataset, settings, output_dir=output, title=title, provenance=provenance
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

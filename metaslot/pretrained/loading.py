@@ -25,6 +25,7 @@ import json
 import os
 import re
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -180,9 +181,38 @@ def load_checkpoint(
     return pipeline.to(device).eval(), document
 
 
-def _load_run_checkpoint(run_dir: Path, sidecar: Path, device: torch.device) -> torch.nn.Module:
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_ino, status.st_mtime_ns
+
+
+def load_moving_checkpoint(
+    config: TrainConfig, pick: Callable[[], Path], device: torch.device | str = "cpu", tries: int = 3
+) -> tuple[torch.nn.Module, dict[str, Any], Path]:
+    """`load_checkpoint` of the sidecar ``pick()`` names, picked again when a training running meanwhile
+    pruned or replaced it while it was read (its last or best checkpoint moves on); returns the
+    sidecar actually loaded too. A checkpoint that is damaged and stays put is a `CheckpointError`."""
+    for attempt in range(tries):
+        sidecar = pick()
+        before = _stamp(sidecar)
+        try:
+            pipeline, document = load_checkpoint(config, sidecar, device)
+            return pipeline, document, sidecar
+        except CheckpointError:
+            moved = _stamp(sidecar) != before or pick() != sidecar
+            if not moved or attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _load_run_checkpoint(
+    run_dir: Path, sidecar: Path, device: torch.device, pick: Callable[[], Path] | None = None
+) -> torch.nn.Module:
     config, document = read_run_config(run_dir)
-    pipeline, state = load_checkpoint(config, sidecar, device)
+    pipeline, state, sidecar = load_moving_checkpoint(config, pick or (lambda: sidecar), device)
     step = state["state"].get("step")
     _ORIGINS[pipeline] = Origin(
         config=config,
@@ -352,7 +382,8 @@ def load(
                     f"{path} is neither a run folder (config.json, checkpoints/) nor a folder written by "
                     f"save_pretrained ({WEIGHTS_FILE}, {CONFIG_FILE})"
                 )
-            return _load_run_checkpoint(run_dir, _run_checkpoint(run_dir, checkpoint), target)
+            pick = lambda: _run_checkpoint(run_dir, checkpoint)  # noqa: E731  (a training may move it on)
+            return _load_run_checkpoint(run_dir, pick(), target, pick)
         run_dir, sidecar = checkpoints.resolve_checkpoint(path)
         return _load_run_checkpoint(run_dir, sidecar, target)
     if not _REPO_ID.match(text):

@@ -15,13 +15,15 @@ temporary name is predictable, so it is created exclusively (``O_EXCL | O_NOFOLL
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from metaslot.errors import WriteError
+from metaslot.errors import RunInUseError, WriteError
 
 TEMPORARY_MARK = ".tmp-"
 
@@ -169,3 +171,26 @@ def remove_temporaries(folder: Path) -> list[Path]:
     for path in leftovers:
         discard(path)
     return leftovers
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, what: str) -> Iterator[None]:
+    """Hold ``folder/.<what>.lock`` (an ``flock``, dropped by the kernel when the process dies) while one
+    writer fills ``folder``; a second one is refused in one line (`RunInUseError`)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_error(folder, error) from error
+    path = folder / f".{what}.lock"
+    descriptor = open_no_follow(path, os.O_RDWR | os.O_CREAT)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunInUseError(
+                f"another {what} is writing into {folder} right now; wait for it to finish, or write this "
+                "one elsewhere with --output FOLDER"
+            ) from None
+        yield
+    finally:
+        os.close(descriptor)
