@@ -221,3 +221,45 @@ def test_evaluation_in_order_zero_and_in_all_nine_orders_differ_and_both_are_rec
     assert recorded["all"]["protocol"]["token_orders"] == "all"
     assert recorded["all"]["protocol"]["overridden"] == ["token_orders"]
     assert recorded["first"]["metrics"]["loss"] != recorded["all"]["metrics"]["loss"]
+
+
+def test_the_spot_backbone_follows_the_offline_rules_of_dinov2(tmp_path, monkeypatch) -> None:
+    """No weights and no hub: one error naming the file to fetch and the flag; a saved file loads, and
+    the registers never reach the tokens (16×16 of them at 224)."""
+    import huggingface_hub
+    import safetensors.torch
+    import timm
+
+    from metaslot.models.encoders import WeightsNotFoundError
+    from metaslot.models.encoders.vit import create_backbone
+
+    if not isinstance(huggingface_hub.try_to_load_from_cache(f"timm/{SPOT_VIT}", "model.safetensors"), str):
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        with pytest.raises(WeightsNotFoundError) as raised:
+            create_backbone(spot_encoder())
+        message = str(raised.value)
+        assert f"timm/{SPOT_VIT}" in message and "model.safetensors" in message
+        assert "--model.encoder.weights" in message
+    torch.manual_seed(0)
+    model = timm.create_model(SPOT_VIT, pretrained=False, img_size=224, num_classes=0)
+    weights = tmp_path / "model.safetensors"
+    safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    encoder = DinoViTSpec(model_name=SPOT_VIT, weights=weights, final_norm=False).build()
+    torch.testing.assert_close(encoder.backbone.reg_token, model.reg_token)
+    assert encoder(images(1, size=256)).shape == (1, 16 * 16, 384)
+
+
+def test_the_self_training_term_is_the_weighted_cross_entropy_to_the_teacher_labels() -> None:
+    from metaslot.ops.self_training import self_training_cross_entropy
+
+    spec = tiny_spot("slot_attention", teacher=tiny_spot("slot_attention"), teacher_weight=0.5)
+    pipeline = build(spec)
+    pipeline.train()
+    labels = torch.tensor([[0, 1, 2, 0] * 4, [2, 2, 1, 1] * 4])
+    pipeline.teacher_labels = lambda image, generator=None: labels  # the teacher's masks, fixed
+    output = pipeline(images(), generator=torch.Generator().manual_seed(0))
+    expected = 0.5 * self_training_cross_entropy(output.aggregator.attention, labels)
+    torch.testing.assert_close(output.terms["self_training"], expected.detach())
+    torch.testing.assert_close(output.loss, output.terms["reconstruction"] + output.terms["self_training"])
+    pipeline.eval()
+    assert "self_training" not in pipeline(images(), generator=torch.Generator().manual_seed(0)).terms
