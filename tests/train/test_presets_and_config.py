@@ -297,3 +297,19 @@ def test_spot_coco_has_the_reference_trainable_tensors() -> None:
     ours = sorted(tuple(p.shape) for p in model.parameters() if p.requires_grad)
     assert ours == reference
     assert sum(math.prod(shape) for shape in ours) == 11_304_832
+
+
+def test_spot_with_slot_attention_and_spot_stage_two_presets() -> None:
+    """Slot Attention keeps SPOT's shared initialiser (plus the paper presets' baseline settings); stage 2
+    (SPOT's train_spot_2.py) has learnt queries, bi-level, the last 4 ViT blocks trained, same schedule."""
+    baseline = preset("spot", "coco", "slot-attention")
+    aggregator = baseline.model.aggregator
+    assert type(aggregator).__name__ == "SlotAttentionSpec" and baseline.name == "spot-coco-sa"
+    assert aggregator.initializer == "shared" and aggregator.bilevel
+    student = preset("spot", "coco", "slot-attention", teacher=Path("runs/spot-coco-sa"))
+    model = student.model
+    assert student.name == "spot-coco-sa-stage2" and student.teacher == Path("runs/spot-coco-sa")
+    assert model.aggregator.initializer == "learnt" and model.aggregator.bilevel
+    assert model.trainable_blocks == 4 and not model.encoder.frozen and model.teacher_weight == 5e-3
+    assert (student.optim, student.schedule, student.loop) == (baseline.optim, baseline.schedule, baseline.loop)
+    assert preset("spot", "voc", teacher=Path("t")).model.aggregator.initializer == "learnt"  # MetaSlot too
