@@ -358,13 +358,15 @@ def load(
             if data not in (None, "coco"):
                 raise ConfigError(f"FT-DINOSAUR was published for coco only, got data={data!r}: drop data=")
             return ftdinosaur.load_file(path, published, target)
-    if path.is_file() and (model is not None or data is not None or path.suffix in REFERENCE_SUFFIXES):
-        return _load_reference_file(path, model, data, aggregator, vqvae, target)
-    if model is not None or data is not None or vqvae is not None:
+    names_a_preset = model is not None or data is not None or vqvae is not None
+    if names_a_preset and path.is_dir():
         raise ConfigError(
-            f"model=, data=, aggregator= and vqvae= name the preset of a reference .pth file; {text} is not "
-            "a file: drop them (a run folder, save_pretrained folder or hub repo knows its own config)"
+            f"model=, data=, aggregator= and vqvae= name the preset of a reference .pth file; {text} is a "
+            "folder: drop them (a run folder or save_pretrained folder knows its own config)"
         )
+    if names_a_preset or (path.is_file() and path.suffix in REFERENCE_SUFFIXES):
+        # A missing file is reported by the reader, naming where the published files are listed.
+        return _load_reference_file(path, model, data, aggregator, vqvae, target)
     if path.exists():
         if checkpoint == "best" and not (path.is_dir() and not is_pretrained_folder(path)):
             raise ConfigError(

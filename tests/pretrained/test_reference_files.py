@@ -94,3 +94,8 @@ def test_the_cli_prints_a_damaged_file_in_one_line(
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("convert: error:") and "cut.pth" in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_missing_file_says_where_the_published_files_are_listed(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"no checkpoint file at .*cli.download --models"):
+        metaslot.load(tmp_path / "metaslot-dinosaur-coco.pth", model="dinosaur", data="coco")
