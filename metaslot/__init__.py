@@ -7,17 +7,14 @@ by default because it costs Python time on every call and cannot be traced by ``
 
 from __future__ import annotations
 
-import os
-
 from metaslot._lazy import lazy_exports
+from metaslot.typechecking import __version__, typechecking_enabled
 
-if os.environ.get("METASLOT_TYPECHECK", "0") not in ("", "0", "false", "False"):
+if typechecking_enabled():
     from jaxtyping import install_import_hook
 
     # Stays installed: every metaslot submodule imported from now on is instrumented.
     install_import_hook("metaslot", "beartype.beartype")
-
-__version__ = "0.1.0"
 
 # Public names resolved lazily so that `import metaslot` stays light (no torch import for `--help`).
 _LAZY = {
@@ -36,11 +33,6 @@ _LAZY = {
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
-
-
-def typechecking_enabled() -> bool:
-    """True when the jaxtyping/beartype import hook was installed for this process."""
-    return os.environ.get("METASLOT_TYPECHECK", "0") not in ("", "0", "false", "False")
 
 
 __all__ = [*_LAZY, "typechecking_enabled", "__version__"]

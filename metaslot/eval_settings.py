@@ -55,7 +55,7 @@ class EvalSpec:
     protocol: str = attrs.field(default="metaslot", validator=_protocol_name)
     """The published evaluation protocol the metrics follow (`metaslot.protocols`: metaslot, spot,
     dinosaur, adaslot); the five fields below override its settings one by one (None: the protocol's)."""
-    mask_size: int | None = attrs.field(default=None, validator=attrs.validators.optional(validators.non_negative))
+    mask_size: int | None = attrs.field(default=None, validator=validators.or_none(validators.non_negative))
     """Side of the square masks and ground truth are compared at (0: the data's resolution)."""
     masks: Literal["pipeline", "decoder", "attention"] | None = None
     """Which masks are scored: the pipeline's own, the decoder's, or the aggregator's attention."""

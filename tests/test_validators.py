@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import math
+from pathlib import Path
 
 import attrs
 import pytest
@@ -30,6 +32,8 @@ CASES = [
     (validators.at_least_one, [1, 2, 64], [0, -1], "must be at least 1"),
     (validators.non_negative, [0, 0.0, 1e-8, 5], [-1, -1e-8], "must be >= 0"),
     (validators.fraction, [0, 0.0, 0.5, 0.999], [1, 1.0, -0.01, 1.5, math.nan], "must be in [0, 1)"),
+    (validators.unit_interval, [0, 0.0, 0.5, 1, 1.0], [-0.01, 1.01, math.nan], "must be in [0, 1]"),
+    (validators.probability, [1e-9, 0.5, 1, 1.0], [0, 0.0, -0.5, 1.01, math.nan], "must be in (0, 1]"),
     (
         validators.positive_ints,
         [(1,), (1, 2, 64)],
@@ -89,3 +93,113 @@ def test_training_options_keep_raising_config_error() -> None:
         LoopSpec(steps=None)  # type: ignore[arg-type]
     assert OptimSpec(clip_norm=None).clip_norm is None
     assert EvalSpec(max_batches=None, pictures=0).pictures == 0
+
+
+def two_field_spec(validator: validators.Validator) -> type:
+    """A frozen attrs class with ``limit`` and ``width``, whose ``width`` is checked by ``validator``."""
+
+    @attrs.frozen
+    class Spec:
+        limit: object
+        width: object = attrs.field(validator=validator)
+
+    return Spec
+
+
+@pytest.mark.parametrize(
+    ("check", "limit", "good", "bad", "message"),
+    [
+        (validators.not_below("limit", "raise it"), 3, [3, 4], [2], "width (2) is below limit (3): raise it"),
+        (
+            validators.divides("limit"),
+            12,
+            [1, 4, 12],
+            [5, 0],
+            "width (5) must be positive and divide limit (12)",
+        ),
+        (
+            validators.multiples_of("limit", 2, "two levels"),
+            8,
+            [(8, 16), (8, 8, 24)],
+            [(8, 12), (8,)],
+            "width (8, 12): [12] not divisible by limit (8); use multiples of 8",
+        ),
+        (
+            validators.same_length_as("limit", "layer"),
+            (1, 2),
+            [(5, 6)],
+            [(5,)],
+            "width (5,) must have one entry per layer (limit (1, 2)): pass 2 width",
+        ),
+    ],
+)
+def test_checks_against_another_field(check, limit, good, bad, message) -> None:
+    spec = two_field_spec(check)
+    for value in good:
+        assert spec(limit, value).width == value
+    for value in bad:
+        with pytest.raises(ConfigError):
+            spec(limit, value)
+    with pytest.raises(ConfigError) as error:
+        spec(limit, bad[0])
+    assert str(error.value) == message
+
+
+def test_choices_names_and_rules_raise_config_errors() -> None:
+    choice = one_field_spec(validators.one_of("a", "b"))
+    assert choice("b").width == "b"
+    with pytest.raises(ConfigError, match=r"^unknown width 'c': choose one of 'a', 'b'$"):
+        choice("c")
+    subset = one_field_spec(validators.subset_of(("a", "b")))
+    assert subset(("b",)).width == ("b",)
+    for value in [(), ("a", "z")]:
+        with pytest.raises(ConfigError, match="must be a non-empty subset"):
+            subset(value)
+    with pytest.raises(ConfigError, match=r"^width \(9\) exceeds 8, the colours: lower it$"):
+        one_field_spec(validators.at_most(8, "the colours"))(9)
+    with pytest.raises(ConfigError, match=r"^unknown model 'x': pass a name such as 'y'$"):
+        one_field_spec(validators.known(lambda name: name == "y", "model", ("y",)))("x")
+
+    def rule(spec: object) -> None:
+        raise ConfigError("broken")
+
+    with pytest.raises(ConfigError, match="^broken$"):
+        one_field_spec(validators.holds(rule))(1)
+    with attrs.validators.disabled():  # the command line parses first, then checks: rules too
+        assert one_field_spec(validators.holds(rule))(1).width == 1
+
+
+def test_spec_fields_raise_config_errors_not_plain_value_errors() -> None:
+    from metaslot.data.shapes import ShapesSpec
+    from metaslot.models.aggregators import SlotAttentionSpec
+
+    with pytest.raises(ConfigError, match=r"^mlp_dropout must be in \[0, 1\), got 1.0$"):
+        SlotAttentionSpec(num_slots=2, slot_dim=4, feature_dim=4, mlp_dropout=1.0)
+    with pytest.raises(ConfigError, match="unknown background 'grey'"):
+        ShapesSpec(background="grey")  # type: ignore[arg-type]
+
+
+PACKAGE = Path(__file__).resolve().parent.parent / "metaslot"
+
+
+def test_every_spec_check_is_a_shared_validator() -> None:
+    """No spec declares its own ``@field.validator`` method or uses attrs' built-in validators (their
+    errors are plain ``ValueError``/``TypeError``s, a traceback on the command line)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                found += [
+                    f"{path.name}:{node.lineno} @…validator"
+                    for decorator in node.decorator_list
+                    if isinstance(decorator, ast.Attribute) and decorator.attr == "validator"
+                ]
+            is_builtin = (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "validators"
+                and node.attr != "disabled"
+            )
+            if is_builtin:
+                found.append(f"{path.name}:{node.lineno} attrs.validators.{node.attr}")
+    assert not found, found

@@ -13,12 +13,12 @@ import random
 
 import numpy
 import torch
-import torch.distributed
 from torch.utils.data import DataLoader, Dataset
 
 from metaslot.data.records import Batch, Sample, collate
 from metaslot.data.sampling import ResumableSampler
 from metaslot.data.video import VideoSample, collate_frames
+from metaslot.runtime.distributed import has_process_group, process_rank, world_size
 
 
 def collate_images(samples: list[Sample] | list[VideoSample]) -> Batch:
@@ -97,21 +97,21 @@ def make_loader(
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     num_workers = worker_count(num_workers, available_cpus())
-    rank, world_size = 0, 1
+    rank, processes = 0, 1
     if distributed:
-        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        if not has_process_group():
             raise RuntimeError(
                 "make_loader(distributed=True) needs an initialised process group: call "
                 "torch.distributed.init_process_group first (torchrun) or pass distributed=False"
             )
-        rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        rank, processes = process_rank(), world_size()
     sampler = ResumableSampler(
         len(dataset),  # type: ignore[arg-type]
         seed=seed,
         epoch=epoch,
         shuffle=shuffle,
         rank=rank,
-        world_size=world_size,
+        world_size=processes,
         drop_last=drop_last,
         start_index=start_index,
         global_batch_size=global_batch_size,

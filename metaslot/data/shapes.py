@@ -23,7 +23,7 @@ from metaslot.data.records import Sample
 from metaslot.data.sampling import ItemKey, item_index
 from metaslot.data.transforms import normalize
 from metaslot.errors import ConfigError
-from metaslot.validators import positive
+from metaslot.validators import at_most, holds, not_below, one_of, positive, subset_of
 
 SHAPE_KINDS = ("circle", "ellipse", "square", "triangle", "diamond")
 # Saturated, well separated colours (0-255); objects in one image get distinct ones.
@@ -52,48 +52,40 @@ Background = Literal["black", "coloured", "textured"]
 _SPLIT_STREAM = {"train": 0, "val": 1, "test": 2}
 
 
+def _sizes_fit(spec: ShapesSpec) -> None:
+    low, high = spec.size_range
+    if not (0 < low <= high <= 0.5):
+        raise ConfigError(
+            f"size_range {spec.size_range} must satisfy 0 < low <= high <= 0.5 (fractions of the side)"
+        )
+    if math.pi * (low * spec.resolution) ** 2 * 0.5 < spec.min_visible_pixels():
+        raise ConfigError(
+            f"size_range low ({low}) gives shapes smaller than {spec.min_visible_pixels()} pixels at "
+            f"resolution {spec.resolution}: raise size_range[0] or the resolution"
+        )
+
+
 @attrs.frozen
 class ShapesSpec:
     """Synthetic shapes dataset. ``build(split)`` gives train/val/test streams that never overlap."""
 
     resolution: int = attrs.field(default=64, validator=positive)
     min_objects: int = attrs.field(default=1, validator=positive)
-    max_objects: int = attrs.field(default=6, validator=positive)
-    size_range: tuple[float, float] = attrs.field(default=(0.08, 0.2))  # shape radius / image side
-    background: Background = attrs.field(
-        default="black", validator=attrs.validators.in_(("black", "coloured", "textured"))
+    max_objects: int = attrs.field(
+        default=6,
+        validator=[
+            positive,
+            not_below("min_objects", "raise max_objects"),
+            at_most(len(PALETTE), "the number of distinct colours"),
+        ],
     )
-    kinds: tuple[str, ...] = attrs.field(default=SHAPE_KINDS)
+    size_range: tuple[float, float] = attrs.field(default=(0.08, 0.2), validator=holds(_sizes_fit))
+    """Shape radius over the image side, (low, high)."""
+    background: Background = attrs.field(default="black", validator=one_of("black", "coloured", "textured"))
+    kinds: tuple[str, ...] = attrs.field(default=SHAPE_KINDS, validator=subset_of(SHAPE_KINDS))
     train_size: int = attrs.field(default=10_000, validator=positive)
     val_size: int = attrs.field(default=500, validator=positive)
     seed: int = 0
-
-    @max_objects.validator
-    def _check_max(self, attribute: attrs.Attribute, value: int) -> None:
-        if value < self.min_objects:
-            raise ConfigError(
-                f"max_objects ({value}) is below min_objects ({self.min_objects}): raise max_objects"
-            )
-        if value > len(PALETTE):
-            raise ConfigError(f"max_objects ({value}) exceeds the {len(PALETTE)} distinct colours: lower it")
-
-    @size_range.validator
-    def _check_sizes(self, attribute: attrs.Attribute, value: tuple[float, float]) -> None:
-        if not (0 < value[0] <= value[1] <= 0.5):
-            raise ConfigError(
-                f"size_range {value} must satisfy 0 < low <= high <= 0.5 (fractions of the side)"
-            )
-        if math.pi * (value[0] * self.resolution) ** 2 * 0.5 < self.min_visible_pixels():
-            raise ConfigError(
-                f"size_range low ({value[0]}) gives shapes smaller than {self.min_visible_pixels()} pixels at "
-                f"resolution {self.resolution}: raise size_range[0] or the resolution"
-            )
-
-    @kinds.validator
-    def _check_kinds(self, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
-        unknown = [kind for kind in value if kind not in SHAPE_KINDS]
-        if not value or unknown:
-            raise ConfigError(f"kinds {value} must be a non-empty subset of {SHAPE_KINDS}")
 
     def min_visible_pixels(self) -> int:
         """Objects with fewer visible pixels are dropped (about 0.4 % of the image, at least 4)."""

@@ -5,21 +5,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-import attrs
 from torch import nn
 
-from metaslot.errors import ConfigError
+from metaslot.validators import one_of
 
 Activation = Literal["gelu", "relu"]
 ACTIVATIONS: tuple[Activation, ...] = ("gelu", "relu")
 
 
-def check_activation(instance: object, attribute: attrs.Attribute, value: str) -> None:
-    """attrs validator: the field names one of `ACTIVATIONS`."""
-    if value not in ACTIVATIONS:
-        raise ConfigError(
-            f"unknown {attribute.name} {value!r}: choose one of {', '.join(repr(name) for name in ACTIVATIONS)}"
-        )
+check_activation = one_of(*ACTIVATIONS)
+"""attrs validator: the field names one of `ACTIVATIONS`."""
 
 
 def activation_layer(name: Activation) -> nn.Module:

@@ -20,8 +20,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-import metaslot
 from metaslot.errors import DataError
+from metaslot.typechecking import typechecking_enabled
 
 __all__ = ["NonFiniteError", "ShapeError", "check_finite", "check_shapes"]
 
@@ -29,7 +29,7 @@ DtypeKind = Literal["float", "integer", "bool"] | None
 """What a tensor must hold: floating point, integers (not bool), bool, or anything (None)."""
 
 # Read once, like the import hook itself (installed when `metaslot` is first imported).
-_VALUE_CHECKS = metaslot.typechecking_enabled()
+_VALUE_CHECKS = typechecking_enabled()
 
 _DTYPE_WORDS = {"float": "floating-point", "integer": "integer", "bool": "bool"}
 

@@ -324,7 +324,7 @@ def download(entry: FTDinosaurFile, *, revision: str | None = None, cache_dir: P
     import huggingface_hub
     from huggingface_hub import errors
 
-    from metaslot import __version__
+    from metaslot.typechecking import __version__
 
     cached = huggingface_hub.try_to_load_from_cache(
         REPO_ID, entry.file_name, cache_dir=cache_dir, revision=revision

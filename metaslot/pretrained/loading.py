@@ -249,7 +249,7 @@ def _download(repo_id: str, revision: str | None, cache_dir: Path | None) -> Pat
     import huggingface_hub
     from huggingface_hub import errors
 
-    from metaslot import __version__
+    from metaslot.typechecking import __version__
 
     try:
         folder = huggingface_hub.snapshot_download(

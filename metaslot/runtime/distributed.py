@@ -76,9 +76,19 @@ def is_distributed() -> bool:
     )
 
 
+def has_process_group() -> bool:
+    """True when a process group is initialised (of any size, one rank included)."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 def world_size() -> int:
     """Processes in the group (1 without one)."""
     return torch.distributed.get_world_size() if is_distributed() else 1
+
+
+def process_rank() -> int:
+    """This process's rank in the group (0 without one)."""
+    return torch.distributed.get_rank() if is_distributed() else 0
 
 
 def all_reduce_sum(tensor: Tensor) -> Tensor:

@@ -25,8 +25,13 @@ class PipelineSpec(Protocol):
     def build(self) -> torch.nn.Module: ...
 
 
+UNNAMED_DATA = "<your dataset>"
+"""What the stage-1 command says for a dataset spec no ``--data`` name stands for (a plug-in's)."""
+
+
 def data_selector(data_spec: object) -> str:
-    """The ``--data`` name of a dataset spec (``shapes`` for a dataset no preset names)."""
+    """The ``--data`` name of a dataset spec; `UNNAMED_DATA` for one no preset names (never another
+    dataset's name: a stage-1 command for the wrong data would train the wrong VQ-VAE)."""
     from metaslot.data.published import ClevrTexSpec, COCOSpec, VOCSpec
     from metaslot.data.shapes import ShapesSpec
     from metaslot.data.video import MoviDSpec
@@ -38,7 +43,7 @@ def data_selector(data_spec: object) -> str:
         ClevrTexSpec: "clevrtex",
         MoviDSpec: "movi_d",
     }
-    return next((name for kind, name in names.items() if isinstance(data_spec, kind)), "shapes")
+    return next((name for kind, name in names.items() if isinstance(data_spec, kind)), UNNAMED_DATA)
 
 
 def stage_one_command(model_spec: StageTwoSpec, data_spec: object) -> str:

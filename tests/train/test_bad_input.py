@@ -42,6 +42,8 @@ TINY = model_args("autoencoder")
         ([*TINY, "--optim.learning-rate", "-1"], "learning_rate must be positive"),
         ([*TINY, "--model.aggregator.codebook-size", "0"], "codebook_size must be at least 1"),
         ([*TINY, "--schedule.warmup-fraction", "1.5"], "warmup_fraction must be in [0, 1)"),
+        ([*TINY, "--model.aggregator.mlp-dropout", "1.0"], "mlp_dropout must be in [0, 1), got 1.0"),
+        ([*TINY, "--model.encoder.strides", "1"], "strides (1,) must have one entry per conv layer"),
     ],
     ids=[
         "model",
@@ -52,6 +54,8 @@ TINY = model_args("autoencoder")
         "learning-rate",
         "codebook-size",
         "warmup",
+        "mlp-dropout",
+        "strides",
     ],
 )
 def test_bad_selectors_and_option_values(arguments: list[str], expected: str, capsys, tmp_path: Path) -> None:

@@ -60,3 +60,6 @@ def test_stage_two_specs_are_known_by_type_and_say_their_stage_one() -> None:
     assert stage_one_command(slotdiffusion, ShapesSpec()) == (
         "python -m cli.train --model vqvae --data shapes --vqvae-variant c4 --name vqvae-c4-shapes"
     )
+    # A dataset no --data name stands for is not passed off as shapes.
+    unnamed = stage_one_command(slotdiffusion, object())
+    assert "--data <your dataset>" in unnamed and "shapes" not in unnamed

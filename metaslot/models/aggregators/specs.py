@@ -6,15 +6,23 @@ Every place where MetaSlot's defaults differ from the paper text or from the pap
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from metaslot.errors import ConfigError
 from metaslot.models.activations import Activation, check_activation
 from metaslot.ops.slot_attention import AttentionPath
-from metaslot.validators import at_least_one, non_negative
+from metaslot.validators import (
+    at_least_one,
+    fraction,
+    non_negative,
+    not_above,
+    not_below,
+    one_of,
+    positive,
+    probability,
+    unit_interval,
+)
 
 if TYPE_CHECKING:
     from metaslot.models.aggregators.adaslot import AdaSlot
@@ -28,21 +36,6 @@ DecoderMask = Literal["mask_normalized", "logit", "mask"]
 TemperatureSchedule = Literal["constant", "cosine"]
 NoiseStages = Literal["both", "second"]
 CodebookUpdate = Literal["gradient", "kmeans", "both"]
-
-
-def _one_of(*choices: str):
-    def check(instance: object, attribute: attrs.Attribute, value: str) -> None:
-        if value not in choices:
-            raise ConfigError(
-                f"unknown {attribute.name} {value!r}: choose one of {', '.join(repr(c) for c in choices)}"
-            )
-
-    return check
-
-
-def _unit_interval(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{attribute.name} must lie in [0, 1], got {value}")
 
 
 def _default_hidden(instance: _SlotAttentionFields) -> int:
@@ -67,41 +60,27 @@ class _SlotAttentionFields:
     """Hidden width of the residual MLP after the GRU (4·d as in the reference)."""
     mlp_activation: Activation = attrs.field(default="gelu", validator=check_activation)
     """Hidden activation of the residual MLP: 'gelu' (the MetaSlot reference) or 'relu' (FT-DINOSAUR)."""
-    mlp_dropout: float = attrs.field(default=0.0)
+    mlp_dropout: float = attrs.field(default=0.0, validator=fraction)
     """Dropout after the residual MLP's hidden activation, in training only (the reference's ``ffn``
     dropout: 0 for MetaSlot, 0.01 for the parent framework's Slot Attention baselines). Its draws come
     from the global RNG, not from the forward's ``generator``."""
     initializer: Initializer = attrs.field(
-        default="per-slot", validator=_one_of("per-slot", "shared", "learnt")
+        default="per-slot", validator=one_of("per-slot", "shared", "learnt")
     )
     """'per-slot': one learned Gaussian per slot (reference NormalSeparat, mean at evaluation);
     'shared': one learned Gaussian for all slots (reference NormalShared); 'learnt': one learnt query
     per slot, no noise (SPOT's stage-2 ``init_method='embedding'``)."""
     shared_samples_at_eval: bool = True
     """Shared initialiser only: draw samples at evaluation too (the reference does; False uses the mean)."""
-    epsilon: float = attrs.field(default=1e-5)
+    epsilon: float = attrs.field(default=1e-5, validator=positive)
     """Added to the per-slot attention mass before the weighted mean over tokens (reference 1e-5)."""
     attention_path: AttentionPath = attrs.field(
-        default="auto", validator=_one_of("auto", "projected", "feature_space")
+        default="auto", validator=one_of("auto", "projected", "feature_space")
     )
     """How clean iterations read the features (same results up to rounding, different cost):
     'projected' projects keys and values once per forward (the reference); 'feature_space' never
     projects them (queries go to feature space, `metaslot.ops.feature_space_slot_attention`); 'auto'
     picks whichever costs fewer multiply-adds for the shapes (`metaslot.ops.feature_space_is_cheaper`)."""
-
-    @mlp_dropout.validator
-    def _check_dropout(self, attribute: attrs.Attribute, value: float) -> None:
-        if not 0.0 <= value < 1.0:
-            raise ValueError(
-                f"mlp_dropout must lie in [0, 1), got {value}: it is the probability of zeroing a unit"
-            )
-
-    @epsilon.validator
-    def _check_epsilon(self, attribute: attrs.Attribute, value: float) -> None:
-        if not 0 < value < math.inf:  # also refuses NaN
-            raise ConfigError(
-                f"epsilon must be positive and finite, got {value}: it keeps empty slots from dividing by zero"
-            )
 
 
 @attrs.frozen(kw_only=True)
@@ -127,28 +106,28 @@ class MetaSlotSpec(_SlotAttentionFields):
 
     codebook_size: int = attrs.field(default=512, validator=at_least_one)
     """m: number of prototypes."""
-    quantizer: Quantizer = attrs.field(default="argmin", validator=_one_of("argmin", "gumbel"))
+    quantizer: Quantizer = attrs.field(default="argmin", validator=one_of("argmin", "gumbel"))
     """'argmin': exact nearest prototype (paper text, and the reference at evaluation);
     'gumbel': the reference's training quantiser (hard Gumbel-softmax over negative squared distances,
     drawn from the forward's generator). Evaluation and the codebook upkeep always use argmin."""
     noise_weight: float = attrs.field(default=0.5, validator=non_negative)
     """w in σ_t = w·(1 − t/(T−1)) added to the layer-normed features before the key/value projections."""
-    noise_stages: NoiseStages = attrs.field(default="both", validator=_one_of("both", "second"))
+    noise_stages: NoiseStages = attrs.field(default="both", validator=one_of("both", "second"))
     """'both': noise in both stages (reference code); 'second': only the masked stage (paper figure)."""
     noise_at_eval: bool = False
     """Noise at evaluation too (the paper-era code did it, making evaluation stochastic)."""
-    prune_start: float = attrs.field(default=0.02)
+    prune_start: float = attrs.field(default=0.02, validator=probability)
     """p0: probability of the prune path at step 0 of training."""
-    prune_growth: float = attrs.field(default=1.001)
+    prune_growth: float = attrs.field(default=1.001, validator=at_least_one)
     """g: p(step) = min(1, p0·g^step), with step counted in optimiser steps (upkeep calls), not forwards
     as in the reference."""
     codebook_update: CodebookUpdate = attrs.field(
-        default="gradient", validator=_one_of("gradient", "kmeans", "both")
+        default="gradient", validator=one_of("gradient", "kmeans", "both")
     )
     """'gradient': prototypes are trained by the optimiser through stage 2 (what the reference
     effectively does); 'kmeans': an EMA mini-batch k-means step per upkeep (paper text) and no gradient;
     'both': both."""
-    kmeans_decay: float = attrs.field(default=0.95, validator=_unit_interval)
+    kmeans_decay: float = attrs.field(default=0.95, validator=unit_interval)
     """EMA decay of the mini-batch k-means step (used when codebook_update is 'kmeans' or 'both')."""
     kmeans_init: bool = True
     """Run a one-off k-means once the ring buffer first holds at least min(codebook_size, buffer_capacity)
@@ -157,11 +136,18 @@ class MetaSlotSpec(_SlotAttentionFields):
     """Lloyd iterations of the one-off k-means (the reference: at most 100)."""
     dead_code_timeout: int = attrs.field(default=4096, validator=at_least_one)
     """Timeout in slot vectors; converted to upkeep steps as ceil(timeout·m / buffer_capacity)."""
-    replacement_rate: float = attrs.field(default=0.8, validator=_unit_interval)
+    replacement_rate: float = attrs.field(default=0.8, validator=unit_interval)
     """A dead code moves this far towards its replacement vector."""
     replacement_noise: float = attrs.field(default=0.01, validator=non_negative)
     """Relative noise on replacement vectors (x + ρ‖x‖ε)."""
-    buffer_capacity: int = attrs.field(default=768)
+    buffer_capacity: int = attrs.field(
+        default=768,
+        validator=not_below(
+            "num_slots",
+            "the ring buffer must hold at least one image's slots; raise buffer_capacity "
+            "(the reference used 4·batch·k)",
+        ),
+    )
     """Ring buffer of recent kept final slots (the reference used 4·batch·k; may be smaller than m)."""
     honour_keep_downstream: bool = True
     """Pipelines read this: True makes decoders/metrics ignore pruned slots; False reproduces the
@@ -169,33 +155,10 @@ class MetaSlotSpec(_SlotAttentionFields):
     straight_through: bool = True
     """Add (initial − initial.detach()) before the last stage-2 iteration so the initialiser is trained."""
 
-    @prune_start.validator
-    def _check_start(self, attribute: attrs.Attribute, value: float) -> None:
-        if not 0.0 < value <= 1.0:
-            raise ConfigError(f"prune_start must lie in (0, 1], got {value}: 1 prunes from the first step")
-
-    @prune_growth.validator
-    def _check_growth(self, attribute: attrs.Attribute, value: float) -> None:
-        if value < 1.0:
-            raise ConfigError(f"prune_growth must be >= 1 (a growing probability), got {value}")
-
-    @buffer_capacity.validator
-    def _check_capacity(self, attribute: attrs.Attribute, value: int) -> None:
-        if value < self.num_slots:
-            raise ConfigError(
-                f"buffer_capacity ({value}) is smaller than num_slots ({self.num_slots}): the ring buffer "
-                f"must hold at least one image's slots; raise buffer_capacity (the reference used 4·batch·k)"
-            )
-
     def build(self) -> MetaSlot:
         from metaslot.models.aggregators.metaslot import MetaSlot
 
         return MetaSlot(self)
-
-
-def _positive_finite(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not 0 < value < math.inf:  # also refuses NaN
-        raise ConfigError(f"{attribute.name} must be positive and finite, got {value}")
 
 
 @attrs.frozen(kw_only=True)
@@ -210,7 +173,7 @@ class AdaSlotSpec(_SlotAttentionFields):
     ``mask_normalized`` decoder alpha, λ = 0.1 (the feature-reconstruction configs).
     """
 
-    initializer: Initializer = attrs.field(default="shared", validator=_one_of("per-slot", "shared"))
+    initializer: Initializer = attrs.field(default="shared", validator=one_of("per-slot", "shared"))
     """'shared' as released (one Gaussian for every slot); 'per-slot' ties the weights to k."""
     sparsity_weight: float = attrs.field(default=0.1, validator=non_negative)
     """λ, the linear weight of the sparsity term on mean(keep), in the units of the pipeline's loss.
@@ -219,38 +182,32 @@ class AdaSlotSpec(_SlotAttentionFields):
     its presets use `pixel_sparsity_weight`, about 9.9e-4)."""
     sparsity_quadratic: float = attrs.field(default=0.0, validator=non_negative)
     """Quadratic weight of the released ``SparsePenalty`` on (mean(keep) − bias)² (0 in every config)."""
-    sparsity_bias: float = attrs.field(default=0.5, validator=_unit_interval)
+    sparsity_bias: float = attrs.field(default=0.5, validator=unit_interval)
     """Bias of the quadratic term (released 0.5)."""
     temperature_schedule: TemperatureSchedule = attrs.field(
-        default="constant", validator=_one_of("constant", "cosine")
+        default="constant", validator=one_of("constant", "cosine")
     )
     """'constant': tau = temperature_start throughout (released: its schedule hook is never called, so
     tau = 1); 'cosine': anneal from temperature_start to temperature_end over temperature_steps."""
-    temperature_start: float = attrs.field(default=1.0, validator=_positive_finite)
-    temperature_end: float = attrs.field(default=0.5, validator=_positive_finite)
+    temperature_start: float = attrs.field(default=1.0, validator=positive)
+    temperature_end: float = attrs.field(default=0.5, validator=positive)
     temperature_steps: int = attrs.field(default=10_000, validator=at_least_one)
     """Optimiser steps of the cosine anneal (counted by the module's own step buffer)."""
-    lower_bound: int = attrs.field(default=0)
+    lower_bound: int = attrs.field(
+        default=0, validator=[non_negative, not_above("num_slots", "it is the fewest slots an image keeps")]
+    )
     """Each image keeps at least this many slots: dropped ones are switched on at random, with no
     gradient (released ``low_bound``; 0 in every config)."""
-    eval_keep: EvalKeep = attrs.field(default="sample", validator=_one_of("sample", "argmax"))
+    eval_keep: EvalKeep = attrs.field(default="sample", validator=one_of("sample", "argmax"))
     """Keep decision at evaluation: 'sample' draws the Gumbel noise as in training (released: there is
     no training check, so evaluation is stochastic); 'argmax' keeps a slot when its keep logit wins
     (deterministic up to the shared initialiser's draw). evaluation.json records which."""
     decoder_mask: DecoderMask = attrs.field(
-        default="mask_normalized", validator=_one_of("mask_normalized", "logit", "mask")
+        default="mask_normalized", validator=one_of("mask_normalized", "logit", "mask")
     )
     """How decoders take dropped slots out of their alpha (`metaslot.ops.keep_weighted_alpha`):
     'mask_normalized' (released default) multiplies the slot softmax by keep and renormalises; 'logit'
     subtracts 1e5 from dropped logits; 'mask' only multiplies (kept alphas no longer sum to one)."""
-
-    @lower_bound.validator
-    def _check_lower_bound(self, attribute: attrs.Attribute, value: int) -> None:
-        if not 0 <= value <= self.num_slots:
-            raise ConfigError(
-                f"lower_bound ({value}) must lie in [0, num_slots={self.num_slots}]: it is the fewest slots "
-                "an image keeps"
-            )
 
     def build(self) -> AdaSlot:
         from metaslot.models.aggregators.adaslot import AdaSlot

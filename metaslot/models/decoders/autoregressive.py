@@ -13,12 +13,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from metaslot.errors import ConfigError, DataError
-from metaslot.validators import fraction, positive
-
-
-def _heads_divide_width(instance: ARDecoderSpec, attribute: attrs.Attribute, value: int) -> None:
-    if value <= 0 or instance.width % value:
-        raise ConfigError(f"num_heads ({value}) must be positive and divide width ({instance.width})")
+from metaslot.validators import divides, fraction, positive
 
 
 @attrs.frozen
@@ -35,7 +30,7 @@ class ARDecoderSpec:
     vocabulary_size: int = attrs.field(default=4096, validator=positive)
     width: int = attrs.field(default=256, validator=positive)
     num_layers: int = attrs.field(default=4, validator=positive)
-    num_heads: int = attrs.field(default=4, validator=_heads_divide_width)
+    num_heads: int = attrs.field(default=4, validator=divides("width"))
     feedforward: int = attrs.field(default=1024, validator=positive)
     dropout: float = attrs.field(default=0.0, validator=fraction)
 

@@ -19,17 +19,11 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
-from metaslot.errors import ConfigError
 from metaslot.models.activations import Activation, activation_layer, check_activation
 from metaslot.models.masks import SoftKeep, slot_alpha
 from metaslot.ops.packing import kept_slot_index, unpack_slots
 from metaslot.ops.top_k import gather_chosen_slots, scatter_chosen_slots, top_k_slots
-from metaslot.validators import positive_ints
-
-
-def _check_top_k(instance: object, attribute: attrs.Attribute, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise ConfigError(f"top_k must be at least 1 or None (decode every slot), got {value}")
+from metaslot.validators import at_least_one, or_none, positive_ints
 
 
 @attrs.frozen(kw_only=True)
@@ -50,7 +44,7 @@ class MLPDecoderSpec:
     straight-through gradient reaches the keep decision through the dropped slots' decodes."""
     activation: Activation = attrs.field(default="gelu", validator=check_activation)
     """Hidden activation: 'gelu' (the MetaSlot reference) or 'relu' (FT-DINOSAUR, from OCLF)."""
-    top_k: int | None = attrs.field(default=None, validator=_check_top_k)
+    top_k: int | None = attrs.field(default=None, validator=or_none(at_least_one))
     """Decode each token from only its ``top_k`` most-attending slots (FT-DINOSAUR: 3); None decodes
     every slot everywhere (the reference)."""
 

@@ -17,27 +17,16 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from metaslot.errors import ConfigError
-from metaslot.validators import fraction, positive
+from metaslot.validators import fraction, holds, multiples_of, positive
 
 
-def _block_channels(
-    instance: DiffusionDecoderSpec, attribute: attrs.Attribute, value: tuple[int, ...]
-) -> None:
-    if len(value) < 2:
+def _latent_grid_fits_the_levels(spec: DiffusionDecoderSpec) -> None:
+    """Each UNet level below the first halves the latent grid, so it must divide by 2^(levels − 1)."""
+    downsampling = 2 ** (len(spec.block_channels) - 1)
+    if spec.latent_size % downsampling:
         raise ConfigError(
-            f"block_channels needs at least 2 levels (one plain, one cross-attention), got {value}"
-        )
-    bad = [channels for channels in value if channels <= 0 or channels % instance.norm_groups]
-    if bad:
-        raise ConfigError(
-            f"block_channels {value}: {bad} not divisible by norm_groups ({instance.norm_groups}); "
-            "pick multiples of norm_groups"
-        )
-    downsampling = 2 ** (len(value) - 1)
-    if instance.latent_size % downsampling:
-        raise ConfigError(
-            f"latent_size ({instance.latent_size}) must be divisible by {downsampling} "
-            f"for {len(value)} UNet levels; use fewer block_channels or a larger latent grid"
+            f"latent_size ({spec.latent_size}) must be divisible by {downsampling} "
+            f"for {len(spec.block_channels)} UNet levels; use fewer block_channels or a larger latent grid"
         )
 
 
@@ -55,7 +44,12 @@ class DiffusionDecoderSpec:
     slot_dim: int = attrs.field(default=256, validator=positive)
     norm_groups: int = attrs.field(default=32, validator=positive)
     block_channels: tuple[int, ...] = attrs.field(
-        default=(128, 256, 384, 512), converter=tuple, validator=_block_channels
+        default=(128, 256, 384, 512),
+        converter=tuple,
+        validator=[
+            multiples_of("norm_groups", 2, "one plain, one cross-attention"),
+            holds(_latent_grid_fits_the_levels),
+        ],
     )
     layers_per_block: int = attrs.field(default=2, validator=positive)
     attention_head_dim: int = attrs.field(default=8, validator=positive)

@@ -28,21 +28,11 @@ from torch.nn import functional
 from metaslot.errors import ConfigError, DataError
 from metaslot.models.decoders.autoregressive import memory_padding
 from metaslot.ops.patch_orders import inverse_order, spot_orders
-from metaslot.validators import at_least_one, fraction
+from metaslot.validators import at_least_one, fraction, one_of
 
 TrainOrders = Literal["random", "first", "all"]
 EvalOrders = Literal["first", "all"]
 NUM_ORDERS = 9
-
-
-def _one_of(*choices: str):
-    def check(instance: object, attribute: attrs.Attribute, value: str) -> None:
-        if value not in choices:
-            raise ConfigError(
-                f"unknown {attribute.name} {value!r}: choose one of {', '.join(repr(c) for c in choices)}"
-            )
-
-    return check
 
 
 def random_order(generator: torch.Generator | None = None) -> int:
@@ -70,7 +60,7 @@ class PermutedARDecoderSpec:
     """4 at width 384 (the MetaSlot reference), 6 at 768 (SPOT with ViT-B/16)."""
     feedforward_multiplier: int = attrs.field(default=4, validator=at_least_one)
     dropout: float = attrs.field(default=0.0, validator=fraction)
-    train_orders: TrainOrders = attrs.field(default="random", validator=_one_of("random", "first", "all"))
+    train_orders: TrainOrders = attrs.field(default="random", validator=one_of("random", "first", "all"))
     """'random': one of the nine per training batch (SPOT); 'first': raster only; 'all': the mean of nine.
     At evaluation the protocol decides (``--evaluation.token-orders``): order 0 (SPOT's
     ``--eval_permutations standard``, the reference's ``perm_v='default'``) or all nine (SPOT's README)."""
@@ -99,7 +89,9 @@ class DecoderBlock(nn.Module):
 
     def __init__(self, width: int, num_heads: int, feedforward: int, dropout: float, first: bool) -> None:
         super().__init__()
-        self.self_attn = nn.MultiheadAttention(width, num_heads, dropout=dropout, bias=False, batch_first=True)
+        self.self_attn = nn.MultiheadAttention(
+            width, num_heads, dropout=dropout, bias=False, batch_first=True
+        )
         self.multihead_attn = nn.MultiheadAttention(
             width, num_heads, dropout=dropout, bias=False, batch_first=True
         )
@@ -138,7 +130,9 @@ class DecoderBlock(nn.Module):
 class PermutedARDecoder(nn.Module):
     """``forward(tokens b n c, slots b k d, keep, orders) -> PermutedDecoding`` (teacher forcing)."""
 
-    def __init__(self, spec: PermutedARDecoderSpec, grid: tuple[int, int], feature_dim: int, slot_dim: int) -> None:
+    def __init__(
+        self, spec: PermutedARDecoderSpec, grid: tuple[int, int], feature_dim: int, slot_dim: int
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.grid = grid
@@ -155,7 +149,9 @@ class PermutedARDecoder(nn.Module):
         )
         orders = spot_orders(*grid)
         self.register_buffer("orders", orders, persistent=False)
-        self.register_buffer("inverse_orders", torch.stack([inverse_order(o) for o in orders]), persistent=False)
+        self.register_buffer(
+            "inverse_orders", torch.stack([inverse_order(o) for o in orders]), persistent=False
+        )
         causal = torch.ones(self.num_tokens, self.num_tokens, dtype=torch.bool).triu(diagonal=1)
         self.register_buffer("causal_mask", causal, persistent=False)
 

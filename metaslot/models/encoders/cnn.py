@@ -11,8 +11,7 @@ from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from metaslot.errors import ConfigError
-from metaslot.validators import odd_positive, positive_ints
+from metaslot.validators import odd_positive, positive_ints, same_length_as
 
 
 def _default_strides(instance: CNNEncoderSpec) -> tuple[int, ...]:
@@ -31,16 +30,10 @@ class CNNEncoderSpec:
     """Output channels of each conv layer; the last one is also the token width c."""
     kernel_size: int = attrs.field(default=5, validator=odd_positive)
     strides: tuple[int, ...] = attrs.field(
-        default=attrs.Factory(_default_strides, takes_self=True), validator=positive_ints
+        default=attrs.Factory(_default_strides, takes_self=True),
+        validator=[positive_ints, same_length_as("channels", "conv layer")],
     )
     """Stride of each conv layer (same length as ``channels``)."""
-
-    def __attrs_post_init__(self) -> None:
-        if len(self.strides) != len(self.channels):
-            raise ConfigError(
-                f"strides {self.strides} must have one entry per conv layer (channels {self.channels}): "
-                f"pass {len(self.channels)} strides"
-            )
 
     @property
     def out_channels(self) -> int:

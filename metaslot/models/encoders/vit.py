@@ -20,7 +20,7 @@ from torch.nn import functional
 
 from metaslot.errors import ConfigError, WeightsError
 from metaslot.runtime.hub import HubFile
-from metaslot.validators import at_least_one
+from metaslot.validators import at_least_one, holds, known, or_none
 
 DEFAULT_VIT = "vit_small_patch14_dinov2.lvd142m"
 KNOWN_VITS = (
@@ -53,13 +53,6 @@ def _how_to_get(model_name: str) -> str:
     )
 
 
-def _check_model_name(instance: object, attribute: attrs.Attribute, value: str) -> None:
-    if not timm.is_model(value):
-        raise ConfigError(
-            f"unknown timm model {value!r}: pass a timm ViT name such as {', '.join(repr(n) for n in KNOWN_VITS)}"
-        )
-
-
 def resolve_weights_file(model_name: str, weights: Path) -> Path:
     """The readable weight file that ``weights`` (a file, or a folder holding one) names, or a clear error."""
     path = Path(weights).expanduser()
@@ -85,6 +78,14 @@ def resolve_weights_file(model_name: str, weights: Path) -> Path:
     return path
 
 
+def _weights_need_pretrained(spec: DinoViTSpec) -> None:
+    if spec.weights is not None and not spec.pretrained:
+        raise ConfigError(
+            f"weights={str(spec.weights)!r} was given with pretrained=False: drop the weights for a random "
+            f"backbone, or keep pretrained=True to load them"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class DinoViTSpec:
     """A (by default frozen) timm ViT; the image is bicubic-resized to ``image_size`` before the patches.
@@ -94,12 +95,16 @@ class DinoViTSpec:
     16×16 tokens for patch 14 and 14×14 for patch 16.
     """
 
-    model_name: str = attrs.field(default=DEFAULT_VIT, validator=_check_model_name)
+    model_name: str = attrs.field(
+        default=DEFAULT_VIT, validator=known(timm.is_model, "timm model", KNOWN_VITS)
+    )
     pretrained: bool = True
-    weights: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
+    weights: Path | None = attrs.field(
+        default=None, converter=attrs.converters.optional(Path), validator=holds(_weights_need_pretrained)
+    )
     image_size: int = attrs.field(default=224, validator=at_least_one)
     """Side of the square the image is resized to (reference: 256 × 0.875 = 224)."""
-    position_size: int | None = attrs.field(default=None, validator=attrs.validators.optional(at_least_one))
+    position_size: int | None = attrs.field(default=None, validator=or_none(at_least_one))
     """Image side the position embedding is stored for; None: ``image_size``. When given, the
     embedding keeps that size and is resampled (bicubic, antialiased) to the token grid at every forward,
     timm's ``dynamic_img_size``: FT-DINOSAUR stores DINOv2's 518×518 (37×37) embedding and runs at 224."""
@@ -107,13 +112,6 @@ class DinoViTSpec:
     """Apply the ViT's final LayerNorm (reference: True except SPOT, which uses the last block's output)."""
     frozen: bool = True
     """requires_grad False, evaluation mode and ``no_grad`` (the reference freezes the backbone by regex)."""
-
-    def __attrs_post_init__(self) -> None:
-        if self.weights is not None and not self.pretrained:
-            raise ConfigError(
-                f"weights={str(self.weights)!r} was given with pretrained=False: drop the weights for a random "
-                f"backbone, or keep pretrained=True to load them"
-            )
 
     def missing_files(self, flag: str) -> list[str]:
         """The weight file given by path, when it is not there (`metaslot.train.requirements`)."""

@@ -24,7 +24,11 @@ from metaslot.models.pipelines.slot_pipeline import slot_output
 from metaslot.models.pipelines.stage_two import StageTwoPipeline
 from metaslot.models.pipelines.vqvae import VQVAESpec, latent_grid, vqvae_c256
 from metaslot.models.records import PipelineOutput
-from metaslot.validators import at_least_one
+from metaslot.validators import at_least_one, holds
+
+
+def _decoder_fits(spec: SlateSpec) -> None:
+    latent_grid(spec.image_size, spec.vqvae)  # the VQ token grid must be whole
 
 
 @attrs.frozen(kw_only=True)
@@ -41,11 +45,8 @@ class SlateSpec:
     projection: ProjectionSpec | None = attrs.Factory(ProjectionSpec)
     vqvae: VQVAESpec = attrs.Factory(vqvae_c256)
     decoder: ARDecoderSpec = attrs.Factory(ARDecoderSpec)
-    image_size: int = attrs.field(default=256, validator=at_least_one)
+    image_size: int = attrs.field(default=256, validator=[at_least_one, holds(_decoder_fits)])
     """Side of the square input images (fixes the VQ token grid and the decoder built for it)."""
-
-    def __attrs_post_init__(self) -> None:
-        latent_grid(self.image_size, self.vqvae)
 
     def decoder_spec(self) -> ARDecoderSpec:
         return attrs.evolve(

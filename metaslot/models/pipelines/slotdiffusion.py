@@ -23,7 +23,11 @@ from metaslot.models.pipelines.slot_pipeline import slot_output
 from metaslot.models.pipelines.stage_two import StageTwoPipeline
 from metaslot.models.pipelines.vqvae import VQVAESpec, latent_grid, vqvae_c4
 from metaslot.models.records import PipelineOutput
-from metaslot.validators import at_least_one
+from metaslot.validators import at_least_one, holds
+
+
+def _decoder_fits(spec: SlotDiffusionSpec) -> None:
+    spec.decoder_spec()  # the UNet depth against the latent grid, now rather than at build
 
 
 @attrs.frozen(kw_only=True)
@@ -40,13 +44,10 @@ class SlotDiffusionSpec:
     projection: ProjectionSpec | None = attrs.Factory(ProjectionSpec)
     vqvae: VQVAESpec = attrs.Factory(vqvae_c4)
     decoder: DiffusionDecoderSpec = attrs.Factory(DiffusionDecoderSpec)
-    image_size: int = attrs.field(default=256, validator=at_least_one)
+    image_size: int = attrs.field(default=256, validator=[at_least_one, holds(_decoder_fits)])
     """Side of the square input images (fixes the VQ token grid and the decoder built for it)."""
     sample_steps: int = attrs.field(default=50, validator=at_least_one)
     """DDIM steps of :meth:`SlotDiffusion.reconstruct` when none are given."""
-
-    def __attrs_post_init__(self) -> None:
-        self.decoder_spec()  # validates the UNet depth against the latent grid now, not at build
 
     def decoder_spec(self) -> DiffusionDecoderSpec:
         return attrs.evolve(

@@ -35,7 +35,7 @@ from metaslot.models.taesd import (
 )
 from metaslot.models.vqvae import GridCodebook, GridQuantized, VQDecoder, VQEncoder
 from metaslot.runtime.hub import HubFile
-from metaslot.validators import non_negative, positive
+from metaslot.validators import non_negative, positive, probability
 
 
 class LPIPSUnavailableError(MissingDependencyError, RuntimeError):
@@ -52,13 +52,6 @@ so against the commitment term it weighs 4.9× more."""
 def in_loss_units(pixels: Float[Tensor, "b 3 h w"], units: LossUnits) -> Float[Tensor, "b 3 h w"]:
     """Pixels in [0, 1] → the units the pixel losses are computed in (see `LossUnits`)."""
     return unit_to_imagenet(pixels) if units == "imagenet" else pixels * 2 - 1
-
-
-def _scale(instance: object, attribute: attrs.Attribute, value: int | float) -> None:
-    if not 0 < value <= 1:
-        raise ConfigError(
-            f"input_scale must be in (0, 1], got {value!r}: the encoder downsamples by 8 after this resize"
-        )
 
 
 def _units(instance: object, attribute: attrs.Attribute, value: str) -> None:
@@ -102,7 +95,7 @@ class VQVAESpec:
     code_dim: int = attrs.field(default=256, validator=positive)
     codebook_size: int = attrs.field(default=4096, validator=positive)
     width: int = attrs.field(default=64, validator=positive)
-    input_scale: float = attrs.field(default=0.5, validator=_scale)
+    input_scale: float = attrs.field(default=0.5, validator=probability)
     align_weight: float = attrs.field(default=1.0, validator=non_negative)
     commit_weight: float = attrs.field(default=0.25, validator=non_negative)
     lpips_weight: float = attrs.field(default=0.0, validator=non_negative)
