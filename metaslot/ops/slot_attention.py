@@ -135,7 +135,8 @@ def aggregate(
     Iteration t attends to ``features + σ_t·ε_t`` with ``σ_t = noise_scale(t, T, noise_weight)`` and fresh
     unit noise ``ε_t`` (``noise[t]`` if given, else drawn from ``generator``, which must live on the
     features' device). Noisy iterations read the noisy features in feature space where the layers expose
-    their key/value weights, else project them; clean iterations follow ``source`` (without one, it is
+    their key/value weights, else project them; without autograd and without ``noise`` they draw only
+    what the read-out sees (`noisy_feature_space_slot_attention`: same distribution, other values); clean iterations follow ``source`` (without one, it is
     decided here by `key_value_source` for ``num_iterations`` read-outs). ``keep`` masks pruned slots at every
     iteration; pruned slots still pass through ``update`` (as in the reference) and consumers use
     ``keep``. Before the last iteration ``straight_through`` adds ``x − x.detach()``: the value is
