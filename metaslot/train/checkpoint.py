@@ -217,7 +217,36 @@ def load_model_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], s
             f"checkpoint {source} does not fit this model: {', '.join(parts)} keys; "
             "was it written for another --model/--data or other widths?"
         )
+    require_sound_tensors(own, tensors, source)
     model.load_state_dict(tensors, strict=True)
+
+
+def require_sound_tensors(
+    own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], source: Path
+) -> None:
+    """Refuse weights of another kind than the model's (integers where floats belong, or the other way)
+    and NaN/inf values: `load_state_dict` would cast the one and keep the other without a word."""
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() != own[key].is_floating_point():
+            raise CheckpointError(
+                f"{source} holds {key} as {tensor.dtype}, but the model keeps it as {own[key].dtype}; the "
+                "file was edited or written for another model: use the file as it was saved"
+            )
+    floating = [tensor for tensor in tensors.values() if tensor.is_floating_point() and tensor.numel()]
+    if not floating:
+        return
+    finite = torch.stack([torch.isfinite(tensor).all() for tensor in floating])
+    if bool(finite.all()):
+        return
+    bad = next(
+        key
+        for key, tensor in tensors.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    )
+    raise CheckpointError(
+        f"{source} holds NaN or infinite values (e.g. in {bad}); the weights are damaged: use another "
+        "checkpoint or save the model again"
+    )
 
 
 def save_checkpoint(
