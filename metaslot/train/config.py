@@ -21,6 +21,7 @@ from metaslot import validators
 from metaslot.errors import CheckpointError, ConfigError
 from metaslot.eval_settings import EvalSpec
 from metaslot.runtime.device import DeviceChoice, PrecisionChoice
+from metaslot.train import spec_names
 
 # The shared checks raise ConfigError, the type every bad training option is reported as.
 _positive = validators.positive
@@ -169,14 +170,17 @@ def rebuild(value: Any) -> Any:
 
 
 # --- JSON round trip -------------------------------------------------------------------------------
-# Self-describing JSON: attrs instances carry "__type__" ("module:QualName"), paths, tuples and enums
-# are tagged. Loading builds only metaslot's own attrs specs and enums, plus classes a program allowed
+# Self-describing JSON: attrs instances carry "__type__" (a stable registered name, `spec_names`; a
+# plug-in's class its "module:QualName"), paths, tuples and enums are tagged. The document carries
+# "format": CONFIG_FORMAT. Loading builds only metaslot's own attrs specs and enums, plus classes a program allowed
 # with `allow_in_config` (no eval, no pickle, no attribute walk outside metaslot): a config.json that
 # named "os:environ" as an enum used to read the environment into a config field.
 
+CONFIG_FORMAT = 2
+"""Version of the ``config.json`` layout: 1 named classes by ``module:QualName`` and had no
+``"format"`` key; 2 names them by `spec_names.SPEC_NAMES`. Readers take every format up to this one."""
+
 _ALLOWED_OUTSIDE_METASLOT: dict[str, type] = {}
-# Classes that moved, under the names configs written before the move give them.
-_MOVED: dict[str, str] = {"metaslot.train.config:EvalSpec": "metaslot.eval_settings:EvalSpec"}
 
 
 def allow_in_config(*classes: type) -> None:
@@ -191,15 +195,21 @@ def _qualified_name(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+def _saved_name(cls: type) -> str:
+    """What config.json calls ``cls``: its stable registered name, else its ``module:QualName``."""
+    location = _qualified_name(cls)
+    return spec_names.registered_name(location) or location
+
+
 def to_jsonable(value: Any) -> Any:
     """An attrs config tree as plain JSON values."""
     if attrs.has(type(value)):
         fields = {field.name: to_jsonable(getattr(value, field.name)) for field in attrs.fields(type(value))}
-        return {"__type__": _qualified_name(type(value)), **fields}
+        return {"__type__": _saved_name(type(value)), **fields}
     if isinstance(value, pathlib.PurePath):
         return {"__path__": str(value)}
     if isinstance(value, enum.Enum):
-        return {"__enum__": _qualified_name(type(value)), "name": value.name}
+        return {"__enum__": _saved_name(type(value)), "name": value.name}
     if isinstance(value, tuple):
         return {"__tuple__": [to_jsonable(item) for item in value]}
     if isinstance(value, list):
@@ -211,12 +221,13 @@ def to_jsonable(value: Any) -> Any:
     raise ConfigError(f"cannot save config value {value!r} of type {type(value).__name__} as JSON")
 
 
-def _resolve(qualified: str, tag: Literal["__type__", "__enum__"]) -> type:
-    """The class ``module:QualName`` names: a metaslot attrs spec (``__type__``) or Enum (``__enum__``)."""
+def _resolve(saved: str, tag: Literal["__type__", "__enum__"]) -> type:
+    """The class a saved name stands for (a registered name, or ``module:QualName``): a metaslot attrs
+    spec (``__type__``) or Enum (``__enum__``)."""
     wanted = "an attrs spec class" if tag == "__type__" else "an Enum"
-    if not isinstance(qualified, str):
-        raise CheckpointError(f"config.json has {tag} {qualified!r}, expected 'module:ClassName'")
-    qualified = _MOVED.get(qualified, qualified)
+    if not isinstance(saved, str):
+        raise CheckpointError(f"config.json has {tag} {saved!r}, expected a spec name such as 'MetaSlotSpec'")
+    qualified = spec_names.location_of(saved)
     module_name, _, qualname = qualified.partition(":")
     target: Any = _ALLOWED_OUTSIDE_METASLOT.get(qualified)
     if target is None:
@@ -277,12 +288,22 @@ def from_jsonable(value: Any) -> Any:
 
 
 def config_to_json(config: TrainConfig, **extra: Any) -> str:
-    return json.dumps({"config": to_jsonable(config), **extra}, indent=2)
+    return json.dumps({"format": CONFIG_FORMAT, "config": to_jsonable(config), **extra}, indent=2)
+
+
+def _require_known_format(version: Any) -> None:
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= CONFIG_FORMAT:
+        raise CheckpointError(
+            f"config.json has format {version!r}, but this metaslot reads formats 1 to {CONFIG_FORMAT}: "
+            "it was written by a newer metaslot (upgrade) or it is damaged"
+        )
 
 
 def config_from_json(text: str) -> TrainConfig:
     try:
         document = json.loads(text)
+        if isinstance(document, dict):
+            _require_known_format(document.get("format", 1))
         config = from_jsonable(document.get("config")) if isinstance(document, dict) else None
     except json.JSONDecodeError as error:
         raise CheckpointError(
