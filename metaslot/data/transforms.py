@@ -21,10 +21,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as tvf
 
 from metaslot.errors import ConfigError, CorruptDataError
-
-# ImageNet statistics on the 0-255 scale (the reference's Normalize).
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
+from metaslot.ops.imagenet import centre_square, denormalize_255, normalize_255
 
 
 @dataclass(frozen=True)
@@ -46,8 +43,8 @@ def sample_generator(seed: int, epoch: int, index: int) -> numpy.random.Generato
 
 def centre_square_window(height: int, width: int) -> CropWindow:
     """The largest centred square (floor offsets, like the reference's CenterCrop)."""
-    side = min(height, width)
-    return CropWindow(top=(height - side) // 2, left=(width - side) // 2, height=side, width=side)
+    top, left, side = centre_square(height, width)
+    return CropWindow(top=top, left=left, height=side, width=side)
 
 
 def sample_crop_window(
@@ -113,16 +110,12 @@ def resize_segment(segment: Integer[Tensor, "*t h w"], size: int) -> Integer[Ten
 
 def normalize(image: UInt8[Tensor, "*t 3 h w"]) -> Float[Tensor, "*t 3 h w"]:
     """uint8 RGB to ImageNet-normalised float32."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
-    return (image.float() - mean) / std
+    return normalize_255(image.float())
 
 
 def denormalize(image: Float[Tensor, "*b 3 h w"]) -> Float[Tensor, "*b 3 h w"]:
     """ImageNet-normalised images back to RGB in [0, 1] (for pictures)."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(3, 1, 1)
-    return ((image * std + mean) / 255.0).clamp(0.0, 1.0)
+    return (denormalize_255(image) / 255.0).clamp(0.0, 1.0)
 
 
 def compact_labels(segment: Integer[Tensor, "*s"]) -> tuple[Int[Tensor, "*s"], int]:

@@ -27,12 +27,9 @@ from torchvision.transforms.v2 import functional as tvf
 
 from metaslot.errors import DataError, MissingFileError
 from metaslot.models.records import AggregatorOutput, Segmentation, Window
+from metaslot.ops import imagenet
 from metaslot.ops.metrics import labels_allowing_empty
 from metaslot.runtime.pixels import to_rgb8
-
-# ImageNet statistics on the 0-255 scale, the values the datasets normalise with (data/transforms.py).
-IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
-IMAGENET_STD_255 = (58.395, 57.12, 57.375)
 
 ImageFile = str | os.PathLike | PIL.Image.Image
 """One image given by path or as a PIL image."""
@@ -139,8 +136,8 @@ def image_batch(images: Images) -> UInt8[Tensor, "b 3 h w"] | Float[Tensor, "b 3
 
 def centre_square(height: int, width: int) -> Window:
     """The largest centred square (floor offsets, like the evaluation transform's centre crop)."""
-    side = min(height, width)
-    return Window(top=(height - side) // 2, left=(width - side) // 2, side=side)
+    top, left, side = imagenet.centre_square(height, width)
+    return Window(top=top, left=left, side=side)
 
 
 def preprocess(
@@ -150,9 +147,7 @@ def preprocess(
     square = images[..., window.top : window.top + window.side, window.left : window.left + window.side]
     resized = tvf.resize(square, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
     pixels = resized.float() if resized.dtype == torch.uint8 else resized.float() * 255.0
-    mean = pixels.new_tensor(IMAGENET_MEAN_255).view(1, 3, 1, 1)
-    std = pixels.new_tensor(IMAGENET_STD_255).view(1, 3, 1, 1)
-    return (pixels - mean) / std
+    return imagenet.normalize_255(pixels)
 
 
 def masks_at_input(

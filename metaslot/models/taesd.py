@@ -18,11 +18,10 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from metaslot.errors import WeightsError
+from metaslot.ops.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from metaslot.runtime.hub import HubFile
 
 # ImageNet statistics: pipeline inputs arrive normalised with them.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 ENCODER_LAYERS = 14  # diffusers encoder.layers[0:14]
 DECODER_FIRST_LAYER = 2  # diffusers decoder.layers[2:19]

@@ -30,6 +30,7 @@ from jaxtyping import Float, UInt8
 from torch import Tensor
 
 from metaslot.errors import CheckpointError, CheckpointMismatchError, ConfigError, DataError
+from metaslot.ops.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from metaslot.pretrained.building import build_for_weights
 from metaslot.pretrained.catalog import PresetChoice, PublishedModel, ReportedNumber
 from metaslot.pretrained.errors import HubError
@@ -392,8 +393,6 @@ def verify_or_report(published: PublishedModel, path: Path, *, first_download: b
 
 # --- the publisher's input transform -------------------------------------------------------------
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def publisher_preprocess(images: UInt8[Tensor, "b 3 h w"], size: int) -> Float[Tensor, "b 3 size size"]:

@@ -175,10 +175,9 @@ def load_checkpoint(
     """The pipeline of ``config`` with the weights of checkpoint ``sidecar`` (verified), in eval mode,
     built without downloads; returns it with the sidecar document (``document["state"]["step"]``)."""
     pipeline = build_for_weights(config.model)
-    document = checkpoints.read_sidecar(sidecar)
-    model_path = checkpoints._verify(sidecar.parent, document["model"], sidecar)
-    load_weights(pipeline, checkpoints.read_tensors(model_path), model_path)
-    return pipeline.to(device).eval(), document
+    weights = checkpoints.read_model_weights(sidecar)
+    load_weights(pipeline, weights.tensors, weights.path)
+    return pipeline.to(device).eval(), weights.document
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

@@ -443,12 +443,29 @@ def resolve_checkpoint(path: Path, choice: Literal["last", "best"] = "last") -> 
     return path.parent.parent, path
 
 
-def load_model_checkpoint(sidecar: Path, model: torch.nn.Module) -> dict[str, Any]:
-    """Verify and load only the model weights of a checkpoint; returns the sidecar document."""
+@attrs.frozen
+class ModelWeights:
+    """A checkpoint's model weights, read after their size and SHA-256 were checked against the sidecar."""
+
+    document: dict[str, Any]
+    """The sidecar (``document["state"]["step"]``, the run id, ...)."""
+    tensors: dict[str, torch.Tensor]
+    path: Path
+    """The safetensors file they came from (for messages)."""
+
+
+def read_model_weights(sidecar: Path) -> ModelWeights:
+    """The one way to read a checkpoint's model weights: the sidecar, then the verified file."""
     document = read_sidecar(sidecar)
     model_path = _verify(sidecar.parent, document["model"], sidecar)
-    load_model_state(model, read_tensors(model_path), model_path)
-    return document
+    return ModelWeights(document=document, tensors=read_tensors(model_path), path=model_path)
+
+
+def load_model_checkpoint(sidecar: Path, model: torch.nn.Module) -> dict[str, Any]:
+    """Verify and load only the model weights of a checkpoint; returns the sidecar document."""
+    weights = read_model_weights(sidecar)
+    load_model_state(model, weights.tensors, weights.path)
+    return weights.document
 
 
 def load_training_checkpoint(

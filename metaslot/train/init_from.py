@@ -60,9 +60,7 @@ def source_weights(path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     if not path.exists():
         raise CheckpointError(f"--init-from {path} does not exist; pass a run folder or a checkpoint file")
     _, sidecar = checkpoints.resolve_checkpoint(path)
-    document = checkpoints.read_sidecar(sidecar)
-    model_path = checkpoints._verify(sidecar.parent, document["model"], sidecar)
-    return sidecar, checkpoints.read_tensors(model_path)
+    return sidecar, checkpoints.read_model_weights(sidecar).tensors
 
 
 def match_weights(

@@ -62,9 +62,7 @@ def stage_one_weights(path: Path) -> dict[str, torch.Tensor]:
             f"--vqvae {path} does not exist; pass the stage-1 run folder or a checkpoint file"
         )
     _, sidecar = checkpoints.resolve_checkpoint(path)
-    document = checkpoints.read_sidecar(sidecar)
-    model_path = checkpoints._verify(sidecar.parent, document["model"], sidecar)
-    return checkpoints.read_tensors(model_path)
+    return checkpoints.read_model_weights(sidecar).tensors
 
 
 def build_pipeline(config: TrainConfig) -> torch.nn.Module:

@@ -23,7 +23,6 @@ from metaslot.models.pipelines.vqvae import (
 )
 from metaslot.models.taesd import (
     FROZEN_ENCODER_LAYERS,
-    IMAGENET_STD,
     TAESD_FILE,
     TAESD_REPO,
     TAESDWeightsError,
@@ -31,6 +30,7 @@ from metaslot.models.taesd import (
     unit_to_imagenet,
 )
 from metaslot.models.vqvae import GridCodebook
+from metaslot.ops.imagenet import IMAGENET_STD
 
 
 def tiny_spec(**overrides: object) -> VQVAESpec:

@@ -25,6 +25,7 @@ from ftdinosaur_reference import ReferenceLayout, forward, layout_shapes, random
 
 import metaslot
 from metaslot.errors import CheckpointError, CheckpointMismatchError, ConfigError
+from metaslot.ops.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from metaslot.pretrained import HubError, ftdinosaur
 from metaslot.pretrained.building import build_for_weights
 from metaslot.train.config import TrainConfig
@@ -434,7 +435,7 @@ def test_the_publishers_preprocessing_is_torchvisions_pipeline_of_their_loader()
             transforms.ToImage(),
             transforms.Resize((28, 28), interpolation=transforms.InterpolationMode.BICUBIC, antialias=True),
             transforms.ToDtype(torch.float32, scale=True),
-            transforms.Normalize(mean=ftdinosaur.IMAGENET_MEAN, std=ftdinosaur.IMAGENET_STD),
+            transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
         ]
     )
     expected = torch.stack([theirs(image) for image in images])

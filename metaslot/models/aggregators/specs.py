@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 from metaslot.models.activations import Activation, check_activation
+from metaslot.ops.imagenet import IMAGENET_STD
 from metaslot.ops.slot_attention import AttentionPath
 from metaslot.validators import (
     at_least_one,
@@ -228,5 +229,5 @@ def pixel_sparsity_weight(released: float = RELEASED_PIXEL_SPARSITY) -> float:
     makes every squared error (0.5 / 0.226)² ≈ 4.9× larger than theirs (std 0.5): 10 → about 9.9e-4.
     Neither depends on our image size (object areas are fractions of the image in both).
     """
-    imagenet_std = sum((0.229, 0.224, 0.225)) / 3
+    imagenet_std = sum(IMAGENET_STD) / 3
     return released / (3 * 128 * 128) * (0.5 / imagenet_std) ** 2
