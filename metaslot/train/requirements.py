@@ -88,8 +88,8 @@ def missing_stage_one(config: TrainConfig) -> list[str]:
     if config.vqvae is None:
         variant = config.model.stage_one_variant  # type: ignore[attr-defined]
         return [
-            f"the stage-1 VQ-VAE: train it with `{stage_one_command(config.model, config.data)}` "  # type: ignore[arg-type]
-            f"(weights from the hub, see below), then add --vqvae runs/vqvae-{variant}-{data_selector(config.data)}"
+            f"the stage-1 VQ-VAE: run `{stage_one_command(config.model, config.data)}` first, "  # type: ignore[arg-type]
+            f"then add --vqvae runs/vqvae-{variant}-{data_selector(config.data)}"
         ]
     if not Path(config.vqvae).exists():
         return [f"--vqvae {config.vqvae} does not exist: pass the stage-1 run folder or a checkpoint file"]

@@ -103,6 +103,7 @@ def test_sigterm_during_the_final_evaluation_says_how_to_finish_it(tmp_path: Pat
 _USER_ERRORS = """
 import os, signal, time
 from metaslot.cli._errors import user_errors
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as on a terminal (a test runner may ignore it)
 with user_errors({program!r}):
     os.kill(os.getpid(), signal.Signals[{signal_name!r}])
     {then}
