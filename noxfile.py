@@ -48,7 +48,7 @@ def tests_lowest(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "metaslot", "cli", "tests", "examples", "noxfile.py")
+    session.run("ruff", "check", "metaslot", "cli", "tests", "examples", "tools", "noxfile.py")
 
 
 @nox.session

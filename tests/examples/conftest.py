@@ -22,11 +22,6 @@ def load_example(name: str) -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def gpu_check() -> ModuleType:
-    return load_example("gpu_check")
-
-
-@pytest.fixture(scope="module")
 def study_module() -> ModuleType:
     return load_example("shapes_study")
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Wheels for the packages a bare PyTorch GPU image lacks, fetched here for the GPU check (issue 16).
 #
-#     bash examples/gpu_wheels.sh            # -> .whl/ (git-ignored): Python 3.12, x86-64 Linux
-#     PYTHON_VERSION=3.11 bash examples/gpu_wheels.sh /tmp/wheels
+#     bash tools/gpu_wheels.sh            # -> .whl/ (git-ignored): Python 3.12, x86-64 Linux
+#     PYTHON_VERSION=3.11 bash tools/gpu_wheels.sh /tmp/wheels
 #
 # The lent GPU machines reach no package index. Their image holds torch, timm, jaxtyping, attrs,
 # einops, safetensors, huggingface_hub, numpy, scipy, pytest and hypothesis, but not beartype (the
 # shape checks), lmdb (imported by metaslot.data) or diffusers (SlotDiffusion); without them every
-# part of examples/gpu_check.py fails at its first import. The versions are the ones our tests run
+# part of tools/gpu_check.py fails at its first import. The versions are the ones our tests run
 # with; diffusers 0.42 needs huggingface_hub >= 1.32 and safetensors >= 0.8, which that image has.
 # On the GPU machine, before the check (name .whl in the run's carry):
 #

@@ -1,9 +1,9 @@
 """GPU truth in one run (issue 16): GPU tests, sync check, aggregator bench, paper-preset steps, a training.
 
-    bash examples/gpu_run.sh                                            # on a GPU machine: about 8 minutes
-                                         # (installs the wheels of examples/gpu_wheels.sh carried in .whl/)
-    PYTHONPATH=$PWD python examples/gpu_check.py --device cpu --smoke   # the same code at minute sizes
-    PYTHONPATH=$PWD python examples/gpu_check.py --parts 3 --presets slotdiffusion_voc   # one part, one preset
+    bash tools/gpu_run.sh                                            # on a GPU machine: about 8 minutes
+                                         # (installs the wheels of tools/gpu_wheels.sh carried in .whl/)
+    PYTHONPATH=$PWD python tools/gpu_check.py --device cpu --smoke   # the same code at minute sizes
+    PYTHONPATH=$PWD python tools/gpu_check.py --parts 3 --presets slotdiffusion_voc   # one part, one preset
 
 The parts run in order, each with a share of ``--budget`` seconds (what a part leaves unused goes to the
 next ones). The JSON is rewritten after every part and every case, so a run stopped by a timeout keeps
@@ -36,7 +36,7 @@ few training steps). On a CPU the sync check and ``torch.compile`` are skipped w
 needs CUDA). Output (``--out``, default ``$OUT`` or ``./gpu-check``): ``gpu_check.json``,
 ``gpu_check.md`` and the bench's own JSON; scratch (the training run, the JUnit report) goes to
 ``--work-dir``. The exit status is 1 when a part failed, 2 for a wrong option or when a package the parts
-import is missing (then nothing runs: a bare GPU image needs the wheels of ``examples/gpu_wheels.sh``).
+import is missing (then nothing runs: a bare GPU image needs the wheels of ``tools/gpu_wheels.sh``).
 """
 
 from __future__ import annotations
@@ -114,8 +114,8 @@ PART_MODULES = (
 )
 """What the parts import: a package one of these lacks stops the check before it starts (`missing_imports`)."""
 WHEELS_HINT = (
-    "a bare GPU image reaches no package index: run `bash examples/gpu_wheels.sh` here (wheels into .whl/), "
-    "carry .whl to the GPU machine and run `bash examples/gpu_run.sh` there, which installs them first "
+    "a bare GPU image reaches no package index: run `bash tools/gpu_wheels.sh` here (wheels into .whl/), "
+    "carry .whl to the GPU machine and run `bash tools/gpu_run.sh` there, which installs them first "
     '(docs/benchmarks.md, "Results: GPU — how to produce them")'
 )
 
@@ -936,7 +936,7 @@ def part_summary(report: Report, started: float) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python examples/gpu_check.py",
+        prog="python tools/gpu_check.py",
         description="GPU tests, sync check, aggregator bench, paper-preset steps and a short training, "
         "written to JSON after every part.",
         allow_abbrev=False,

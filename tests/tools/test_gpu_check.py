@@ -168,14 +168,14 @@ def test_a_missing_package_stops_the_check_before_any_part_and_says_how_to_carry
     )
     assert status == 2
     error = capsys.readouterr().err
-    assert "package_nobody_installed" in error and "examples/gpu_wheels.sh" in error
+    assert "package_nobody_installed" in error and "tools/gpu_wheels.sh" in error
     document = json.loads((out / "gpu_check.json").read_text())
     assert document["stopped"]["missing_imports"] == ["package_nobody_installed"]
     assert "parts" not in document or not document["parts"]
 
 
 def test_the_device_wrapper_runs_the_check_and_keeps_its_log_and_exit_status(tmp_path: Path) -> None:
-    """examples/gpu_run.sh is the one command a GPU machine runs: it passes its arguments on, writes the
+    """tools/gpu_run.sh is the one command a GPU machine runs: it passes its arguments on, writes the
     log beside the JSON in $OUT, and exits as the check does (2 for a wrong option)."""
     repository = Path(__file__).resolve().parents[2]
     environment = {
@@ -185,7 +185,7 @@ def test_the_device_wrapper_runs_the_check_and_keeps_its_log_and_exit_status(tmp
         "GPU_WHEELS": str(tmp_path / "no-wheels"),  # not the checkout's .whl/, which holds another Python's
     }
     environment.pop("PYTHONPATH", None)
-    command = ["bash", str(repository / "examples" / "gpu_run.sh"), "--device", "cpu", "--smoke"]
+    command = ["bash", str(repository / "tools" / "gpu_run.sh"), "--device", "cpu", "--smoke"]
     chosen = ["--parts", "3", "--presets", "vqvae_voc_c4", "--work-dir", str(tmp_path / "work")]
     finished = subprocess.run(command + chosen, env=environment, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-2000:]

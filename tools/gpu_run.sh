@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check as one command on a lent GPU machine (issue 16): install the wheels carried in .whl/
-# (from examples/gpu_wheels.sh, for the packages the bare image lacks), then run examples/gpu_check.py
+# (from tools/gpu_wheels.sh, for the packages the bare image lacks), then run tools/gpu_check.py
 # into $OUT with its log beside the JSON. Extra arguments go to gpu_check.py.
 #
-#     bash examples/gpu_run.sh                                   # device tool: carry [".whl"], timeout_s 560
-#     bash examples/gpu_run.sh --parts 3 --presets slate_voc     # finish what a budget cut short
+#     bash tools/gpu_run.sh                                   # device tool: carry [".whl"], timeout_s 560
+#     bash tools/gpu_run.sh --parts 3 --presets slate_voc     # finish what a budget cut short
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,4 +17,4 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 out=${OUT:-gpu-check}
 mkdir -p "$out"
-python3 examples/gpu_check.py --out "$out" "$@" 2>&1 | tee "$out/gpu_check.log"
+python3 tools/gpu_check.py --out "$out" "$@" 2>&1 | tee "$out/gpu_check.log"
