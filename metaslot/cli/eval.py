@@ -41,14 +41,14 @@ class EvalConfig:
 
 
 def _load_run_config(run_dir: Path):
-    from metaslot.train.config import config_from_json
+    from metaslot.train.config import read_config_file
 
     path = run_dir / "config.json"
     if not path.is_file():
         raise CheckpointError(
             f"{run_dir} has no config.json; pass a run folder written by `python -m cli.train`"
         )
-    return config_from_json(path.read_text())
+    return read_config_file(path)
 
 
 def named_data(name: str, trained: object) -> object:

@@ -37,7 +37,7 @@ from metaslot.pretrained import ftdinosaur
 from metaslot.pretrained.building import build_for_weights, load_weights
 from metaslot.pretrained.errors import HubError, ModelNotFoundError
 from metaslot.train import checkpoint as checkpoints
-from metaslot.train.config import TrainConfig, config_from_json
+from metaslot.train.config import TrainConfig, read_config_file, require_same_model
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -108,7 +108,7 @@ def read_run_config(run_dir: Path) -> tuple[TrainConfig, dict[str, Any]]:
             "`python -m cli.train` (or a checkpoint inside its checkpoints/ folder)"
         )
     document = _read_json(path, "config")
-    return config_from_json(path.read_text()), document
+    return read_config_file(path), document
 
 
 def is_pretrained_folder(path: Path) -> bool:
@@ -176,6 +176,8 @@ def load_checkpoint(
     built without downloads; returns it with the sidecar document (``document["state"]["step"]``)."""
     pipeline = build_for_weights(config.model)
     weights = checkpoints.read_model_weights(sidecar)
+    config_path = sidecar.parent.parent / CONFIG_FILE
+    require_same_model(weights.document.get("model_config"), config.model, config_path, sidecar)
     load_weights(pipeline, weights.tensors, weights.path)
     return pipeline.to(device).eval(), weights.document
 
@@ -227,10 +229,12 @@ def _load_run_checkpoint(
 def load_pretrained_folder(folder: Path, device: torch.device | str = "cpu") -> torch.nn.Module:
     """The pipeline saved in ``folder`` by ``save_pretrained`` (or downloaded from the hub), in eval mode."""
     config, document = read_run_config(folder)
-    pipeline = build_for_weights(config.model)
-    weights = folder / WEIGHTS_FILE
-    load_weights(pipeline, checkpoints.read_tensors(weights), weights)
     block = document.get("pretrained") or {}
+    weights = folder / WEIGHTS_FILE
+    if isinstance(block, dict):
+        require_same_model(block.get("model_config"), config.model, folder / CONFIG_FILE, weights)
+    pipeline = build_for_weights(config.model)
+    load_weights(pipeline, checkpoints.read_tensors(weights), weights)
     _ORIGINS[pipeline] = Origin(
         config=config,
         source=str(block.get("source") or folder),

@@ -36,7 +36,7 @@ from metaslot.pretrained.loading import (
     origin_of,
 )
 from metaslot.runtime.files import atomic_write_bytes, write_error
-from metaslot.train.config import TrainConfig, config_to_json
+from metaslot.train.config import TrainConfig, config_to_json, model_record
 
 
 def _shared_block(folder: Path) -> dict[str, Any] | None:
@@ -145,6 +145,7 @@ def save_pretrained(
         "step": origin.step,
         "evaluation": origin.evaluation,
         "card_sha256": _sha256(card),  # a later save tells a hand-edited card from its own
+        "model_config": model_record(origin.config.model),  # loading refuses a config.json edited since
     }
     if origin.reference is not None:
         block["reference"] = origin.reference

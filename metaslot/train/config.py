@@ -8,9 +8,11 @@ and no union turns into a subcommand.
 from __future__ import annotations
 
 import enum
+import hashlib
 import importlib
 import json
 import pathlib
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -257,14 +259,20 @@ def _resolve(saved: str, tag: Literal["__type__", "__enum__"]) -> type:
 
 def from_jsonable(value: Any) -> Any:
     """Inverse of `to_jsonable`."""
+    return _from_jsonable(value, "", [])
+
+
+def _from_jsonable(value: Any, where: str, defaulted: list[str]) -> Any:
+    """`from_jsonable`, adding to ``defaulted`` the dotted names of fields the document lacks (an older
+    file completed with today's defaults)."""
     if isinstance(value, list):
-        return [from_jsonable(item) for item in value]
+        return [_from_jsonable(item, where, defaulted) for item in value]
     if not isinstance(value, dict):
         return value
     if "__path__" in value:
         return Path(value["__path__"])
     if "__tuple__" in value:
-        return tuple(from_jsonable(item) for item in value["__tuple__"])
+        return tuple(_from_jsonable(item, where, defaulted) for item in value["__tuple__"])
     if "__enum__" in value:
         members = _resolve(value["__enum__"], "__enum__").__members__
         if not isinstance(value.get("name"), str) or value["name"] not in members:
@@ -281,10 +289,19 @@ def from_jsonable(value: Any) -> Any:
             raise CheckpointError(
                 f"config.json has fields {sorted(unknown)} that {cls.__name__} does not know"
             )
-        arguments = {name: from_jsonable(item) for name, item in value.items() if name != "__type__"}
+        arguments = {
+            name: _from_jsonable(item, f"{where}.{name}".lstrip("."), defaulted)
+            for name, item in value.items()
+            if name != "__type__"
+        }
         init_arguments = {name: item for name, item in arguments.items() if known[name].init}
+        defaulted += [
+            f"{where}.{name}".lstrip(".")
+            for name, field in known.items()
+            if field.init and name not in value and field.default is not attrs.NOTHING
+        ]
         return cls(**init_arguments)
-    return {key: from_jsonable(item) for key, item in value.items()}
+    return {key: _from_jsonable(item, f"{where}.{key}".lstrip("."), defaulted) for key, item in value.items()}
 
 
 def config_to_json(config: TrainConfig, **extra: Any) -> str:
@@ -300,11 +317,17 @@ def _require_known_format(version: Any) -> None:
 
 
 def config_from_json(text: str) -> TrainConfig:
+    return read_config(text)[0]
+
+
+def read_config(text: str) -> tuple[TrainConfig, list[str]]:
+    """The config in a ``config.json`` text, and the fields it lacked that took today's defaults."""
+    defaulted: list[str] = []
     try:
         document = json.loads(text)
         if isinstance(document, dict):
             _require_known_format(document.get("format", 1))
-        config = from_jsonable(document.get("config")) if isinstance(document, dict) else None
+        config = _from_jsonable(document.get("config"), "", defaulted) if isinstance(document, dict) else None
     except json.JSONDecodeError as error:
         raise CheckpointError(
             f"config.json is not valid JSON ({error}); the run folder is damaged"
@@ -315,4 +338,87 @@ def config_from_json(text: str) -> TrainConfig:
         ) from None
     if not isinstance(config, TrainConfig):
         raise CheckpointError("config.json does not hold a TrainConfig; is this a metaslot run folder?")
+    return config, defaulted
+
+
+def defaulted_note(path: Path, defaulted: list[str]) -> str | None:
+    """The one line that says which fields an older ``config.json`` lacked (None when it lacked none)."""
+    if not defaulted:
+        return None
+    shown = ", ".join(defaulted[:6]) + (f" and {len(defaulted) - 6} more" if len(defaulted) > 6 else "")
+    return f"note: {path} predates {shown}; today's defaults are used for them"
+
+
+_NOTED: set[str] = set()
+
+
+def read_config_file(path: Path) -> TrainConfig:
+    """`read_config` of the file ``path``; says once per file on stderr which fields took defaults."""
+    config, defaulted = read_config(Path(path).read_text())
+    note = defaulted_note(path, defaulted)
+    if note is not None and str(path) not in _NOTED:
+        _NOTED.add(str(path))
+        print(note, file=sys.stderr)
     return config
+
+
+# --- the model's fingerprint -----------------------------------------------------------------------
+# Weights mean something only with the model spec they were trained with. A checkpoint sidecar and
+# the pretrained block of a save_pretrained config.json record the spec and its SHA-256 (canonical
+# JSON); loading compares them with config.json's model, so a hand edit (num_iterations 3 -> 1) is
+# refused instead of silently evaluating other code on the weights. Files without the record load.
+
+
+def model_record(model: object) -> dict[str, Any]:
+    """What is stored with weights about the model spec that gives them their meaning."""
+    spec = to_jsonable(model)
+    return {"sha256": _canonical_sha256(spec), "spec": spec}
+
+
+def _canonical_sha256(jsonable: Any) -> str:
+    canonical = json.dumps(jsonable, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _changed_fields(recorded: Any, current: Any, where: str = "model") -> list[str]:
+    """Dotted names (with old -> new values) where two jsonable specs differ."""
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        if recorded.get("__type__") != current.get("__type__"):
+            return [f"{where} {recorded.get('__type__')} -> {current.get('__type__')}"]
+        changed = []
+        for key in recorded.keys() & current.keys():
+            if key != "__type__":
+                changed += _changed_fields(recorded[key], current[key], f"{where}.{key}")
+        return sorted(changed)
+    if recorded != current:
+        return [f"{where} {_shown(recorded)} -> {_shown(current)}"]
+    return []
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict) and "__tuple__" in value:
+        return repr(tuple(value["__tuple__"]))
+    return json.dumps(value) if isinstance(value, (dict, list)) else repr(value)
+
+
+def require_same_model(record: Any, model: object, config_path: Path, weights: Path) -> None:
+    """Refuse ``model`` (from ``config_path``) when it is not the spec ``weights`` recorded (see above)."""
+    if not isinstance(record, dict) or "sha256" not in record:
+        return  # written before the record existed
+    current = to_jsonable(model)
+    if record["sha256"] == _canonical_sha256(current):
+        return
+    spec = record.get("spec")
+    if spec is not None:
+        try:  # the recorded spec as this version reads it (fields added since take their defaults)
+            spec = to_jsonable(from_jsonable(spec))
+        except (CheckpointError, ConfigError, TypeError, ValueError):
+            pass
+        if spec == current:
+            return
+    changed = _changed_fields(spec, current) if spec is not None else []
+    what = f" ({', '.join(changed[:3])})" if changed else ""
+    raise CheckpointError(
+        f"{config_path}: the model differs from the one {weights} was trained with{what}; config.json "
+        "was edited after training: restore the recorded value, or train a new run with the new setting"
+    )

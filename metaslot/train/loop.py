@@ -38,7 +38,7 @@ from metaslot.runtime.device import autocast, resolve_device, resolve_precision
 from metaslot.train import checkpoint as checkpoints
 from metaslot.train import finite
 from metaslot.train.checkpoint import LoopState
-from metaslot.train.config import OptimSpec, ScheduleSpec, TrainConfig
+from metaslot.train.config import OptimSpec, ScheduleSpec, TrainConfig, model_record
 from metaslot.train.preparation import (
     RunState,
     TrainingSession,
@@ -283,7 +283,11 @@ def save(
         scaler=session.scaler,
         state=state,
         data_position={"epoch": epoch, "step_in_epoch": within},
-        extra={"run": session.config.name, "run_id": session.run_id},
+        extra={
+            "run": session.config.name,
+            "run_id": session.run_id,
+            "model_config": model_record(session.config.model),
+        },
         point_latest=point_latest,
     )
     if not name:

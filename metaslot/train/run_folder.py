@@ -27,7 +27,14 @@ from metaslot.errors import CheckpointError, ConfigError, MissingFileError
 from metaslot.runtime import files
 from metaslot.train import checkpoint as checkpoints
 from metaslot.train import run_lock
-from metaslot.train.config import TrainConfig, config_from_json, config_to_json, to_jsonable
+from metaslot.train.config import (
+    TrainConfig,
+    config_to_json,
+    defaulted_note,
+    read_config,
+    require_same_model,
+    to_jsonable,
+)
 from metaslot.train.loggers import WANDB_ID_FILE
 from metaslot.train.logging import METRICS_FILE, read_rows
 
@@ -190,11 +197,17 @@ def require_resumable(run_dir: Path) -> None:
 
 def resumed_run(config: TrainConfig) -> RunFolder:
     """The run as ``config.json`` and the checkpoints say; refuses flags that change its meaning."""
-    text = (config.run_dir / CONFIG_FILE).read_text()
-    refuse_meaning_changes(config_from_json(text), config)
+    path = config.run_dir / CONFIG_FILE
+    text = path.read_text()
+    stored, defaulted = read_config(text)
+    refuse_meaning_changes(stored, config)
     run_id = stored_run_id(text)
     sidecar, notes = resume_checkpoint(config.run_dir / "checkpoints", run_id)
-    step = int(checkpoints.read_sidecar(sidecar)["state"]["step"]) if sidecar is not None else 0
+    document = checkpoints.read_sidecar(sidecar) if sidecar is not None else None
+    if document is not None:
+        require_same_model(document.get("model_config"), stored.model, path, sidecar)
+    notes = (*notes, *filter(None, [defaulted_note(path, defaulted)]))
+    step = int(document["state"]["step"]) if document is not None else 0
     final_metrics = completed_evaluation(config, step)
     complete = step >= config.loop.steps and (final_metrics is not None or not config.evaluate_at_end)
     return RunFolder(
