@@ -19,9 +19,10 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
-from metaslot.errors import MissingFileError
+from metaslot.errors import ConfigError, MissingFileError
 from metaslot.runtime.hub import HubFile, hub_unreachable, in_hub_cache
 from metaslot.train.config import TrainConfig
+from metaslot.train.memory_check import too_large
 
 
 @runtime_checkable
@@ -45,7 +46,11 @@ class NeedsFiles(Protocol):
 
 
 def check_requirements(config: TrainConfig) -> None:
-    """Raise one `MissingFileError` listing everything ``config`` needs and lacks (see the module)."""
+    """Raise one `MissingFileError` listing everything ``config`` needs and lacks (see the module); a
+    size that can only run out of memory is a `ConfigError` first (`metaslot.train.memory_check`)."""
+    oversized = too_large(config)
+    if oversized is not None:
+        raise ConfigError(f"{oversized} (nothing was written)")
     missing = local_missing(config)
     missing += unreachable_hub_files(config)
     if missing:
