@@ -176,9 +176,9 @@ def load_checkpoint(
     built without downloads; returns it with the sidecar document (``document["state"]["step"]``)."""
     pipeline = build_for_weights(config.model)
     weights = checkpoints.read_model_weights(sidecar)
+    load_weights(pipeline, weights.tensors, weights.path)  # weights of another model: named by key first
     config_path = sidecar.parent.parent / CONFIG_FILE
     require_same_model(weights.document.get("model_config"), config.model, config_path, sidecar)
-    load_weights(pipeline, weights.tensors, weights.path)
     return pipeline.to(device).eval(), weights.document
 
 
@@ -231,10 +231,10 @@ def load_pretrained_folder(folder: Path, device: torch.device | str = "cpu") -> 
     config, document = read_run_config(folder)
     block = document.get("pretrained") or {}
     weights = folder / WEIGHTS_FILE
-    if isinstance(block, dict):
-        require_same_model(block.get("model_config"), config.model, folder / CONFIG_FILE, weights)
     pipeline = build_for_weights(config.model)
     load_weights(pipeline, checkpoints.read_tensors(weights), weights)
+    if isinstance(block, dict):
+        require_same_model(block.get("model_config"), config.model, folder / CONFIG_FILE, weights)
     _ORIGINS[pipeline] = Origin(
         config=config,
         source=str(block.get("source") or folder),
