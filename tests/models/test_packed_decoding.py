@@ -160,4 +160,4 @@ def test_kept_slot_index_and_unpack_by_hand() -> None:
 def test_the_flag_reaches_the_built_decoder() -> None:
     spec = MLPDecoderSpec(hidden_channels=(4,))
     assert spec.pack_kept_slots and not attrs.evolve(spec, pack_kept_slots=False).pack_kept_slots
-    assert not AttentionColourDecoderSpec(pack_kept_slots=False).build(4, 8).pack_kept_slots
+    assert not AttentionColourDecoderSpec(pack_kept_slots=False).build(4, 8).spec.pack_kept_slots

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from metaslot.models.decoders.broadcast_pixel import PixelDecoderOutput
 from metaslot.models.masks import SoftKeep, weighted_probabilities
-from metaslot.ops.packing import kept_slot_index, unpack_slots
+from metaslot.ops.packing import decode_kept_slots
 
 
 @attrs.frozen(kw_only=True)
@@ -33,15 +33,15 @@ class AttentionColourDecoderSpec:
     AdaSlot's ``soft_keep``."""
 
     def build(self, slot_dim: int, image_size: int) -> AttentionColourDecoder:
-        return AttentionColourDecoder(slot_dim, pack_kept_slots=self.pack_kept_slots)
+        return AttentionColourDecoder(self, slot_dim)
 
 
 class AttentionColourDecoder(nn.Module):
     """``paint(slots b k d, attention b k h w, keep) -> PixelDecoderOutput`` (pruned slots paint nothing)."""
 
-    def __init__(self, slot_dim: int, pack_kept_slots: bool = True) -> None:
+    def __init__(self, spec: AttentionColourDecoderSpec, slot_dim: int) -> None:
         super().__init__()
-        self.pack_kept_slots = pack_kept_slots
+        self.spec = spec
         self.colour = nn.Linear(slot_dim, 3)
 
     def paint(
@@ -69,12 +69,5 @@ class AttentionColourDecoder(nn.Module):
         self, slots: Float[Tensor, "b k d"], keep: Bool[Tensor, "b k"] | None
     ) -> Float[Tensor, "b k 3"]:
         """Each slot's colour; with a keep mask (and packing on) pruned slots get 0 without being read."""
-        batch, num_slots, width = slots.shape
-        if keep is None or not self.pack_kept_slots:
-            return self.colour(slots)
-        # The one device→host read of the forward on a GPU: how many slots are kept.
-        index = kept_slot_index(keep)
-        if index.numel() == batch * num_slots:
-            return self.colour(slots)
-        packed = self.colour(slots.reshape(batch * num_slots, width)[index])
-        return unpack_slots(packed, index, batch, num_slots)
+        # With packing, one device→host read on a GPU (how many slots are kept: `decode_kept_slots`).
+        return decode_kept_slots(self.colour, slots, keep if self.spec.pack_kept_slots else None)

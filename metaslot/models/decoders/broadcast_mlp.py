@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from metaslot.models.activations import Activation, activation_layer, check_activation
 from metaslot.models.masks import SoftKeep, slot_alpha
-from metaslot.ops.packing import kept_slot_index, unpack_slots
+from metaslot.ops.packing import decode_kept_slots
 from metaslot.ops.top_k import gather_chosen_slots, scatter_chosen_slots, top_k_slots
 from metaslot.validators import at_least_one, or_none, positive_ints
 
@@ -92,17 +92,9 @@ class MLPDecoder(nn.Module):
     ) -> FeatureDecoderOutput:
         if self.spec.top_k is not None:
             return self._forward_top_k(slots, keep, soft_keep, scores, self.spec.top_k)
-        batch, num_slots, width = slots.shape
-        if keep is None or soft_keep is not None or not self.spec.pack_kept_slots:
-            decoded = self.decode(slots)  # b k n c+1
-        else:
-            # The one device→host read of the forward on a GPU: how many slots are kept.
-            index = kept_slot_index(keep)
-            if index.numel() == batch * num_slots:
-                decoded = self.decode(slots)
-            else:
-                packed = self.decode(slots.reshape(batch * num_slots, width)[index])  # p n c+1
-                decoded = unpack_slots(packed, index, batch, num_slots)
+        packs = keep is not None and soft_keep is None and self.spec.pack_kept_slots
+        # With packing, one device→host read on a GPU (how many slots are kept: `decode_kept_slots`).
+        decoded = decode_kept_slots(self.decode, slots, keep if packs else None)  # b k n c+1
         features, logits = decoded[..., : self.feature_dim], decoded[..., self.feature_dim]
         alpha = slot_alpha(logits, keep, soft_keep)
         reconstruction = torch.einsum("bkn,bknc->bnc", alpha, features)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from metaslot.errors import ConfigError
 from metaslot.models.encoders.cnn import SoftPositionEmbedding
 from metaslot.models.masks import SoftKeep, slot_alpha
-from metaslot.ops.packing import kept_slot_index, unpack_slots
+from metaslot.ops.packing import decode_kept_slots
 from metaslot.validators import at_least_one, non_negative, odd_positive
 
 
@@ -128,17 +128,9 @@ class BroadcastPixelDecoder(nn.Module):
         keep: Bool[Tensor, "b k"] | None = None,
         soft_keep: SoftKeep | None = None,
     ) -> PixelDecoderOutput:
-        batch, num_slots, _ = slots.shape
-        flat = rearrange(slots, "b k d -> (b k) d")
-        if keep is None or soft_keep is not None or not self.spec.pack_kept_slots:
-            decoded = rearrange(self.decode(flat), "(b k) c h w -> b k c h w", b=batch)
-        else:
-            # The one device→host read of the forward on a GPU: how many slots are kept.
-            index = kept_slot_index(keep)
-            if index.numel() == batch * num_slots:
-                decoded = rearrange(self.decode(flat), "(b k) c h w -> b k c h w", b=batch)
-            else:
-                decoded = unpack_slots(self.decode(flat[index]), index, batch, num_slots)
+        packs = keep is not None and soft_keep is None and self.spec.pack_kept_slots
+        # With packing, one device→host read on a GPU (how many slots are kept: `decode_kept_slots`).
+        decoded = decode_kept_slots(self.decode, slots, keep if packs else None)  # b k 4 h w
         rgb, logits = decoded[:, :, :3], decoded[:, :, 3]
         alpha = slot_alpha(logits, keep, soft_keep)
         reconstruction = torch.einsum("bkhw,bkchw->bchw", alpha, rgb)
