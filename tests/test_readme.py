@@ -17,7 +17,6 @@ import ast
 import json
 import re
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -275,9 +274,7 @@ class CommandRunner:
         from metaslot.cli import convert as convert_cli
         from metaslot.pretrained import reference
         from metaslot.pretrained import reference_layout as layout
-
-        sys.path.insert(0, str(ROOT / "tests" / "pretrained"))
-        from test_reference_roundtrip import _ours, tiny_spec
+        from tests.pretrained.test_reference_roundtrip import _ours, tiny_spec
 
         model = arguments[arguments.index("--model") + 1]
         real = reference.preset

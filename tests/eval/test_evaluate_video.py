@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_evaluate import Oracle
 
 from metaslot.data.records import Sample
 from metaslot.data.video import VideoSample
 from metaslot.eval.evaluate import PictureSamples, evaluate
+from tests.eval.test_evaluate import Oracle
 
 CLIPS, FRAMES = 3, 4
 

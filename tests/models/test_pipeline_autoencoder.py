@@ -5,7 +5,11 @@ from __future__ import annotations
 import attrs
 import pytest
 import torch
-from pipeline_checks import (
+
+from metaslot.models.decoders import AttentionColourDecoderSpec, BroadcastPixelDecoderSpec
+from metaslot.models.encoders import CNNEncoderSpec, ProjectionSpec
+from metaslot.models.pipelines import AutoencoderSpec
+from tests.support.pipeline_checks import (
     AGGREGATORS,
     adam_steps,
     assert_gradients_reach_exactly_the_trainable_parameters,
@@ -13,10 +17,6 @@ from pipeline_checks import (
     seeded_loss,
     tiny_aggregator,
 )
-
-from metaslot.models.decoders import AttentionColourDecoderSpec, BroadcastPixelDecoderSpec
-from metaslot.models.encoders import CNNEncoderSpec, ProjectionSpec
-from metaslot.models.pipelines import AutoencoderSpec
 
 IMAGE_SIZE = 8
 DECODERS = {
@@ -104,7 +104,9 @@ def test_attention_colour_decoder_paints_only_the_kept_slot() -> None:
     assert (output.masks[:, 1:] == 0).all()
     torch.testing.assert_close(output.masks[:, 0], torch.ones(2, IMAGE_SIZE, IMAGE_SIZE))
     colour = pipeline.decoder.colour(output.slots[:, 0])
-    torch.testing.assert_close(output.reconstruction, colour[:, :, None, None].expand_as(output.reconstruction))
+    torch.testing.assert_close(
+        output.reconstruction, colour[:, :, None, None].expand_as(output.reconstruction)
+    )
 
 
 def test_reference_behaviour_decodes_pruned_slots_and_keeps_their_masks() -> None:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from pipeline_checks import (
+
+from metaslot.models.aggregators import MetaSlotSpec, SlotAttentionSpec
+from metaslot.models.decoders import MLPDecoderSpec
+from metaslot.models.encoders import CNNEncoderSpec, DinoViTSpec, ProjectionSpec
+from metaslot.models.pipelines import DinosaurSpec
+from tests.support.pipeline_checks import (
     AGGREGATORS,
     adam_steps,
     assert_gradients_reach_exactly_the_trainable_parameters,
@@ -12,11 +17,6 @@ from pipeline_checks import (
     seeded_loss,
     tiny_aggregator,
 )
-
-from metaslot.models.aggregators import MetaSlotSpec, SlotAttentionSpec
-from metaslot.models.decoders import MLPDecoderSpec
-from metaslot.models.encoders import CNNEncoderSpec, DinoViTSpec, ProjectionSpec
-from metaslot.models.pipelines import DinosaurSpec
 
 IMAGE_SIZE = 8
 TINY_VIT = DinoViTSpec(model_name="vit_tiny_patch16_224", pretrained=False, image_size=32)

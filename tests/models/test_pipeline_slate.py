@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from pipeline_checks import (
+
+from metaslot.models.aggregators import SlotAttentionSpec
+from metaslot.models.decoders import ARDecoderSpec
+from metaslot.models.pipelines import SlateSpec, VQVAESpec
+from tests.support.pipeline_checks import (
     STAGE_TWO_ENCODER,
     adam_steps,
     assert_gradients_reach_exactly_the_trainable_parameters,
@@ -12,10 +16,6 @@ from pipeline_checks import (
     build_with_trained_vqvae,
     stage_two_metaslot,
 )
-
-from metaslot.models.aggregators import SlotAttentionSpec
-from metaslot.models.decoders import ARDecoderSpec
-from metaslot.models.pipelines import SlateSpec, VQVAESpec
 
 VQVAE = VQVAESpec(code_dim=16, codebook_size=32, width=8, input_scale=1.0)
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from pipeline_checks import (
+
+from metaslot.models.decoders import DiffusionDecoderSpec
+from metaslot.models.pipelines import SlotDiffusionSpec, VQVAESpec
+from tests.support.pipeline_checks import (
     STAGE_TWO_ENCODER,
     adam_steps,
     assert_gradients_reach_exactly_the_trainable_parameters,
@@ -12,9 +15,6 @@ from pipeline_checks import (
     build_with_trained_vqvae,
     stage_two_metaslot,
 )
-
-from metaslot.models.decoders import DiffusionDecoderSpec
-from metaslot.models.pipelines import SlotDiffusionSpec, VQVAESpec
 
 
 def tiny_slotdiffusion(aggregator=None, **overrides: object) -> SlotDiffusionSpec:

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from pipeline_checks import (
+
+from metaslot.errors import ConfigError
+from metaslot.models.decoders.permuted_autoregressive import PermutedARDecoderSpec
+from metaslot.models.encoders import CNNEncoderSpec, DinoViTSpec
+from metaslot.models.pipelines.spot import SPOT_VIT, SpotSpec, spot_encoder
+from tests.support.pipeline_checks import (
     AGGREGATORS,
     adam_steps,
     assert_gradients_reach_exactly_the_trainable_parameters,
@@ -13,11 +18,6 @@ from pipeline_checks import (
     seeded_loss,
     tiny_aggregator,
 )
-
-from metaslot.errors import ConfigError
-from metaslot.models.decoders.permuted_autoregressive import PermutedARDecoderSpec
-from metaslot.models.encoders import CNNEncoderSpec, DinoViTSpec
-from metaslot.models.pipelines.spot import SPOT_VIT, SpotSpec, spot_encoder
 
 IMAGE_SIZE = 16
 TINY_VIT = DinoViTSpec(model_name="vit_tiny_patch16_224", pretrained=False, image_size=32)

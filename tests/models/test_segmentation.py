@@ -11,7 +11,6 @@ import PIL.Image
 import pytest
 import torch
 from hypothesis import given
-from pipeline_checks import tiny_aggregator
 
 from metaslot.data.transforms import centre_square_window, crop, normalize, resize_image
 from metaslot.models.decoders import BroadcastPixelDecoderSpec
@@ -26,6 +25,7 @@ from metaslot.models.segmentation import (
     preprocess,
     segmentation_at_input,
 )
+from tests.support.pipeline_checks import tiny_aggregator
 
 SIZE = 8
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import attrs
 import pytest
 import torch
-from pipeline_checks import tiny_aggregator
 
 from metaslot.models.encoders import CNNEncoderSpec
 from metaslot.models.pipelines import SlotPipeline, attention_masks, reconstruction_output, slot_output
 from metaslot.models.pipelines.slot_pipeline import require_image_size
 from metaslot.models.records import PipelineOutput
 from metaslot.validators import at_least_one
+from tests.support.pipeline_checks import tiny_aggregator
 
 ENCODER = CNNEncoderSpec(channels=(8,), kernel_size=3, strides=(2,))
 

@@ -1,7 +1,7 @@
 """Tiny trained runs shared by the tests of loading, sharing and drawing a trained model.
 
 Made once per test session through the real training command with the tiny overrides of
-``tests/train/cli_args.py``: an autoencoder on 32×32 shapes, and a DINOSAUR whose ViT weights came
+``tests/support/cli_args.py``: an autoencoder on 32×32 shapes, and a DINOSAUR whose ViT weights came
 from a file that is deleted after training (the "trained elsewhere" case).
 """
 
@@ -13,7 +13,8 @@ import pytest
 import safetensors.torch
 import timm
 import torch
-from tiny_runs import WeightsRun, train_tiny
+
+from tests.support.tiny_runs import WeightsRun, train_tiny
 
 
 @pytest.fixture(scope="session")

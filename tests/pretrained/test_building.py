@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_runs import train_tiny
 
 import metaslot
 from metaslot.errors import CheckpointError
@@ -16,6 +15,7 @@ from metaslot.models.pipelines import DinosaurSpec, SlateSpec, VQVAESpec
 from metaslot.models.pipelines.slotdiffusion import SlotDiffusionSpec
 from metaslot.pretrained.building import load_weights, without_downloads
 from metaslot.train.checkpoint import read_tensors
+from tests.support.tiny_runs import train_tiny
 
 VIT = "vit_tiny_patch16_224"
 

@@ -9,7 +9,6 @@ import numpy
 import PIL.Image
 import pytest
 import torch
-from tiny_runs import WeightsRun
 
 import metaslot
 from metaslot.cli import eval as eval_cli
@@ -17,6 +16,7 @@ from metaslot.cli import share as share_cli
 from metaslot.cli import visualize as visualize_cli
 from metaslot.data.decoding import encode_image, encode_index_map_png
 from metaslot.data.lmdb_io import write_records
+from tests.support.tiny_runs import WeightsRun
 
 
 def write_image(path: Path, height: int, width: int, seed: int = 0) -> Path:

@@ -21,7 +21,6 @@ from pathlib import Path
 import attrs
 import pytest
 import torch
-from ftdinosaur_reference import ReferenceLayout, forward, layout_shapes, random_weights
 
 import metaslot
 from metaslot.errors import CheckpointError, CheckpointMismatchError, ConfigError
@@ -30,6 +29,7 @@ from metaslot.pretrained import HubError, ftdinosaur
 from metaslot.pretrained.building import build_for_weights
 from metaslot.train.config import TrainConfig
 from metaslot.train.presets import FTDINOSAUR_MODELS, preset
+from tests.support.ftdinosaur_reference import ReferenceLayout, forward, layout_shapes, random_weights
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TINY = ReferenceLayout(

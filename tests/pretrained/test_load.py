@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_runs import WeightsRun
 
 import metaslot
 from metaslot.errors import CheckpointError, ConfigError
@@ -18,6 +17,7 @@ from metaslot.models.encoders import WeightsNotFoundError
 from metaslot.pretrained import HubError, ModelNotFoundError
 from metaslot.train.checkpoint import read_tensors
 from metaslot.train.config import config_from_json
+from tests.support.tiny_runs import WeightsRun
 
 
 def weights_of(run_dir: Path, name: str) -> dict[str, torch.Tensor]:

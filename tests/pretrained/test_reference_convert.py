@@ -15,7 +15,6 @@ import attrs
 import pytest
 import torch
 from PIL import Image
-from test_reference_roundtrip import _image, _ours, tiny_spec
 
 import metaslot
 from metaslot.cli import convert as convert_cli
@@ -25,6 +24,7 @@ from metaslot.data.shapes import ShapesSpec
 from metaslot.pretrained import reference
 from metaslot.pretrained import reference_layout as layout
 from metaslot.train.config import LoopSpec
+from tests.pretrained.test_reference_roundtrip import _image, _ours, tiny_spec
 
 TINY_DATA = ShapesSpec(resolution=32, size_range=(0.15, 0.3), max_objects=3, train_size=8, val_size=4)
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_reference_roundtrip import _ours, tiny_spec
 
 import metaslot
 from metaslot.cli import convert as convert_cli
 from metaslot.errors import CheckpointError, CheckpointMismatchError, ConfigError
 from metaslot.pretrained import reference_layout as layout
 from metaslot.pretrained.reference import as_reference_ran, read_reference_file
+from tests.pretrained.test_reference_roundtrip import _ours, tiny_spec
 
 
 class Payload:

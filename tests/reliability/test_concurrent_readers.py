@@ -12,12 +12,12 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import evolve_loop, tiny_config, train
 
 import metaslot
 from metaslot.cli import eval as eval_cli
 from metaslot.runtime import files
 from metaslot.train import checkpoint as checkpoints
+from tests.support.helpers import evolve_loop, tiny_config, train
 
 
 def stopped_run(tmp_path: Path):

@@ -13,8 +13,8 @@ import pytest
 
 from metaslot.data.shapes import ShapesSpec
 from metaslot.errors import CheckpointError
-from metaslot.models.aggregators import MetaSlotSpec
 from metaslot.train.config import TrainConfig, config_from_json, config_to_json, from_jsonable
+from tests.support.specs import tiny_metaslot
 
 SECRET_NAME = "METASLOT_TEST_SECRET"
 SECRET = "s3cr3t-value-from-the-environment"
@@ -33,7 +33,7 @@ class Gadget:
 
 def small_config() -> TrainConfig:
     # Light specs (the presets import every pipeline); the JSON round trip is the same for all.
-    spec = MetaSlotSpec(num_slots=3, slot_dim=4, feature_dim=5, codebook_size=6, buffer_capacity=8)
+    spec = tiny_metaslot()
     return TrainConfig(name="run", model=spec, data=ShapesSpec())
 
 

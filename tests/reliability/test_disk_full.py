@@ -13,14 +13,13 @@ import stat
 
 import attrs
 import pytest
-from helpers import evolve_loop, tiny_config, train
-from train_fakes import FakePipelineSpec
 
 from metaslot.cli._errors import user_errors
 from metaslot.cli.eval import main as eval_main
 from metaslot.train.checkpoint import latest_checkpoint, load_model_checkpoint
-
-from .faults import break_writes, disk_full, temporaries
+from tests.support.faults import break_writes, disk_full, temporaries
+from tests.support.helpers import evolve_loop, tiny_config, train
+from tests.support.train_fakes import FakePipelineSpec
 
 
 def test_disk_full_while_checkpointing_is_one_line_and_leaves_the_last_checkpoint(

@@ -8,14 +8,9 @@ detects it; a ``.partial`` without a validator was resumed from another file; a 
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-import test_download  # noqa: E402
-from test_download import FileServer, small_lmdb  # noqa: E402
 
 from metaslot.data.download import (  # noqa: E402
     DownloadFailedError,
@@ -23,6 +18,8 @@ from metaslot.data.download import (  # noqa: E402
     download_file,
     partial_path,
 )
+from tests.data import test_download
+from tests.data.test_download import FileServer, small_lmdb
 
 server = test_download.server  # the local HTTP server fixture of the downloader's own tests
 

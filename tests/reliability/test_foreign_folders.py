@@ -13,14 +13,14 @@ from pathlib import Path
 
 import attrs
 import pytest
-from helpers import tiny_config, train
-from tiny_runs import train_tiny
 
 import metaslot
 from metaslot.cli import share as share_cli
 from metaslot.cli._errors import user_errors
 from metaslot.errors import ConfigError
 from metaslot.pretrained.errors import OutputFolderError
+from tests.support.helpers import tiny_config, train
+from tests.support.tiny_runs import train_tiny
 
 SHORT = dict(steps=2, val_every=2, checkpoint_every=2)
 

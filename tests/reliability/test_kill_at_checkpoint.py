@@ -19,21 +19,18 @@ from pathlib import Path
 import attrs
 import pytest
 import torch
-from helpers import final_weights, tiny_config, train, without_timing
 
 from metaslot.train.checkpoint import latest_checkpoint
 from metaslot.train.logging import read_metrics
-
-from .faults import temporaries
+from tests.support.faults import temporaries
+from tests.support.helpers import final_weights, tiny_config, train, without_timing
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAIN_TESTS = ROOT / "tests" / "train"
 
 _DIES_MID_CHECKPOINT = """
 import builtins, os, signal, sys
 from pathlib import Path
-sys.path.insert(0, {train_tests!r})
-from helpers import tiny_config, train
+from tests.support.helpers import tiny_config, train
 
 real_open = builtins.open
 
@@ -64,7 +61,7 @@ train(tiny_config(Path({runs!r}), checkpoint_every=2))
 
 @pytest.mark.slow
 def test_kill_9_mid_checkpoint_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
-    script = _DIES_MID_CHECKPOINT.format(train_tests=str(TRAIN_TESTS), runs=str(tmp_path / "killed"))
+    script = _DIES_MID_CHECKPOINT.format(runs=str(tmp_path / "killed"))
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "METASLOT_TYPECHECK": "0", "OMP_NUM_THREADS": "1"}
     child = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True)
     assert child.returncode == -signal.SIGKILL, child.stderr

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
-from helpers import tiny_config, train
 
 import metaslot
 from metaslot.errors import CheckpointError
+from tests.support.helpers import tiny_config, train
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tiny_runs import train_tiny
+    from tests.support.tiny_runs import train_tiny
 
     run = train_tiny("autoencoder", tmp_path_factory.mktemp("runs"), "a")
     return metaslot.save_pretrained(run, tmp_path_factory.mktemp("shared") / "model")

@@ -9,13 +9,12 @@ from __future__ import annotations
 import attrs
 import pytest
 import torch
-from helpers import evolve_loop, final_weights, tiny_config, train, without_timing
 
 from metaslot.errors import CorruptDataError
 from metaslot.train.loggers import JsonlLogger
 from metaslot.train.logging import read_metrics
-
-from .faults import Killed, break_writes, temporaries
+from tests.support.faults import Killed, break_writes, temporaries
+from tests.support.helpers import evolve_loop, final_weights, tiny_config, train, without_timing
 
 
 def straight_and_stopped(tmp_path, stop_at: int = 4):

@@ -12,13 +12,13 @@ import json
 import attrs
 import pytest
 import torch
-from helpers import tiny_config, train
-from train_fakes import FakePipelineSpec
 
 from metaslot.errors import NonFiniteLossError
 from metaslot.train import finite
 from metaslot.train.checkpoint import LoopState, latest_checkpoint, read_tensors, save_checkpoint
 from metaslot.train.logging import read_metrics
+from tests.support.helpers import tiny_config, train
+from tests.support.train_fakes import FakePipelineSpec
 
 
 def test_weights_that_turn_nan_with_a_finite_loss_stop_the_run_before_the_checkpoint(tmp_path) -> None:

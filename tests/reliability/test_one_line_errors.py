@@ -11,12 +11,12 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import evolve_loop, tiny_config, train
 
 from metaslot.cli import train as train_cli
 from metaslot.errors import CheckpointError, ConfigError, MetaslotError
 from metaslot.train import checkpoint as checkpoints
 from metaslot.train.config import OptimSpec, config_from_json
+from tests.support.helpers import evolve_loop, tiny_config, train
 
 
 @pytest.mark.parametrize("betas", [(1.5, 0.9), (0.9, -0.1), (0.9, 1.0), (float("nan"), 0.9)])
@@ -61,9 +61,8 @@ def test_a_config_json_nested_100000_deep_is_one_error() -> None:
 
 
 def test_sharing_into_a_place_that_cannot_be_written_is_one_line(tmp_path: Path, capsys) -> None:
-    from tiny_runs import train_tiny
-
     from metaslot.cli import share as share_cli
+    from tests.support.tiny_runs import train_tiny
 
     run = train_tiny("autoencoder", tmp_path / "runs", "a")
     blocker = tmp_path / "a-file"

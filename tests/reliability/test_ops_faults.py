@@ -18,15 +18,11 @@ import textwrap
 import pytest
 import torch
 
-from metaslot.models.aggregators import MetaSlot, MetaSlotSpec
+from metaslot.models.aggregators import MetaSlot
 from metaslot.ops import NonFiniteError, masked_slot_attention, quantize
+from tests.support.specs import tiny_metaslot
 
 NON_FINITE = [float("nan"), float("inf"), -float("inf")]
-
-
-def tiny_spec(**overrides: object) -> MetaSlotSpec:
-    fields = dict(num_slots=3, slot_dim=4, feature_dim=5, codebook_size=6, buffer_capacity=8)
-    return MetaSlotSpec(**{**fields, **overrides})
 
 
 @pytest.mark.parametrize("bad", NON_FINITE)
@@ -41,13 +37,13 @@ def test_metaslot_refuses_nan_features_naming_them() -> None:
     features = torch.randn(2, 7, 5)
     features[0, 3, 1] = float("nan")
     with pytest.raises(NonFiniteError, match="features"):
-        MetaSlot(tiny_spec())(features)
+        MetaSlot(tiny_metaslot())(features)
 
 
 @pytest.mark.parametrize("codebook_update", ["gradient", "both"])
 def test_update_codebook_never_admits_non_finite_slots(codebook_update: str) -> None:
     torch.manual_seed(0)
-    module = MetaSlot(tiny_spec(codebook_update=codebook_update, dead_code_timeout=1))
+    module = MetaSlot(tiny_metaslot(codebook_update=codebook_update, dead_code_timeout=1))
     generator = torch.Generator().manual_seed(0)
     finite_kept = 0
     # 8 buffer rows, 2 images per step: the one-off k-means runs at step 3 (6 >= min(6, 8)) and codes
@@ -71,7 +67,7 @@ def test_update_codebook_never_admits_non_finite_slots(codebook_update: str) -> 
 def test_non_finite_epsilon_is_refused_by_the_spec_and_the_op() -> None:
     for bad in NON_FINITE:
         with pytest.raises(ValueError, match="epsilon"):
-            tiny_spec(epsilon=bad)
+            tiny_metaslot(epsilon=bad)
         with pytest.raises(ValueError, match="epsilon"):
             masked_slot_attention(
                 torch.randn(1, 2, 4), torch.randn(1, 3, 4), torch.randn(1, 3, 4), epsilon=bad
@@ -80,7 +76,7 @@ def test_non_finite_epsilon_is_refused_by_the_spec_and_the_op() -> None:
 
 def test_nan_noise_weight_is_refused_by_the_spec() -> None:
     with pytest.raises(ValueError, match="noise_weight must be >= 0, got nan"):
-        tiny_spec(noise_weight=float("nan"))
+        tiny_metaslot(noise_weight=float("nan"))
 
 
 # Each case is a call that must raise ValueError whose message contains every listed fragment.

@@ -17,12 +17,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_args import loop_args, model_args
 
 from metaslot.cli import train as train_cli
 from metaslot.cli.train import parse_train_arguments
 from metaslot.train import run_lock
 from metaslot.train.logging import read_metrics
+from tests.support.cli_args import loop_args, model_args
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import attrs
 import pytest
 import torch
-from helpers import evolve_loop, final_weights, tiny_config, train, without_timing
 
 from metaslot.cli.train import main as train_main
 from metaslot.cli.train import parse_train_arguments
 from metaslot.errors import CheckpointError, ConfigError, MissingFileError
 from metaslot.train.config import TrainConfig
 from metaslot.train.logging import read_metrics
+from tests.support.helpers import evolve_loop, final_weights, tiny_config, train, without_timing
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -229,7 +229,7 @@ def test_resume_run_folder_continues_from_its_config_json(tmp_path: Path, capsys
 
 
 def test_resume_run_folder_refuses_other_selectors_and_changes(tmp_path: Path, capsys) -> None:
-    from cli_args import loop_args, model_args
+    from tests.support.cli_args import loop_args, model_args
 
     arguments = [*model_args("autoencoder"), *loop_args(tmp_path, steps=2)]
     config, _ = parse_train_arguments([*arguments, "--loop.stop-at", "1"])

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import attrs
 import pytest
-from helpers import evolve_loop, tiny_config, train
 
 from metaslot.cli._errors import user_errors
 from metaslot.errors import RunInUseError
 from metaslot.train import run_lock
 from metaslot.train.logging import read_metrics
+from tests.support.helpers import evolve_loop, tiny_config, train
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,19 +16,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import tiny_config, train
 
 from metaslot.train.checkpoint import latest_checkpoint
+from tests.support.helpers import tiny_config, train
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAIN_TESTS = ROOT / "tests" / "train"
 
 # Trains a tiny run and sends itself ``signal`` after step 2, or when the final evaluation starts.
 _SIGNALLED_RUN = """
 import os, signal, sys
-sys.path.insert(0, {train_tests!r})
 from pathlib import Path
-from helpers import tiny_config, train
+from tests.support.helpers import tiny_config, train
 from metaslot.cli._errors import user_errors
 from metaslot.eval.session import SplitEvaluation
 from metaslot.train import loop
@@ -76,9 +74,7 @@ def saved_step(runs: Path) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["SIGHUP", "SIGUSR1", "SIGUSR2"])
 def test_hangup_and_the_user_signals_checkpoint_the_step_and_say_so(tmp_path: Path, name: str) -> None:
-    script = _SIGNALLED_RUN.format(
-        train_tests=str(TRAIN_TESTS), signal_name=name, phase="step", runs=str(tmp_path)
-    )
+    script = _SIGNALLED_RUN.format(signal_name=name, phase="step", runs=str(tmp_path))
     line = one_line(run_python(script), signal.Signals[name])
     assert name in line and "--resume" in line
     assert saved_step(tmp_path) == 2  # checkpoint_every 100: saved because of the signal
@@ -86,9 +82,7 @@ def test_hangup_and_the_user_signals_checkpoint_the_step_and_say_so(tmp_path: Pa
 
 @pytest.mark.slow
 def test_sigterm_during_the_final_evaluation_says_how_to_finish_it(tmp_path: Path, capsys) -> None:
-    script = _SIGNALLED_RUN.format(
-        train_tests=str(TRAIN_TESTS), signal_name="SIGTERM", phase="final", runs=str(tmp_path)
-    )
+    script = _SIGNALLED_RUN.format(signal_name="SIGTERM", phase="final", runs=str(tmp_path))
     line = one_line(run_python(script), signal.SIGTERM)
     assert "final evaluation" in line and "--resume" in line
     assert saved_step(tmp_path) == 4

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import attrs
 import pytest
-from helpers import evolve_loop, tiny_config, train
 
 from metaslot.cli._errors import user_errors
 from metaslot.errors import WriteError
 from metaslot.runtime import files
 from metaslot.train import run_lock
+from tests.support.helpers import evolve_loop, tiny_config, train
 
 SECRET = "the user's own file\n"
 

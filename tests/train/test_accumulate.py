@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_args import loop_args, model_args
-from helpers import tiny_config, train
 
 from metaslot.cli import train as train_cli
 from metaslot.models.records import AggregatorOutput, join_aggregator_outputs
 from metaslot.train import preparation
 from metaslot.train.checkpoint import read_tensors
+from tests.support.cli_args import loop_args, model_args
+from tests.support.helpers import tiny_config, train
 
 
 def spy_on_upkeep(monkeypatch: pytest.MonkeyPatch) -> tuple[list[AggregatorOutput], list[AggregatorOutput]]:

@@ -7,11 +7,11 @@ from pathlib import Path
 import attrs
 import pytest
 import torch
-from cli_args import loop_args, model_args
-from helpers import tiny_config, train
 
 from metaslot.cli import eval as eval_cli
 from metaslot.cli import train as train_cli
+from tests.support.cli_args import loop_args, model_args
+from tests.support.helpers import tiny_config, train
 
 
 def _run_train(arguments: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:

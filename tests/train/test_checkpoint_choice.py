@@ -10,9 +10,6 @@ from pathlib import Path
 import attrs
 import pytest
 import torch
-import train_fakes
-from helpers import evolve_loop, final_weights, tiny_config, train
-from train_fakes import FakeDataSpec
 
 from metaslot.cli import eval as eval_cli
 from metaslot.data.holdout import IndexedSubset, holdout_indices
@@ -20,6 +17,9 @@ from metaslot.data.sampling import ItemKey
 from metaslot.errors import ConfigError
 from metaslot.train.config import TrainConfig
 from metaslot.train.presets import DATASETS, MODELS, preset
+from tests.support import train_fakes
+from tests.support.helpers import evolve_loop, final_weights, tiny_config, train
+from tests.support.train_fakes import FakeDataSpec
 
 
 def holdout_config(runs_dir: Path, **loop: object) -> TrainConfig:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_args import loop_args, model_args, without_codebook
 
 from metaslot.cli import eval as eval_cli
 from metaslot.cli import train as train_cli
 from metaslot.cli import visualize as visualize_cli
 from metaslot.train.logging import read_metrics
+from tests.support.cli_args import loop_args, model_args, without_codebook
 
 
 def _train(model: str, runs: Path, *extra: str) -> Path:
@@ -81,7 +81,11 @@ def test_spot_trains_and_records_its_evaluation_orders(tmp_path: Path) -> None:
     run_dir = _train("spot", tmp_path)
     _check_run(run_dir, segmentation=True)
     protocol = json.loads((run_dir / "eval" / "evaluation.json").read_text())["protocol"]
-    assert (protocol["name"], protocol["token_orders"], protocol["masks"]) == ("metaslot", "first", "pipeline")
+    assert (protocol["name"], protocol["token_orders"], protocol["masks"]) == (
+        "metaslot",
+        "first",
+        "pipeline",
+    )
 
 
 def test_spot_stage_two_learns_from_its_stage_one_teacher(tmp_path: Path) -> None:
@@ -91,7 +95,9 @@ def test_spot_stage_two_learns_from_its_stage_one_teacher(tmp_path: Path) -> Non
     from metaslot.train.config import config_from_json
 
     teacher_dir = _train("spot", tmp_path)
-    train_cli.main([*model_args("spot"), *loop_args(tmp_path), "--name", "student", "--teacher", str(teacher_dir)])
+    train_cli.main(
+        [*model_args("spot"), *loop_args(tmp_path), "--name", "student", "--teacher", str(teacher_dir)]
+    )
     run_dir = tmp_path / "student"
     _check_run(run_dir, segmentation=True)
     config = config_from_json((run_dir / "config.json").read_text())

@@ -13,14 +13,13 @@ import torch
 
 from metaslot.train.checkpoint import read_tensors
 
-HERE = Path(__file__).parent
+ROOT = Path(__file__).resolve().parents[2]  # on the children's path: they import tests.support
 
 _WORKER = """
 import os, sys
-sys.path.insert(0, {here!r})
 import safetensors.torch
 import metaslot.train.preparation as preparation
-from cli_args import loop_args, model_args
+from tests.support.cli_args import loop_args, model_args
 from metaslot.cli import train as train_cli
 
 built = []
@@ -44,8 +43,8 @@ safetensors.torch.save_file(state, os.path.join({runs!r}, "rank" + os.environ["R
 @pytest.mark.slow
 def test_two_process_gloo_run_keeps_ranks_identical(tmp_path: Path) -> None:
     script = tmp_path / "worker.py"
-    script.write_text(_WORKER.format(here=str(HERE), runs=str(tmp_path)))
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    script.write_text(_WORKER.format(runs=str(tmp_path)))
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable,
         "-m",

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import attrs
 import pytest
-from helpers import tiny_config, train
-from train_fakes import FakeDataSpec
 
 from metaslot.cli import eval as eval_cli
 from metaslot.data.published import VOCSpec
 from metaslot.data.shapes import ShapesSpec
+from tests.support.helpers import tiny_config, train
+from tests.support.train_fakes import FakeDataSpec
 
 
 def test_named_data_takes_the_training_resolution() -> None:

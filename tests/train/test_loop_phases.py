@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import tiny_config
-
 from metaslot.eval.session import SplitEvaluation, Validation
 from metaslot.eval_settings import Evaluation
 from metaslot.train.loop import train
+from tests.support.helpers import tiny_config
 
 
 class ScriptedEvaluation:

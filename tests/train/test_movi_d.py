@@ -8,8 +8,6 @@ from pathlib import Path
 import numpy
 import pytest
 import torch
-from cli_args import TINY_AUTOENCODER, loop_args, without_codebook
-from movi_fixture import write_movi_d
 
 from metaslot.cli import eval as eval_cli
 from metaslot.cli import train as train_cli
@@ -19,6 +17,8 @@ from metaslot.data.video import MoviDSpec
 from metaslot.train.config import config_from_json, config_to_json, rebuild
 from metaslot.train.logging import read_metrics
 from metaslot.train.presets import MODELS, preset
+from tests.support.cli_args import TINY_AUTOENCODER, loop_args, without_codebook
+from tests.support.movi_fixture import write_movi_d
 
 pytest.importorskip("av")
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy
 import pytest
-from cli_args import loop_args
 from PIL import Image
 
 from metaslot.cli.train import parse_train_arguments
@@ -16,6 +15,7 @@ from metaslot.data.records import collate
 from metaslot.ops import prune_probability
 from metaslot.train.config import config_from_json, config_to_json
 from metaslot.train.presets import DATASETS, MODELS, PRESETS, preset
+from tests.support.cli_args import loop_args
 
 PAPER = {"voc": 6, "coco": 7, "clevrtex": 11}
 
@@ -265,8 +265,14 @@ def test_spot_presets_match_the_reference_spot_config(data: str) -> None:
     assert (config.loop.steps, config.loop.batch_size) == (100_000, 32)
     assert int(config.loop.steps * config.schedule.warmup_fraction) == 5_000
     assert (config.optim.learning_rate, config.schedule.final_learning_rate) == (2e-4, 2e-7)
-    assert (config.optim.clip_norm, config.optim.clip_norm_type, config.precision) == (0.3, "inf", "auto-fp16")
-    assert model.encoder.model_name == "vit_small_patch14_reg4_dinov2.lvd142m" and not model.encoder.final_norm
+    assert (config.optim.clip_norm, config.optim.clip_norm_type, config.precision) == (
+        0.3,
+        "inf",
+        "auto-fp16",
+    )
+    assert (
+        model.encoder.model_name == "vit_small_patch14_reg4_dinov2.lvd142m" and not model.encoder.final_norm
+    )
     assert (model.encoder.image_size, model.image_size, model.projection.hidden_multiplier) == (224, 256, 1)
     aggregator = model.aggregator
     assert (aggregator.num_slots, aggregator.slot_dim, aggregator.feature_dim) == (PAPER[data], 256, 384)
@@ -311,5 +317,9 @@ def test_spot_with_slot_attention_and_spot_stage_two_presets() -> None:
     assert student.name == "spot-coco-sa-stage2" and student.teacher == Path("runs/spot-coco-sa")
     assert model.aggregator.initializer == "learnt" and model.aggregator.bilevel
     assert model.trainable_blocks == 4 and not model.encoder.frozen and model.teacher_weight == 5e-3
-    assert (student.optim, student.schedule, student.loop) == (baseline.optim, baseline.schedule, baseline.loop)
+    assert (student.optim, student.schedule, student.loop) == (
+        baseline.optim,
+        baseline.schedule,
+        baseline.loop,
+    )
     assert preset("spot", "voc", teacher=Path("t")).model.aggregator.initializer == "learnt"  # MetaSlot too

@@ -11,11 +11,11 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from train_fakes import FakePipelineSpec
 
 from metaslot.models.aggregators import MetaSlotSpec, SlotAttentionSpec
 from metaslot.models.interfaces import Aggregator, Pipeline
 from metaslot.train.presets import preset
+from tests.support.train_fakes import FakePipelineSpec
 
 
 def protocol_members(protocol: type) -> list[str]:

@@ -13,14 +13,14 @@ from pathlib import Path
 import attrs
 import pytest
 import torch
-from helpers import evolve_loop, final_weights, tiny_config, train, without_timing
-from train_fakes import FakeDataSpec, FakePipelineSpec
 
 from metaslot.errors import CheckpointError, ConfigError, NonFiniteLossError
 from metaslot.train.checkpoint import latest_checkpoint, load_model_checkpoint, read_tensors
 from metaslot.train.logging import read_metrics
+from tests.support.helpers import evolve_loop, final_weights, tiny_config, train, without_timing
+from tests.support.train_fakes import FakeDataSpec, FakePipelineSpec
 
-HERE = Path(__file__).parent
+ROOT = Path(__file__).resolve().parents[2]  # on the children's path: they import tests.support
 
 
 def test_stopped_and_resumed_run_matches_uninterrupted_run_bitwise(tmp_path: Path) -> None:
@@ -92,12 +92,11 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path) ->
 
 _INTERRUPTIBLE = """
 import sys
-sys.path.insert(0, {here!r})
 from pathlib import Path
 import attrs
-from helpers import tiny_config, train
+from tests.support.helpers import tiny_config, train
 from metaslot.cli._errors import user_errors
-from train_fakes import FakeDataSpec
+from tests.support.train_fakes import FakeDataSpec
 config = attrs.evolve(tiny_config(Path({runs!r}), steps=500, checkpoint_every=1000, val_every=1000),
                       data=FakeDataSpec(delay=0.01))
 with user_errors("train"):
@@ -107,8 +106,8 @@ with user_errors("train"):
 
 @pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path: Path) -> None:
-    script = _INTERRUPTIBLE.format(here=str(HERE), runs=str(tmp_path))
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    script = _INTERRUPTIBLE.format(runs=str(tmp_path))
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
         [sys.executable, "-c", script], env=environment, stderr=subprocess.PIPE, text=True
     )
@@ -137,9 +136,8 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_real_metaslot_autoencoder_resumes_bitwise(tmp_path: Path) -> None:
-    from cli_args import loop_args, model_args
-
     from metaslot.cli.train import parse_train_arguments
+    from tests.support.cli_args import loop_args, model_args
 
     def config_for(runs: Path):
         config, _ = parse_train_arguments(

@@ -9,11 +9,11 @@ from pathlib import Path
 import attrs
 import numpy
 import pytest
-from helpers import tiny_config, train
-from test_loggers import fake_wandb
 
 from metaslot.cli.train import parse_train_arguments
 from metaslot.train.loggers import WANDB_ID_FILE
+from tests.support.helpers import tiny_config, train
+from tests.train.test_loggers import fake_wandb
 
 
 def test_tensorboard_run_has_every_scalar_and_the_grid_of_every_validation(tmp_path: Path) -> None:

@@ -1,8 +1,7 @@
 """Shared pieces of the pipeline tests: tiny specs, a slot-pruning wrapper, training and gradient checks.
 
-Imported by module name (``from pipeline_checks import ...``): tests/models has no ``__init__.py``, so
-pytest puts this folder on ``sys.path`` when it collects the tests here (as tests/train does for its
-helpers), also under pytest-xdist and from the repository root.
+Imported as ``tests.support.pipeline_checks``: ``tests`` is a package, so pytest (prepend import mode)
+puts the repository root, the folder above the outermost ``__init__.py``, on ``sys.path``.
 """
 
 from __future__ import annotations

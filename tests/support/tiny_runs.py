@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))  # cli_args: the tiny overrides
-
-from cli_args import loop_args, model_args  # noqa: E402
-
-from metaslot.cli import train as train_cli  # noqa: E402
+from metaslot.cli import train as train_cli
+from tests.support.cli_args import loop_args, model_args
 
 
 def train_tiny(model: str, runs: Path, name: str, *extra: str) -> Path:

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import attrs
 import torch
-from train_fakes import FakeDataSpec, FakePipelineSpec
 
 from metaslot.eval.session import SplitEvaluation
 from metaslot.eval_settings import EvalSpec
 from metaslot.train import loop
 from metaslot.train.checkpoint import read_tensors
 from metaslot.train.config import LoopSpec, TrainConfig
+from tests.support.train_fakes import FakeDataSpec, FakePipelineSpec
 
 
 def train(config: TrainConfig, **options: object) -> loop.TrainResult:
