@@ -15,17 +15,17 @@ from pathlib import Path
 
 import attrs
 import pytest
-from helpers import tiny_config, train
 
 import metaslot
 from metaslot.cli import eval as eval_cli
 from metaslot.errors import CheckpointError
 from metaslot.train.config import config_to_json, read_config, read_config_file
+from tests.support.helpers import tiny_config, train
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tiny_runs import train_tiny
+    from tests.support.tiny_runs import train_tiny
 
     return train_tiny("autoencoder", tmp_path_factory.mktemp("runs"), "a")
 

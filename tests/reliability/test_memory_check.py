@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from cli_args import loop_args
 
 from metaslot.cli import train as train_cli
 from metaslot.errors import ConfigError
@@ -19,6 +18,7 @@ from metaslot.train.config import TrainConfig
 from metaslot.train.memory_check import GIB, lower_bound, too_large
 from metaslot.train.presets import FTDINOSAUR_PRESETS, PRESETS
 from metaslot.train.requirements import check_requirements
+from tests.support.cli_args import loop_args
 
 SMALL_GPU = (16 * GIB, "a 16 GiB GPU's")
 
