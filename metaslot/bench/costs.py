@@ -30,8 +30,9 @@ import torch
 
 from metaslot.bench.flops import count_flops
 from metaslot.bench.memory import peak_new_bytes
-from metaslot.bench.pipelines import _random_encoder
+from metaslot.bench.pipelines import _random_encoder, training_step
 from metaslot.bench.timing import time_step
+from metaslot.bench.variants import Variant
 
 COST_PRESETS = (
     ("dinosaur", "c256"),
@@ -168,21 +169,6 @@ def step_flops(
     return flops
 
 
-def _train_step(pipeline: torch.nn.Module, images: torch.Tensor) -> Callable[[], None]:
-    parameters = [parameter for parameter in pipeline.parameters() if parameter.requires_grad]
-    optimizer = torch.optim.Adam(parameters, lr=1e-4)
-
-    def step() -> None:
-        pipeline.train()
-        output = pipeline(images)
-        optimizer.zero_grad(set_to_none=True)
-        output.loss.float().backward()
-        optimizer.step()
-        pipeline.after_optimizer_step(output)
-
-    return step
-
-
 def cost_row(
     model: str,
     variant: str,
@@ -201,7 +187,7 @@ def cost_row(
     images = torch.randn(batch_size, 3, image_size, image_size, device=device)
     flops = step_flops(pipeline, images, PARTS[model])
     pipeline.zero_grad(set_to_none=True)
-    step = _train_step(pipeline, images)
+    step = training_step(pipeline, images, Variant())
     timing = time_step(step, device=device, repeats=repeats, warmup=warmup)
     peak = peak_new_bytes(step, device)
     state = sum(tensor.numel() * tensor.element_size() for tensor in pipeline.state_dict().values())

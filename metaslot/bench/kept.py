@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from metaslot.bench.flops import count_flops
 from metaslot.bench.memory import peak_new_bytes
-from metaslot.bench.pipelines import PipelineCase, Size, cases
+from metaslot.bench.pipelines import PipelineCase, Size, cases, training_step
 from metaslot.bench.presets import PresetModels
 from metaslot.bench.timing import time_interleaved
 from metaslot.bench.variants import Variant
@@ -92,22 +92,6 @@ def _pipelines(
     return {name: pipeline.to(device) for name, pipeline in built.items()}
 
 
-def _train_step(pipeline: nn.Module, images: Tensor, variant: Variant) -> Callable[[], None]:
-    parameters = [parameter for parameter in pipeline.parameters() if parameter.requires_grad]
-    optimizer = torch.optim.Adam(parameters, lr=1e-4)
-
-    def step() -> None:
-        pipeline.train()
-        with variant.autocast(images.device):
-            output = pipeline(images)
-        optimizer.zero_grad(set_to_none=True)
-        output.loss.float().backward()
-        optimizer.step()
-        pipeline.after_optimizer_step(output)
-
-    return step
-
-
 def _eval_step(pipeline: nn.Module, images: Tensor, variant: Variant) -> Callable[[], None]:
     def step() -> None:
         pipeline.eval()
@@ -136,7 +120,7 @@ def benchmark_kept_fractions(
         modules = _pipelines(case, batch, fractions, device)
         images = torch.randn(batch, 3, case.image_size, case.image_size, device=device)
         num_slots = case.spec.aggregator.num_slots  # type: ignore[attr-defined]
-        for phase, make_step in (("train", _train_step), ("eval", _eval_step)):
+        for phase, make_step in (("train", training_step), ("eval", _eval_step)):
             steps = {name: make_step(module, images, variant) for name, module in modules.items()}
             timings = time_interleaved(steps, device=device, repeats=repeats, warmup=warmup)
             baseline = timings["slot_attention"].median
