@@ -12,7 +12,10 @@ slots) started from a 7-slot run.
 
 - **main comparison**: both aggregators at the preset's own slot count, seeds ``--seeds`` (0–4);
 - **slot-count sweep**: both aggregators at every k of ``--slot-counts`` (4, 6, 8, 10), seeds
-  ``--sweep-seeds`` (0–2); MetaSlot's ring buffer follows k (the preset's size per slot, 4·batch·k).
+  ``--sweep-seeds`` (0–2); MetaSlot's ring buffer follows k (the preset's size per slot, 4·batch·k);
+- **sparsity sweep** (AdaSlot only, none unless ``--sparsity-weights`` names some): AdaSlot at the
+  preset's slot count with each sparsity weight λ, seeds ``--sweep-seeds``, beside the preset's own λ
+  (the main comparison's runs): how strongly the count must be paid for before AdaSlot drops slots.
 
 The **last** checkpoint of every run (no selection) is evaluated on the same held-out images, the first
 ``--test-images`` of the preset data's ``test`` split, which training never reads: ARI, FG-ARI, mBO,
@@ -31,6 +34,8 @@ against k.
     python examples/shapes_study.py --compared slot-attention metaslot adaslot  # the three-way study
     python examples/shapes_study.py --compared slot-attention metaslot adaslot --report-only \
         --previous docs/results/shapes_study.json   # reuse the metrics of runs trained elsewhere
+    python examples/shapes_study.py --compared slot-attention metaslot adaslot --aggregators adaslot \
+        --part sparsity --sparsity-weights 0.004 0.016 0.064 0.256   # AdaSlot's λ sweep
 
 The whole study trains 34 runs with the defaults (2 × 5 main, 2 × 4 × 3 sweep; fewer when the preset's
 slot count is one of the sweep's); see docs/results.md for the measured time.
@@ -87,6 +92,14 @@ METRICS = (
     "segment_count_abs_error_with_background",
 )
 SWEEP_METRICS = ("fg_ari", "active_slots", "background_count_error", "segments")
+SPARSITY_METRICS = (
+    "fg_ari",
+    "mbo",
+    "active_slots",
+    "background_count_error",
+    "count_correlation",
+    "segments",
+)
 LABELS = {
     "ari": "ARI",
     "fg_ari": "FG-ARI",
@@ -111,7 +124,10 @@ class Study:
     slot_counts: tuple[int, ...] = (4, 6, 8, 10)
     """Slot counts k of the sweep."""
     sweep_seeds: tuple[int, ...] = (0, 1, 2)
-    """Seeds of every slot count of the sweep."""
+    """Seeds of every slot count of the sweep (and of every weight of the sparsity sweep)."""
+    sparsity_weights: tuple[float, ...] = ()
+    """AdaSlot's sparsity sweep: weights λ tried at the preset's slot count (the preset's own λ is the
+    main comparison's). Only when AdaSlot is one of ``--compared``."""
     compared: tuple[Aggregator, ...] = AGGREGATORS
     """The models the study compares: its runs, tables and pictures."""
     aggregators: tuple[Aggregator, ...] = ("slot-attention", "metaslot", "adaslot")
@@ -123,7 +139,7 @@ class Study:
     previous: Path | None = None
     """A ``shapes_study.json`` (same test images) whose runs stand in for runs not finished under
     ``--runs-dir``: their metrics and slot histograms, no pictures; the report marks them ``reused``."""
-    part: Literal["main", "sweep", "all"] = "all"
+    part: Literal["main", "sweep", "sparsity", "all"] = "all"
     """Which part of the study this process trains."""
     report_only: bool = False
     """Train nothing: write the report from the finished runs and list the missing ones."""
@@ -148,10 +164,13 @@ class RunKey:
     aggregator: Aggregator
     slots: int
     seed: int
+    sparsity_weight: float | None = None
+    """AdaSlot's λ where the run changes it (the sparsity sweep); None: the preset's."""
 
     @property
     def name(self) -> str:
-        return f"{self.aggregator}-k{self.slots}-seed{self.seed}"
+        weight = "" if self.sparsity_weight is None else f"-lambda{self.sparsity_weight:g}"
+        return f"{self.aggregator}{weight}-k{self.slots}-seed{self.seed}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,14 +216,26 @@ def sweep_runs(study: Study) -> list[RunKey]:
     ]
 
 
+def sparsity_runs(study: Study) -> list[RunKey]:
+    """AdaSlot at the preset's slot count with each ``--sparsity-weights`` λ, seeds ``--sweep-seeds``."""
+    if "adaslot" not in study.compared:
+        return []
+    slots = preset_slots()
+    return [
+        RunKey("adaslot", slots, seed, weight)
+        for seed in study.sweep_seeds
+        for weight in study.sparsity_weights
+    ]
+
+
 def all_runs(study: Study) -> list[RunKey]:
     """Every run of the study once (main and sweep share the runs with the same k and seed)."""
-    return list(dict.fromkeys(main_runs(study) + sweep_runs(study)))
+    return list(dict.fromkeys(main_runs(study) + sweep_runs(study) + sparsity_runs(study)))
 
 
 def runs_to_train(study: Study) -> list[RunKey]:
     """The runs of ``--part`` for ``--aggregators``, each once, in study order."""
-    parts = {"main": main_runs, "sweep": sweep_runs}
+    parts = {"main": main_runs, "sweep": sweep_runs, "sparsity": sparsity_runs}
     chosen = [key for part, runs in parts.items() if study.part in (part, "all") for key in runs(study)]
     return [key for key in dict.fromkeys(chosen) if key.aggregator in study.aggregators]
 
@@ -262,6 +293,9 @@ def run_config(study: Study, key: RunKey) -> TrainConfig:
     config = study_run(
         study, base, key.name, key.slots, key.seed, total_steps(study) - stage_one_steps(study)
     )
+    if key.sparsity_weight is not None:
+        aggregator = attrs.evolve(config.model.aggregator, sparsity_weight=key.sparsity_weight)
+        config = attrs.evolve(config, model=attrs.evolve(config.model, aggregator=aggregator))
     return attrs.evolve(config, init_from=stage_one_config(study, key.seed).run_dir)
 
 
@@ -439,7 +473,8 @@ def previous_runs(study: Study, keys: list[RunKey]) -> dict[RunKey, Evaluated]:
         metrics = {
             name: float("nan") if value is None else float(value)
             for name, value in record.items()
-            if name not in ("aggregator", "slots", "seed", "step", "slot_histogram", "reused")
+            if name
+            not in ("aggregator", "slots", "seed", "sparsity_weight", "step", "slot_histogram", "reused")
             and not isinstance(value, (dict, list, str))
         }
         histogram = numpy.asarray(record["slot_histogram"], dtype=float)
@@ -495,6 +530,23 @@ def sweep_summary(study: Study, evaluated: dict[RunKey, Evaluated]) -> dict[str,
     }
 
 
+def sparsity_summary(study: Study, evaluated: dict[RunKey, Evaluated]) -> list[dict[str, Any]]:
+    """AdaSlot at the preset's slot count per λ, the preset's own first (its main-comparison runs at the
+    sweep's seeds): mean ± std over the finished seeds. Empty without a sparsity sweep."""
+    if not sparsity_runs(study):
+        return []
+    slots, preset_weight = preset_slots(), preset_config("adaslot").model.aggregator.sparsity_weight
+    points = []
+    for weight in (None, *study.sparsity_weights):
+        keys = (RunKey("adaslot", slots, seed, weight) for seed in study.sweep_seeds)
+        runs = [evaluated[key] for key in keys if key in evaluated]
+        points.append(
+            {"sparsity_weight": preset_weight if weight is None else weight, "preset": weight is None}
+            | summary_of(runs, SPARSITY_METRICS)
+        )
+    return points
+
+
 def cell(statistics_: dict[str, float]) -> str:
     if not math.isfinite(statistics_["mean"]):
         return "undefined"
@@ -539,6 +591,15 @@ def sweep_table(sweep: dict[str, list[dict[str, Any]]]) -> list[str]:
     return table(["k", "model", "seeds"] + [LABELS[name] for name in SWEEP_METRICS], rows)
 
 
+def sparsity_table(points: list[dict[str, Any]]) -> list[str]:
+    rows = [
+        [f"{point['sparsity_weight']:g}" + (" (preset)" if point["preset"] else ""), str(len(point["seeds"]))]
+        + [cell(point[name]) for name in SPARSITY_METRICS]
+        for point in points
+    ]
+    return table(["λ", "seeds"] + [LABELS[name] for name in SPARSITY_METRICS], rows)
+
+
 def markdown_report(study: Study, document: dict[str, Any], evaluated: dict[RunKey, Evaluated]) -> str:
     """The tables of ``shapes_study.md``: main comparison, per seed, sweep, and the missing runs."""
     settings = document["study"]
@@ -557,6 +618,14 @@ def markdown_report(study: Study, document: dict[str, Any], evaluated: dict[RunK
         "",
         *sweep_table(document["sweep"]),
     ]
+    if document["sparsity"]:
+        lines += [
+            "",
+            f"AdaSlot's sparsity sweep (k = {settings['preset_slots']}, seeds "
+            f"{', '.join(map(str, study.sweep_seeds))}): mean ± std over seeds.",
+            "",
+            *sparsity_table(document["sparsity"]),
+        ]
     lines += keep_decision_table(study, evaluated)
     reused = [key.name for key, run in evaluated.items() if run.reused]
     if reused:
@@ -580,9 +649,11 @@ def keep_decision_table(study: Study, evaluated: dict[RunKey, Evaluated]) -> lis
         + [number(values[name]) for name in names for values in (run.metrics, run.other_keep)]
         for run in runs
     ]
-    return ["", f"AdaSlot's keep decision at evaluation, {shown} (the tables above) and {other}:", ""] + table(
-        header, rows
-    )
+    return [
+        "",
+        f"AdaSlot's keep decision at evaluation, {shown} (the tables above) and {other}:",
+        "",
+    ] + table(header, rows)
 
 
 # --- pictures --------------------------------------------------------------------------------------
@@ -701,6 +772,40 @@ def save_sweep_plot(sweep: dict[str, list[dict[str, Any]]], mean_objects: float,
     return save_figure(figure, path)
 
 
+def save_sparsity_plot(
+    points: list[dict[str, Any]], metaslot: dict[str, Any] | None, mean_objects: float, path: Path
+) -> Path:
+    """AdaSlot's FG-ARI, kept slots and count error against λ (log scale, mean ± std over seeds), the
+    preset's λ marked; MetaSlot's main-comparison mean (dashed) where it was trained, for scale."""
+    figure, panels = pyplot.subplots(1, 3, figsize=(13, 3.4))
+    present = [point for point in points if point["seeds"]]
+    weights = [point["sparsity_weight"] for point in present]
+    metrics = (
+        ("fg_ari", "FG-ARI"),
+        ("active_slots", "kept slots"),
+        ("background_count_error", "|kept − (objects + 1)|"),
+    )
+    for axis, (metric, label) in zip(panels, metrics, strict=True):
+        means = [point[metric]["mean"] for point in present]
+        spreads = [point[metric]["std"] for point in present]
+        axis.errorbar(weights, means, yerr=spreads, marker="o", capsize=3, label="AdaSlot")
+        if present and present[0]["preset"]:
+            axis.axvline(weights[0], color="grey", linestyle=":", linewidth=0.8, label="preset λ")
+        if metaslot is not None and metaslot["seeds"]:
+            axis.axhline(
+                metaslot[metric]["mean"], color="tab:orange", linestyle="--", linewidth=1, label="MetaSlot"
+            )
+        if metric == "active_slots":
+            axis.axhline(
+                mean_objects + 1, color="black", linestyle="--", linewidth=1, label="mean objects + 1"
+            )
+        axis.set_xscale("log")
+        axis.set_xlabel("sparsity weight λ")
+        axis.set_ylabel(f"{label} (mean ± std over seeds)")
+        axis.legend(fontsize=8)
+    return save_figure(figure, path)
+
+
 # --- the report ------------------------------------------------------------------------------------
 
 
@@ -777,6 +882,13 @@ def save_pictures(study: Study, document: dict[str, Any], evaluated: dict[RunKey
     if any(row["seeds"] for rows in document["sweep"].values() for row in rows):
         mean_objects = document["study"]["mean_objects"]
         save_sweep_plot(document["sweep"], mean_objects, study.output / "shapes_study_sweep.png")
+    if any(point["seeds"] for point in document["sparsity"]):
+        save_sparsity_plot(
+            document["sparsity"],
+            document["main"].get("metaslot"),
+            document["study"]["mean_objects"],
+            study.output / "shapes_study_sparsity.png",
+        )
 
 
 def write_report(study: Study, evaluated: dict[RunKey, Evaluated], missing: list[str]) -> dict[str, Any]:
@@ -790,6 +902,7 @@ def write_report(study: Study, evaluated: dict[RunKey, Evaluated], missing: list
         "runs": {run.key.name: run_record(run) for run in evaluated.values()},
         "main": main_summary(study, evaluated),
         "sweep": sweep_summary(study, evaluated),
+        "sparsity": sparsity_summary(study, evaluated),
         "missing": missing,
     }
     write_text(study.output / "shapes_study.json", json.dumps(json_safe(document), indent=2) + "\n")

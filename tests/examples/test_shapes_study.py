@@ -138,7 +138,8 @@ def test_tiny_study_trains_once_resumes_and_reports(study_module, tmp_path: Path
     assert "training slot-attention-k2-seed0 (from scratch)" in printed
     assert f"k{own}" not in "".join(line for line in printed.splitlines() if line.startswith("training"))
     report = json.loads((out / "shapes_study.json").read_text())
-    assert set(report) == {"study", "runs", "main", "sweep", "missing"} and report["missing"] == []
+    assert set(report) == {"study", "runs", "main", "sweep", "sparsity", "missing"}
+    assert report["missing"] == [] and report["sparsity"] == []  # no sparsity sweep unless asked
     assert len(report["runs"]) == 4
     for record in report["runs"].values():
         assert record["step"] == 2 and 0.0 <= record["fg_ari"] <= 1.0

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import attrs
+import numpy
 import pytest
 
 from metaslot.errors import ConfigError
@@ -58,3 +59,66 @@ def test_previous_runs_stand_in_for_missing_ones(study_module, tmp_path: Path) -
     other = dataclasses.replace(study, previous=path, test_images=16)
     with pytest.raises(ConfigError, match="test images"):
         study_module.previous_runs(other, keys)
+
+
+def test_the_sparsity_sweep_changes_only_adaslots_weight(study_module) -> None:
+    own = study_module.preset_slots()
+    study = study_module.Study(compared=THREE, sweep_seeds=(0, 1), sparsity_weights=(0.01, 0.1))
+    keys = study_module.sparsity_runs(study)
+    assert [key.name for key in keys] == [
+        f"adaslot-lambda0.01-k{own}-seed0",
+        f"adaslot-lambda0.1-k{own}-seed0",
+        f"adaslot-lambda0.01-k{own}-seed1",
+        f"adaslot-lambda0.1-k{own}-seed1",
+    ]
+    preset_run = study_module.run_config(study, study_module.RunKey("adaslot", own, 1))
+    changed = study_module.run_config(study, keys[3])
+    assert changed.model.aggregator.sparsity_weight == 0.1 != preset_run.model.aggregator.sparsity_weight
+    assert changed.init_from == preset_run.init_from  # the same stage 1 as the main comparison's run
+    assert attrs.evolve(changed, name=preset_run.name, model=preset_run.model) == preset_run
+    share = dataclasses.replace(study, part="sparsity", aggregators=("adaslot",))
+    assert study_module.runs_to_train(share) == keys
+    assert set(keys) <= set(study_module.all_runs(study))
+    without_adaslot = study_module.Study(sparsity_weights=(0.1,))
+    assert study_module.sparsity_runs(without_adaslot) == []
+
+
+def evaluated_run(study_module, key, fg_ari: float, kept: float):
+    metrics = {name: 0.5 for name in study_module.METRICS} | {"fg_ari": fg_ari, "active_slots": kept}
+    return study_module.Evaluated(key, metrics, numpy.zeros((2, 2)), None, step=10)
+
+
+def test_the_sparsity_summary_puts_the_preset_weight_first(study_module, tmp_path: Path) -> None:
+    own = study_module.preset_slots()
+    study = study_module.Study(compared=THREE, sweep_seeds=(0, 1), sparsity_weights=(0.5,))
+    RunKey = study_module.RunKey
+    evaluated = {
+        key: evaluated_run(study_module, key, fg_ari, kept)
+        for key, fg_ari, kept in (
+            (RunKey("adaslot", own, 0), 0.9, 7.0),
+            (RunKey("adaslot", own, 1), 0.7, 7.0),
+            (RunKey("adaslot", own, 0, 0.5), 0.6, 3.0),  # seed 1 of λ = 0.5 not finished
+        )
+    }
+    released, heavy = study_module.sparsity_summary(study, evaluated)
+    assert released["preset"] and not heavy["preset"]
+    assert (
+        released["sparsity_weight"]
+        == preset("autoencoder", "shapes", "adaslot").model.aggregator.sparsity_weight
+    )
+    assert released["seeds"] == [0, 1] and heavy["seeds"] == [0]
+    assert released["fg_ari"]["mean"] == pytest.approx(0.8) and released["fg_ari"]["std"] == pytest.approx(
+        0.1414, abs=1e-4
+    )
+    assert heavy["active_slots"] == {"mean": 3.0, "std": 0.0}
+    rows = study_module.sparsity_table([released, heavy])
+    assert rows[2].startswith(f"| {released['sparsity_weight']:g} (preset) | 2 | 0.800 ± 0.141 |")
+    assert rows[3].startswith("| 0.5 | 1 | 0.600 ± 0.000 |")
+    metaslot = {
+        "seeds": [0],
+        "fg_ari": {"mean": 0.95},
+        "active_slots": {"mean": 3.5},
+        "background_count_error": {"mean": 0.4},
+    }
+    picture = study_module.save_sparsity_plot([released, heavy], metaslot, 2.3, tmp_path / "sparsity.png")
+    assert picture.stat().st_size > 1000
