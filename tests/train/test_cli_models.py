@@ -129,3 +129,24 @@ def test_two_stage_models_train_on_their_vqvae(tmp_path: Path, stage_two: str, s
     _check_run(run_dir, segmentation=True)
     if stage_two == "slotdiffusion":
         assert (run_dir / "eval" / "segmentation.png").is_file()  # includes sampled reconstructions
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--model", "dinosaur", "--data", "voc", "--model.decoder.top-k", "20"],
+            "decoder top_k (20) exceeds",
+        ),
+        (["--model", "spot", "--data", "voc", "--model.trainable-blocks", "2"], "needs a ViT encoder"),
+    ],
+)
+def test_a_rule_across_fields_is_a_one_line_flag_error(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Checks spanning several fields are validators too, so tyro draws no box around them."""
+    with pytest.raises(SystemExit) as exit_info:
+        train_cli.main([*flags, "--runs-dir", str(tmp_path)])
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("train: error: ") and message in error and "\n" not in error, error

@@ -26,11 +26,27 @@ from metaslot.models.pipelines.slot_pipeline import (
     require_image_size,
 )
 from metaslot.models.records import PipelineOutput
-from metaslot.validators import at_least_one
+from metaslot.validators import at_least_one, holds
 
 
 def _default_aggregator() -> AggregatorSpec:
     return MetaSlotSpec(num_slots=7, slot_dim=256, feature_dim=256)
+
+
+def _top_k_fits(spec: DinosaurSpec) -> None:
+    """Top-k decoding picks k of the slots by a hard keep: at most the slot count, and not AdaSlot's
+    learnt keep."""
+    top_k = spec.decoder.top_k
+    if top_k is not None and isinstance(spec.aggregator, AdaSlotSpec):
+        raise ConfigError(
+            "top-k decoding (decoder top_k) takes a hard keep, but AdaSlot's keep is soft (learnt): "
+            "set the decoder's top_k to None or use another aggregator"
+        )
+    if top_k is not None and top_k > spec.aggregator.num_slots:
+        raise ConfigError(
+            f"decoder top_k ({top_k}) exceeds the number of slots ({spec.aggregator.num_slots}): "
+            f"lower top_k or raise num_slots"
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -40,25 +56,12 @@ class DinosaurSpec:
     encoder: EncoderSpec = attrs.field(factory=DinoViTSpec)
     projection: ProjectionSpec | None = attrs.field(factory=ProjectionSpec)
     aggregator: AggregatorSpec = attrs.field(factory=_default_aggregator)
-    decoder: MLPDecoderSpec = attrs.field(factory=MLPDecoderSpec)
+    decoder: MLPDecoderSpec = attrs.field(factory=MLPDecoderSpec, validator=holds(_top_k_fits))
     image_size: int = attrs.field(default=256, validator=at_least_one)
     """Side of the square input images (fixes the token count of a CNN encoder and the mask size)."""
     target_encoder: EncoderSpec | None = None
     """Frozen encoder whose features the decoder reconstructs; None: the encoder's own, detached (the
     reference). FT-DINOSAUR fine-tunes the encoder and reconstructs the original DINOv2's features."""
-
-    def __attrs_post_init__(self) -> None:
-        top_k = self.decoder.top_k
-        if top_k is not None and isinstance(self.aggregator, AdaSlotSpec):
-            raise ConfigError(
-                "top-k decoding (decoder top_k) takes a hard keep, but AdaSlot's keep is soft (learnt): "
-                "set the decoder's top_k to None or use another aggregator"
-            )
-        if top_k is not None and top_k > self.aggregator.num_slots:
-            raise ConfigError(
-                f"decoder top_k ({top_k}) exceeds the number of slots ({self.aggregator.num_slots}): "
-                f"lower top_k or raise num_slots"
-            )
 
     def build(self) -> Dinosaur:
         return Dinosaur(self)

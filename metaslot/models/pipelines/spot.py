@@ -40,7 +40,7 @@ from metaslot.models.pipelines.slot_pipeline import (
 )
 from metaslot.models.records import PipelineOutput
 from metaslot.ops.self_training import self_training_cross_entropy
-from metaslot.validators import at_least_one, non_negative
+from metaslot.validators import at_least_one, holds, non_negative
 
 SPOT_VIT = "vit_small_patch14_reg4_dinov2.lvd142m"
 
@@ -59,6 +59,21 @@ def _default_aggregator() -> AggregatorSpec:
     return MetaSlotSpec(num_slots=7, slot_dim=256, feature_dim=384, initializer="shared", buffer_capacity=896)
 
 
+def _open_vit_for_trainable_blocks(spec: SpotSpec) -> None:
+    """Stage 2 fine-tunes the last ViT blocks: only a ViT built unfrozen has blocks to train."""
+    if spec.trainable_blocks and (not isinstance(spec.encoder, DinoViTSpec) or spec.encoder.frozen):
+        raise ConfigError(
+            f"trainable_blocks={spec.trainable_blocks} needs a ViT encoder with frozen=False "
+            "(--model.encoder.frozen False)"
+        )
+
+
+def _teacher_is_stage_one(spec: SpotSpec) -> None:
+    """SPOT distils one level deep: the teacher is a stage-1 model."""
+    if spec.teacher is not None and spec.teacher.teacher is not None:
+        raise ConfigError("the SPOT teacher must be a stage-1 model (its spec has a teacher of its own)")
+
+
 @attrs.frozen(kw_only=True)
 class SpotSpec:
     """SPOT stage 1 (``teacher`` None) or stage 2 (a teacher spec; its weights come from ``--teacher``)."""
@@ -69,23 +84,15 @@ class SpotSpec:
     decoder: PermutedARDecoderSpec = attrs.field(factory=PermutedARDecoderSpec)
     image_size: int = attrs.field(default=256, validator=at_least_one)
     """Side of the square input images (the masks are made at this size)."""
-    trainable_blocks: int = attrs.field(default=0, validator=non_negative)
+    trainable_blocks: int = attrs.field(
+        default=0, validator=[non_negative, holds(_open_vit_for_trainable_blocks)]
+    )
     """Stage 2: train the last this many ViT blocks (SPOT: 4 of 12); a frozen copy of the encoder gives
     the reconstruction target. Needs a ViT encoder built with ``frozen=False``."""
-    teacher: SpotSpec | None = None
+    teacher: SpotSpec | None = attrs.field(default=None, validator=holds(_teacher_is_stage_one))
     """Stage 2: the frozen stage-1 model whose decoder masks the student learns (from its config.json)."""
     teacher_weight: float = attrs.field(default=5e-3, validator=non_negative)
     """Weight of the self-training cross-entropy (SPOT's ``--ce_weight``)."""
-
-    def __attrs_post_init__(self) -> None:
-        if self.trainable_blocks:
-            if not isinstance(self.encoder, DinoViTSpec) or self.encoder.frozen:
-                raise ConfigError(
-                    f"trainable_blocks={self.trainable_blocks} needs a ViT encoder with frozen=False "
-                    "(--model.encoder.frozen False)"
-                )
-        if self.teacher is not None and self.teacher.teacher is not None:
-            raise ConfigError("the SPOT teacher must be a stage-1 model (its spec has a teacher of its own)")
 
     def build(self) -> Spot:
         return Spot(self)
@@ -224,5 +231,7 @@ class Spot(SlotPipeline):
             reconstruction=masked.reconstruction,
             aggregator=aggregated,
             honour_keep_downstream=self.honour_keep_downstream,
-            attention_masks=evaluation_attention_masks(self, masked.front, (self.image_size, self.image_size)),
+            attention_masks=evaluation_attention_masks(
+                self, masked.front, (self.image_size, self.image_size)
+            ),
         )
