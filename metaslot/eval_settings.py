@@ -20,15 +20,9 @@ import torch
 from jaxtyping import UInt8
 
 from metaslot import validators
-from metaslot.errors import ConfigError
 from metaslot.protocols import PROTOCOL_NAMES, ProtocolSettings, resolve_protocol
 
 __all__ = ["EvalSpec", "Evaluation", "EvaluationSettings", "Provenance", "ValidationOutcome"]
-
-
-def _protocol_name(instance: object, attribute: attrs.Attribute, value: str) -> None:
-    if value not in PROTOCOL_NAMES:
-        raise ConfigError(f"unknown evaluation protocol {value!r}: choose one of {', '.join(PROTOCOL_NAMES)}")
 
 
 @attrs.frozen
@@ -52,7 +46,7 @@ class EvalSpec:
     ``fg_ami``, ``fg_nmi``, ``fg_purity`` (Hungarian) and pair-counting ``fg_pair_precision``,
     ``fg_pair_recall``, ``fg_pair_f1`` (`metaslot.ops.cluster_metrics`; a per-image loop on the host,
     so off by default)."""
-    protocol: str = attrs.field(default="metaslot", validator=_protocol_name)
+    protocol: str = attrs.field(default="metaslot", validator=validators.one_of(*PROTOCOL_NAMES))
     """The published evaluation protocol the metrics follow (`metaslot.protocols`: metaslot, spot,
     dinosaur, adaslot); the five fields below override its settings one by one (None: the protocol's)."""
     mask_size: int | None = attrs.field(default=None, validator=validators.or_none(validators.non_negative))

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import attrs
 
+from metaslot import validators
 from metaslot.errors import ConfigError
 
 MaskSource = Literal["pipeline", "decoder", "attention"]
@@ -26,38 +27,23 @@ Background = Literal["segment", "ignored"]
 PROTOCOL_NAMES = ("metaslot", "spot", "dinosaur", "adaslot")
 
 
-def _one_of(*choices: str):
-    def check(instance: object, attribute: attrs.Attribute, value: str) -> None:
-        if value not in choices:
-            raise ConfigError(
-                f"unknown {attribute.name} {value!r}: choose one of {', '.join(repr(c) for c in choices)}"
-            )
-
-    return check
-
-
-def _size_or_none(instance: object, attribute: attrs.Attribute, value: int | None) -> None:
-    if value is not None and (not isinstance(value, int) or value < 1):
-        raise ConfigError(f"{attribute.name} must be a whole number of pixels >= 1 (or None), got {value!r}")
-
-
 @attrs.frozen(kw_only=True)
 class ProtocolSettings:
     """One protocol's choices, resolved (no field left to a default elsewhere)."""
 
     name: str
-    mask_size: int | None = attrs.field(validator=_size_or_none)
+    mask_size: int | None = attrs.field(validator=validators.or_none(validators.at_least_one))
     """Side of the square the predicted masks (bilinear) and the ground truth (nearest) are compared
     at; None: the data's resolution (the ground truth as the dataset gives it)."""
-    masks: MaskSource = attrs.field(validator=_one_of("pipeline", "decoder", "attention"))
+    masks: MaskSource = attrs.field(validator=validators.one_of("pipeline", "decoder", "attention"))
     """Which per-slot masks are scored: 'pipeline' (each pipeline's own: the decoder's where it has
     one that gives masks, else the aggregator's attention, as the MetaSlot reference), 'decoder' or
     'attention' (the aggregator's last-iteration attention)."""
     class_mbo: bool
     """Also report mBO^c (segments merged by semantic class) where the data carries class labels."""
-    token_orders: TokenOrders = attrs.field(validator=_one_of("first", "all"))
+    token_orders: TokenOrders = attrs.field(validator=validators.one_of("first", "all"))
     """SPOT's decoder at evaluation: order 0 only, or the mean over its nine patch orders."""
-    background: Background = attrs.field(validator=_one_of("segment", "ignored"))
+    background: Background = attrs.field(validator=validators.one_of("segment", "ignored"))
     """'segment': the ground-truth background is one segment like any object in mBO and mIoU, and the
     headline ARI keeps it (the MetaSlot reference, ``skip=[]``); 'ignored': mBO and mIoU average over
     the objects only and the headline ARI is FG-ARI (DINOSAUR, SPOT, AdaSlot)."""

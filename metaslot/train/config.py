@@ -25,12 +25,6 @@ from metaslot.eval_settings import EvalSpec
 from metaslot.runtime.device import DeviceChoice, PrecisionChoice
 from metaslot.train import spec_names
 
-# The shared checks raise ConfigError, the type every bad training option is reported as.
-_positive = validators.positive
-_positive_or_none = validators.positive_or_none  # only for Optional fields: None = no limit
-_non_negative = validators.non_negative
-_fraction = validators.fraction
-
 
 def _adam_betas(instance: object, attribute: attrs.Attribute, value: Any) -> None:
     """Adam's two decay rates, each in [0, 1) (torch raises a traceback deep in the optimiser otherwise)."""
@@ -46,11 +40,11 @@ def _adam_betas(instance: object, attribute: attrs.Attribute, value: Any) -> Non
 class OptimSpec:
     """Adam as in every reference config (betas 0.9/0.999, eps 1e-8, no weight decay) plus gradient clipping."""
 
-    learning_rate: float = attrs.field(default=2e-4, validator=_positive)
+    learning_rate: float = attrs.field(default=2e-4, validator=validators.positive)
     betas: tuple[float, float] = attrs.field(default=(0.9, 0.999), validator=_adam_betas)
-    eps: float = attrs.field(default=1e-8, validator=_positive)
-    weight_decay: float = attrs.field(default=0.0, validator=_non_negative)
-    clip_norm: float | None = attrs.field(default=1.0, validator=_positive_or_none)
+    eps: float = attrs.field(default=1e-8, validator=validators.positive)
+    weight_decay: float = attrs.field(default=0.0, validator=validators.non_negative)
+    clip_norm: float | None = attrs.field(default=1.0, validator=validators.positive_or_none)
     """Maximum gradient norm; None disables clipping."""
     clip_norm_type: Literal["l2", "inf"] = "l2"
 
@@ -64,36 +58,36 @@ class OptimSpec:
 class ScheduleSpec:
     """Linear warm-up over a fraction of the run, then cosine to ``final_learning_rate`` (reference: 5 %, 0)."""
 
-    warmup_fraction: float = attrs.field(default=0.05, validator=_fraction)
-    final_learning_rate: float = attrs.field(default=0.0, validator=_non_negative)
+    warmup_fraction: float = attrs.field(default=0.05, validator=validators.fraction)
+    final_learning_rate: float = attrs.field(default=0.0, validator=validators.non_negative)
 
 
 @attrs.frozen
 class LoopSpec:
     """How long to train and how often to validate, log and checkpoint (all counted in optimiser steps)."""
 
-    steps: int = attrs.field(default=50_000, validator=_positive)
-    batch_size: int = attrs.field(default=32, validator=_positive)
+    steps: int = attrs.field(default=50_000, validator=validators.positive)
+    batch_size: int = attrs.field(default=32, validator=validators.positive)
     """Global batch per optimiser step, split over processes and accumulation micro-steps."""
-    accumulate: int = attrs.field(default=1, validator=_positive)
-    val_every: int = attrs.field(default=1250, validator=_positive)
-    val_batches: int | None = attrs.field(default=20, validator=_positive_or_none)
+    accumulate: int = attrs.field(default=1, validator=validators.positive)
+    val_every: int = attrs.field(default=1250, validator=validators.positive)
+    val_batches: int | None = attrs.field(default=20, validator=validators.positive_or_none)
     """Cap on validation batches during training (None: the whole split)."""
     val_split: Literal["train-holdout", "val"] = "val"
     """Where validation runs, and so where the ``best`` checkpoint is chosen: 'train-holdout' (the
     ``val_holdout`` training samples set aside, never trained on) or the dataset's 'val' split (for
     VOC/COCO/ClevrTex the paper's test split, the one reported: a 'best' chosen there peeks at it)."""
-    val_holdout: int = attrs.field(default=256, validator=_positive)
+    val_holdout: int = attrs.field(default=256, validator=validators.positive)
     """Training samples (images; clips for video) held out for validation with val_split='train-holdout'
     (the same ones for every run and seed); unused with val_split='val'."""
-    checkpoint_every: int = attrs.field(default=1000, validator=_positive)
-    keep_checkpoints: int = attrs.field(default=2, validator=_positive)
+    checkpoint_every: int = attrs.field(default=1000, validator=validators.positive)
+    keep_checkpoints: int = attrs.field(default=2, validator=validators.positive)
     best_metric: str = "fg_ari"
     best_mode: Literal["max", "min"] = "max"
-    log_every: int = attrs.field(default=50, validator=_positive)
+    log_every: int = attrs.field(default=50, validator=validators.positive)
     seed: int = 42
-    num_workers: int = attrs.field(default=4, validator=_non_negative)
-    stop_at: int | None = attrs.field(default=None, validator=_positive_or_none)
+    num_workers: int = attrs.field(default=4, validator=validators.non_negative)
+    stop_at: int | None = attrs.field(default=None, validator=validators.positive_or_none)
     """Save a checkpoint and stop after this step (schedules still span ``steps``); for time-sliced jobs."""
 
 

@@ -159,7 +159,7 @@ def test_decoder_masks_are_refused_where_the_masks_are_the_attention() -> None:
 
 
 def test_unknown_protocol_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="metaslot, spot, dinosaur, adaslot"):
+    with pytest.raises(ConfigError, match="unknown protocol 'slotdiffusion': choose one of 'metaslot', 'spot', 'dinosaur', 'adaslot'"):
         EvalSpec(protocol="slotdiffusion")
 
 

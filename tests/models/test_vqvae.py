@@ -234,7 +234,7 @@ def test_the_reconstruction_term_is_computed_in_the_spec_units() -> None:
 
 
 def test_loss_units_reject_other_names() -> None:
-    with pytest.raises(ValueError, match="loss_units must be 'imagenet'"):
+    with pytest.raises(ValueError, match="unknown loss_units 'pixels': choose one of 'imagenet', 'signed'"):
         tiny_spec(loss_units="pixels")
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as functional
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from metaslot import validators
 from metaslot.errors import ConfigError, MissingDependencyError
 from metaslot.models.records import PipelineOutput
 from metaslot.models.taesd import (
@@ -54,24 +55,11 @@ def in_loss_units(pixels: Float[Tensor, "b 3 h w"], units: LossUnits) -> Float[T
     return unit_to_imagenet(pixels) if units == "imagenet" else pixels * 2 - 1
 
 
-def _units(instance: object, attribute: attrs.Attribute, value: str) -> None:
-    if value not in ("imagenet", "signed"):
-        raise ConfigError(
-            f"loss_units must be 'imagenet' (the reference's ImageNet-normalised units) or 'signed' "
-            f"([−1, 1]), got {value!r}"
-        )
-
-
 PixelSpace = Literal["unit", "reference"]
 """What the TAESD layers see: ``unit``, pixels in [0, 1] (the range TAESD was trained on; our
 default); ``reference``, the ImageNet-normalised image shifted by TAESD's own ``(x+1)/2``, as the
 reference's VQ-VAE did (its decoder output ``y`` is read back as the normalised image ``2y−1``).
 Weights work only in the space they were trained in: files from the reference need ``reference``."""
-
-
-def _pixel_space(instance: object, attribute: attrs.Attribute, value: str) -> None:
-    if value not in ("unit", "reference"):
-        raise ConfigError(f"pixel_space must be 'unit' or 'reference', got {value!r}")
 
 
 def _optional_path(value: str | Path | None) -> Path | None:
@@ -101,8 +89,8 @@ class VQVAESpec:
     lpips_weight: float = attrs.field(default=0.0, validator=non_negative)
     pretrained: Path | None = attrs.field(default=None, converter=_optional_path)
     freeze_pretrained: bool = True
-    loss_units: LossUnits = attrs.field(default="signed", validator=_units)
-    pixel_space: PixelSpace = attrs.field(default="unit", validator=_pixel_space)
+    loss_units: LossUnits = attrs.field(default="signed", validator=validators.one_of("imagenet", "signed"))
+    pixel_space: PixelSpace = attrs.field(default="unit", validator=validators.one_of("unit", "reference"))
     with_decoder: bool = True
     """False: encoder and codebook only, as the reference's SLATE/SlotDiffusion files hold their stage 1;
     such a VQ-VAE tokenises images but renders nothing (that needs the stage-1 file's decoder)."""
