@@ -185,6 +185,10 @@ class MoviDDataset(Dataset[VideoSample]):
         return VideoSample(video=normalize(frames), segment=labels, num_objects=num_objects)
 
 
+MOVI_FRAMES = 24
+"""Frames of every MOVi-D clip."""
+
+
 @attrs.frozen
 class MoviDSpec:
     """MOVi-D clips (24 frames of 256x256); ``<root>/movi_d/{train,val}.lmdb`` (or ``<root>/{train,val}.lmdb``).
@@ -198,6 +202,10 @@ class MoviDSpec:
     seed: int = 0
     train_frames: int | None = attrs.field(default=6, validator=positive_or_none)
     """Frames per training clip, evenly strided (reference STEVE: 6); None: all 24. Validation uses all."""
+
+    def images_per_training_sample(self) -> int:
+        """Images one training clip puts through the pipeline (`metaslot.train.memory_check`)."""
+        return self.train_frames or MOVI_FRAMES
 
     def missing_split(self, split: str) -> str | None:
         """None when ``split``'s file is there, else where to get it (`metaslot.train.requirements`)."""

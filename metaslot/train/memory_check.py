@@ -10,7 +10,8 @@ tensors every slot pipeline holds at once in one training forward, counted from 
   three tensors of b × K × N, with N tokens at least (side / 16)² (a CNN encoder: side / its strides);
 - the aggregator's input features, b × N × feature_dim, and each CNN encoder layer's output.
 
-b is the micro-batch of one process. Weights, gradients, optimiser state, every other activation and the
+b is the images of one process's micro-batch: its samples, times the frames of a video clip (a data spec
+that is `ImagesPerSample`). Weights, gradients, optimiser state, every other activation and the
 allocator's slack come on top, so a run whose bound exceeds the memory (the GPU's total on CUDA, the
 machine's RAM otherwise) cannot run; nothing else is refused.
 """
@@ -21,6 +22,7 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import attrs
 import torch
@@ -28,6 +30,13 @@ import torch
 from metaslot.train.config import TrainConfig
 
 GIB = 1024**3
+
+
+@runtime_checkable
+class ImagesPerSample(Protocol):
+    """A dataset spec whose training sample is several images (a video clip's frames)."""
+
+    def images_per_training_sample(self) -> int: ...
 
 
 def _specs(spec: object) -> Iterator[object]:
@@ -86,9 +95,13 @@ def lower_bound(config: TrainConfig, bytes_per_value: int) -> list[tuple[str, in
 
 
 def micro_batch(config: TrainConfig) -> int:
-    """Images one process puts through one forward (the global batch over accumulation and processes)."""
+    """Images one process puts through one forward: the global batch over accumulation and processes,
+    times the images of one sample (a clip's frames)."""
     world = max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
-    return math.ceil(config.loop.batch_size / (config.loop.accumulate * world))
+    samples = math.ceil(config.loop.batch_size / (config.loop.accumulate * world))
+    if isinstance(config.data, ImagesPerSample):
+        return samples * config.data.images_per_training_sample()
+    return samples
 
 
 def _on_cuda(config: TrainConfig) -> bool:
@@ -132,7 +145,7 @@ def too_large(config: TrainConfig, memory: tuple[int, str] | None = None) -> str
     biggest = ", ".join(f"{name} {size / GIB:.1f} GiB" for name, size in parts[:3])
     return (
         f"this run needs at least {needed / GIB:.1f} GiB for activations alone ({biggest}; micro-batch of "
-        f"{micro_batch(config)}), more than {what} "
+        f"{micro_batch(config)} images), more than {what} "
         f"{available / GIB:.1f} GiB: lower --loop.batch-size (or raise --loop.accumulate), "
         "--data.resolution or the number of slots"
     )

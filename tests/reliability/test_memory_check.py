@@ -86,3 +86,22 @@ def test_check_requirements_raises_a_config_error(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(memory_check, "device_memory", lambda config: SMALL_GPU)
     with pytest.raises(ConfigError, match=r"needs at least \d+\.\d GiB"):
         check_requirements(oversized()["batch-100000"])
+
+
+def test_a_video_clip_counts_each_of_its_frames() -> None:
+    config = PRESETS[("autoencoder", "movi_d")]()
+    one = attrs.evolve(config, data=attrs.evolve(config.data, train_frames=1))
+    bounds = {
+        frames: dict(lower_bound(attrs.evolve(config, data=attrs.evolve(config.data, train_frames=frames)), 4))
+        for frames in (1, 6, None)
+    }
+    assert bounds[6]["input images"] == 6 * bounds[1]["input images"]
+    assert bounds[None]["slot masks"] == 24 * bounds[1]["slot masks"]  # None: all 24 frames of a clip
+    # A batch of clips whose images fit one at a time but not with every frame.
+    clips = attrs.evolve(one, loop=attrs.evolve(one.loop, batch_size=64, accumulate=1))
+    fits = sum(dict(lower_bound(clips, 4)).values())
+    memory = (fits * 3, "a test GPU's")
+    assert too_large(clips, memory) is None
+    every_frame = attrs.evolve(clips, data=attrs.evolve(clips.data, train_frames=None))
+    message = too_large(every_frame, memory)
+    assert message is not None and f"micro-batch of {64 * 24} images" in message
