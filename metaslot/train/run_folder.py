@@ -47,6 +47,7 @@ RUN_ENTRIES = (
     "checkpoints",
     "eval",
     "tensorboard",
+    "wandb",  # W&B's own files (`metaslot.train.loggers`: ``dir=`` the run folder)
 )
 """What a training writes in its run folder: none of it may be a symbolic link (nor hold one)."""
 

@@ -61,13 +61,14 @@ def test_a_planted_link_in_a_stopped_run_is_refused_on_resume(tmp_path: Path, ca
     assert target.read_text() == SECRET
 
 
-def test_a_linked_checkpoints_folder_is_refused(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("name", ["checkpoints", "eval", "tensorboard", "wandb"])
+def test_a_linked_folder_the_run_writes_is_refused(tmp_path: Path, capsys, name: str) -> None:
     config = tiny_config(tmp_path / "runs", steps=2, val_every=2, checkpoint_every=2)
     outside = tmp_path / "outside"
     outside.mkdir()
     config.run_dir.mkdir(parents=True)
-    (config.run_dir / "checkpoints").symlink_to(outside, target_is_directory=True)
-    refused_in_one_line(config, capsys, config.run_dir / "checkpoints")
+    (config.run_dir / name).symlink_to(outside, target_is_directory=True)
+    refused_in_one_line(config, capsys, config.run_dir / name)
     assert list(outside.iterdir()) == []
 
 
