@@ -71,6 +71,8 @@ from metaslot.eval.evaluate import PictureSamples, evaluate  # noqa: E402
 from metaslot.eval.pictures import displayable, kept_slot_labels, label_overlay  # noqa: E402
 from metaslot.eval.session import SplitEvaluation  # noqa: E402
 from metaslot.models.aggregators import AdaSlotSpec, MetaSlotSpec  # noqa: E402
+from metaslot.models.masks import SoftKeep  # noqa: E402
+from metaslot.models.pipelines.slot_pipeline import attention_masks  # noqa: E402
 from metaslot.train.checkpoint import latest_checkpoint, load_model_checkpoint, read_sidecar  # noqa: E402
 from metaslot.train.config import TrainConfig, config_from_json, to_jsonable  # noqa: E402
 from metaslot.train.loop import train  # noqa: E402
@@ -113,6 +115,8 @@ LABELS = {
     "segment_count_abs_error_with_background": "mean \\|segments − (objects + 1)\\|",
 }
 EVALUATION_BATCH = 64
+SPARE_CHECK_IMAGES = 64
+"""Test images of AdaSlot's spare-slot check (`spare_slots`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +188,8 @@ class Evaluated:
     samples: PictureSamples | None
     step: int
     other_keep: dict[str, float] | None = None
+    spare: dict[str, float] | None = None
+    """AdaSlot: `spare_slots` of the run."""
     reused: bool = False
 
 
@@ -439,18 +445,55 @@ def evaluate_config(
     return metrics, numpy.asarray(result.slot_histogram, dtype=float)
 
 
+def spare_slots(config: TrainConfig, count: int = SPARE_CHECK_IMAGES) -> dict[str, float]:
+    """Why an AdaSlot run keeps slots that win no pixel (*spare* slots): on the first ``count`` test
+    images, how many there are, the share of every pixel's alpha they hold, the keep probability of
+    spare and of winning slots, and the pixel loss with every slot kept against with the spare slots
+    dropped (the decoder renormalising over the others, as a drop in training does). Every slot kept,
+    the attention-colour decoder's alpha is the attention, so a slot wins a pixel where it has the most."""
+    pipeline = config.model.build()
+    load_model_checkpoint(latest_checkpoint(config.run_dir / "checkpoints"), pipeline)
+    pipeline.eval()
+    test = held_out_images(config, count)
+    images = torch.stack([test[index].image for index in range(count)])
+    size = config.model.image_size
+    with torch.no_grad():
+        front = pipeline.frontend(images, generator=torch.Generator().manual_seed(0))
+        slots = front.aggregator.slots
+        attention = attention_masks(front, (size, size), None)
+        winners = torch.nn.functional.one_hot(attention.argmax(dim=1), slots.shape[1])
+        spare = winners.sum(dim=(1, 2)) == 0
+        keep_probability = pipeline.frontend.aggregator.keep_logits(slots).softmax(dim=-1)[..., 1]
+
+        def pixel_loss(keep: torch.Tensor) -> float:
+            soft = SoftKeep(weight=keep.to(attention.dtype), mode=pipeline.decoder_mask)
+            decoded = pipeline.decoder.paint(slots, attention, None, soft)
+            return float(torch.nn.functional.mse_loss(decoded.reconstruction, images))
+
+        return {
+            "spare_slots": float(spare.sum(dim=1).float().mean()),
+            "spare_alpha_share": float((attention * spare[:, :, None, None]).sum(dim=1).mean()),
+            "spare_keep_probability": float(keep_probability[spare].mean()) if spare.any() else math.nan,
+            "winning_keep_probability": float(keep_probability[~spare].mean()),
+            "loss_all_kept": pixel_loss(torch.ones_like(spare)),
+            "loss_spare_dropped": pixel_loss(~spare),
+        }
+
+
 def evaluate_run(study: Study, key: RunKey) -> Evaluated:
     """Metrics of the run's last checkpoint on the test images (identical for every run), on the CPU;
     AdaSlot's with ``--adaslot-eval-keep``, and with the other keep decision beside."""
     config = run_config(study, key)
     samples = PictureSamples(capacity=study.picture_images)
-    other = None
+    other = spare = None
     if key.aggregator == "adaslot":
         config = with_eval_keep(config, study.adaslot_eval_keep)
         other_keep = "argmax" if study.adaslot_eval_keep == "sample" else "sample"
         other, _ = evaluate_config(study, with_eval_keep(config, other_keep), None)
+        spare = spare_slots(config)
     metrics, histogram = evaluate_config(study, config, samples)
-    return Evaluated(key, metrics, histogram, samples, step=finished_step(config), other_keep=other)
+    step = finished_step(config)
+    return Evaluated(key, metrics, histogram, samples, step=step, other_keep=other, spare=spare)
 
 
 def previous_runs(study: Study, keys: list[RunKey]) -> dict[RunKey, Evaluated]:
@@ -627,6 +670,7 @@ def markdown_report(study: Study, document: dict[str, Any], evaluated: dict[RunK
             *sparsity_table(document["sparsity"]),
         ]
     lines += keep_decision_table(study, evaluated)
+    lines += spare_slot_table(evaluated)
     reused = [key.name for key, run in evaluated.items() if run.reused]
     if reused:
         lines += ["", f"Reused from {study.previous} ({len(reused)} runs, no pictures): " + ", ".join(reused)]
@@ -654,6 +698,30 @@ def keep_decision_table(study: Study, evaluated: dict[RunKey, Evaluated]) -> lis
         f"AdaSlot's keep decision at evaluation, {shown} (the tables above) and {other}:",
         "",
     ] + table(header, rows)
+
+
+SPARE_LABELS = {
+    "spare_slots": "spare slots (win no pixel)",
+    "spare_alpha_share": "their share of the alpha",
+    "spare_keep_probability": "their keep probability",
+    "winning_keep_probability": "winning slots' keep probability",
+    "loss_all_kept": "pixel loss, all kept",
+    "loss_spare_dropped": "pixel loss, spare dropped",
+}
+
+
+def spare_slot_table(evaluated: dict[RunKey, Evaluated]) -> list[str]:
+    """`spare_slots` of every AdaSlot run: what dropping the slots that win no pixel would cost."""
+    runs = [run for run in evaluated.values() if run.spare is not None]
+    if not runs:
+        return []
+    rows = [[run.key.name] + [number(run.spare[name]) for name in SPARE_LABELS] for run in runs]
+    return [
+        "",
+        f"AdaSlot's spare slots on the first {SPARE_CHECK_IMAGES} test images (`spare_slots`): what "
+        "dropping the slots that win no pixel would do to the pixel loss:",
+        "",
+    ] + table(["run", *SPARE_LABELS.values()], rows)
 
 
 # --- pictures --------------------------------------------------------------------------------------
@@ -830,6 +898,8 @@ def run_record(run: Evaluated) -> dict[str, Any]:
     extra: dict[str, Any] = {"reused": True} if run.reused else {}
     if run.other_keep is not None:
         extra["other_keep"] = run.other_keep
+    if run.spare is not None:
+        extra["spare_slots"] = run.spare
     return (
         dataclasses.asdict(run.key)
         | {"step": run.step}

@@ -122,3 +122,22 @@ def test_the_sparsity_summary_puts_the_preset_weight_first(study_module, tmp_pat
     }
     picture = study_module.save_sparsity_plot([released, heavy], metaslot, 2.3, tmp_path / "sparsity.png")
     assert picture.stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_the_spare_slot_check_of_a_tiny_adaslot_run(study_module, tmp_path: Path) -> None:
+    study = study_module.Study(compared=THREE, seeds=(0,), sweep_seeds=(), steps=2, runs_dir=tmp_path)
+    key = study_module.RunKey("adaslot", 3, 0)
+    study_module.train_run(study, key)
+    config = study_module.run_config(study, key)
+    check = study_module.spare_slots(config, count=4)
+    assert set(check) == set(study_module.SPARE_LABELS)
+    assert 0 <= check["spare_slots"] <= 2  # every pixel has a winner: at most k − 1 slots are spare
+    assert 0 <= check["spare_alpha_share"] <= 1 - 1 / 3  # the winner holds at least 1/k of each pixel
+    assert 0 <= check["winning_keep_probability"] <= 1 and check["loss_all_kept"] > 0
+    if check["spare_slots"] == 0:
+        assert check["loss_spare_dropped"] == check["loss_all_kept"]
+    evaluated = study_module.evaluate_run(dataclasses.replace(study, test_images=8, picture_images=2), key)
+    assert evaluated.spare is not None and evaluated.spare.keys() == check.keys()
+    (row,) = study_module.spare_slot_table({key: evaluated})[5:]
+    assert row.startswith("| adaslot-k3-seed0 |") and row.count("|") == 2 + len(study_module.SPARE_LABELS)
