@@ -45,7 +45,8 @@ the sweep share is trained once. Interrupting is safe: finished runs are skipped
 resumes exactly from its last checkpoint. A run folder trained with another recipe (the preset changed
 since) is refused rather than reused. ``--aggregators`` and ``--part`` choose what this process trains,
 so disjoint shares can run side by side; every process ends by writing the report of the whole study
-from the runs finished so far, listing the missing ones (``--report-only`` does only that).
+from the runs finished so far, listing the missing ones (``--report-only`` does only that,
+``--no-report`` skips it).
 """
 
 from __future__ import annotations
@@ -147,6 +148,9 @@ class Study:
     """Which part of the study this process trains."""
     report_only: bool = False
     """Train nothing: write the report from the finished runs and list the missing ones."""
+    report: bool = True
+    """Report at the end (``--no-report``: only train, for shares whose report another process writes;
+    evaluating every finished run takes minutes)."""
     steps: int | None = None
     """Training steps (None: the preset's). Only for quick looks: everything else, the MetaSlot prune
     ramp included, stays the preset's."""
@@ -982,10 +986,13 @@ def write_report(study: Study, evaluated: dict[RunKey, Evaluated], missing: list
 
 
 def run_study(study: Study) -> dict[str, Any]:
-    """Train (or resume, or skip) this process's runs, then report every finished run of the study."""
+    """Train (or resume, or skip) this process's runs, then report every finished run of the study
+    (unless ``--no-report``)."""
     if not study.report_only:
         for key in runs_to_train(study):
             train_run(study, key)
+        if not study.report:
+            return {}
     finished = [key for key in all_runs(study) if is_finished(study, key)]
     reused = previous_runs(study, [key for key in all_runs(study) if key not in finished])
     missing = [

@@ -121,6 +121,8 @@ def test_tiny_study_trains_once_resumes_and_reports(study_module, tmp_path: Path
 
     study_module.main([*arguments, "--part", "main", "--output", str(out)])
     assert not (runs / "slot-attention-k2-seed0").exists()
+    study_module.main([*arguments, "--part", "main", "--no-report", "--output", str(tmp_path / "none")])
+    assert not (tmp_path / "none").exists()  # trained nothing new, and wrote no report
     study_module.main([*arguments, "--report-only", "--output", str(partial)])
     report = json.loads((partial / "shapes_study.json").read_text())
     assert report["missing"] == [
