@@ -873,8 +873,9 @@ def save_sparsity_plot(
             )
         axis.set_xscale("log")
         axis.set_xlabel("sparsity weight λ")
-        axis.set_ylabel(f"{label} (mean ± std over seeds)")
+        axis.set_ylabel(label)
         axis.legend(fontsize=8)
+    figure.suptitle("AdaSlot against its sparsity weight (mean ± std over seeds)", fontsize=10)
     return save_figure(figure, path)
 
 
